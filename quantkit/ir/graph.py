@@ -1,0 +1,118 @@
+"""The IR: tensors and ops linked by object references.
+
+Ops are TFLite builtins (``OpType``) with their options as frozen dataclasses
+(``quantkit.ir.options``). Nothing here knows flatbuffer indices: the writer assigns them.
+A ``None`` dimension is dynamic (written as -1 in ``shape_signature``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from quantkit.types import OpType, QuantParams
+
+
+@dataclass(eq=False)
+class Tensor:
+    """A value in the graph: an activation, a graph input, or a constant (``data`` set)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...] | None  # None: rank unknown
+    data: np.ndarray | None = None
+    quant: QuantParams | None = None
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def static_shape(self) -> bool:
+        return self.shape is not None and all(d is not None for d in self.shape)
+
+    def __repr__(self) -> str:
+        kind = "const" if self.is_const else "tensor"
+        return f"<{kind} {self.name!r} {np.dtype(self.dtype).name}{list(self.shape or [])}>"
+
+
+def const(name: str, value: Any, dtype: Any = None) -> Tensor:
+    """A constant tensor holding ``value`` (a numpy array or anything ``np.asarray`` takes)."""
+    data = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+    return Tensor(name, data.dtype, tuple(data.shape), data)
+
+
+@dataclass(eq=False)
+class Op:
+    """One TFLite operator. ``inputs`` may hold ``None`` for an absent optional input."""
+
+    type: OpType
+    inputs: list[Tensor | None]
+    outputs: list[Tensor]
+    options: Any = None
+    name: str = ""  # the TF node it came from, for error messages
+    custom_code: str | None = None  # for OpType.CUSTOM
+
+    def __repr__(self) -> str:
+        return f"<{self.type.name} {self.name!r}>"
+
+
+@dataclass(eq=False)
+class Graph:
+    """A subgraph: ops in topological order, its inputs and outputs, and signature names."""
+
+    ops: list[Op] = field(default_factory=list)
+    inputs: list[Tensor] = field(default_factory=list)
+    outputs: list[Tensor] = field(default_factory=list)
+    input_names: list[str] = field(default_factory=list)  # signature names, one per input
+    output_names: list[str] = field(default_factory=list)
+    signature_key: str = "serving_default"
+    name: str = "main"
+
+    # --- queries -------------------------------------------------------------------------
+    def producers(self) -> dict[Tensor, Op]:
+        return {t: op for op in self.ops for t in op.outputs}
+
+    def consumers(self) -> dict[Tensor, list[Op]]:
+        uses: dict[Tensor, list[Op]] = {}
+        for op in self.ops:
+            for t in op.inputs:
+                if t is not None:
+                    uses.setdefault(t, []).append(op)
+        return uses
+
+    def tensors(self) -> list[Tensor]:
+        """Every tensor the graph uses, in first-use order (inputs first)."""
+        seen: dict[Tensor, None] = dict.fromkeys(self.inputs)
+        for op in self.ops:
+            for t in [*op.inputs, *op.outputs]:
+                if t is not None:
+                    seen.setdefault(t, None)
+        for t in self.outputs:
+            seen.setdefault(t, None)
+        return list(seen)
+
+    # --- edits ---------------------------------------------------------------------------
+    def replace_uses(self, old: Tensor, new: Tensor) -> None:
+        """Make every reader of ``old`` (ops and graph outputs) read ``new`` instead."""
+        for op in self.ops:
+            op.inputs = [new if t is old else t for t in op.inputs]
+        self.outputs = [new if t is old else t for t in self.outputs]
+
+    def remove_ops(self, dead: Iterable[Op]) -> None:
+        dead_ids = {id(op) for op in dead}
+        self.ops = [op for op in self.ops if id(op) not in dead_ids]
+
+    def remove_dead_ops(self) -> int:
+        """Drop ops none of whose outputs reach a graph output. Returns how many went."""
+        live: set[Tensor] = set(self.outputs)
+        kept: list[Op] = []
+        for op in reversed(self.ops):
+            if any(t in live for t in op.outputs):
+                kept.append(op)
+                live.update(t for t in op.inputs if t is not None)
+        removed = len(self.ops) - len(kept)
+        self.ops = kept[::-1]
+        return removed

@@ -1,0 +1,172 @@
+"""Operator options as frozen dataclasses.
+
+Each class is named after its table in the TFLite schema and its fields carry the schema's
+field names, so the writer can serialize any of them through the schema binding generically
+(``Conv2DOptions.stride_w`` → ``tflite.Conv2DOptions.AddStrideW``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quantkit.types import Activation, Padding, TensorType
+
+
+@dataclass(frozen=True)
+class Conv2DOptions:
+    padding: Padding
+    stride_w: int = 1
+    stride_h: int = 1
+    fused_activation_function: Activation = Activation.NONE
+    dilation_w_factor: int = 1
+    dilation_h_factor: int = 1
+
+
+@dataclass(frozen=True)
+class DepthwiseConv2DOptions:
+    padding: Padding
+    stride_w: int = 1
+    stride_h: int = 1
+    depth_multiplier: int = 1
+    fused_activation_function: Activation = Activation.NONE
+    dilation_w_factor: int = 1
+    dilation_h_factor: int = 1
+
+
+@dataclass(frozen=True)
+class FullyConnectedOptions:
+    fused_activation_function: Activation = Activation.NONE
+    keep_num_dims: bool = False
+
+
+@dataclass(frozen=True)
+class TransposeConvOptions:
+    padding: Padding
+    stride_w: int = 1
+    stride_h: int = 1
+    fused_activation_function: Activation = Activation.NONE
+
+
+@dataclass(frozen=True)
+class Pool2DOptions:
+    padding: Padding
+    stride_w: int
+    stride_h: int
+    filter_width: int
+    filter_height: int
+    fused_activation_function: Activation = Activation.NONE
+
+
+@dataclass(frozen=True)
+class AddOptions:
+    fused_activation_function: Activation = Activation.NONE
+
+
+@dataclass(frozen=True)
+class SubOptions:
+    fused_activation_function: Activation = Activation.NONE
+
+
+@dataclass(frozen=True)
+class MulOptions:
+    fused_activation_function: Activation = Activation.NONE
+
+
+@dataclass(frozen=True)
+class DivOptions:
+    fused_activation_function: Activation = Activation.NONE
+
+
+@dataclass(frozen=True)
+class ConcatenationOptions:
+    axis: int
+    fused_activation_function: Activation = Activation.NONE
+
+
+@dataclass(frozen=True)
+class ReducerOptions:
+    keep_dims: bool = False
+
+
+@dataclass(frozen=True)
+class SqueezeOptions:
+    squeeze_dims: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class StridedSliceOptions:
+    begin_mask: int = 0
+    end_mask: int = 0
+    ellipsis_mask: int = 0
+    new_axis_mask: int = 0
+    shrink_axis_mask: int = 0
+
+
+@dataclass(frozen=True)
+class SoftmaxOptions:
+    beta: float = 1.0
+
+
+@dataclass(frozen=True)
+class LeakyReluOptions:
+    alpha: float
+
+
+@dataclass(frozen=True)
+class ResizeBilinearOptions:
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+
+@dataclass(frozen=True)
+class ResizeNearestNeighborOptions:
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    values_count: int
+    axis: int = 0
+
+
+@dataclass(frozen=True)
+class CastOptions:
+    in_data_type: TensorType
+    out_data_type: TensorType
+
+
+@dataclass(frozen=True)
+class ShapeOptions:
+    out_type: TensorType = TensorType.INT32
+
+
+@dataclass(frozen=True)
+class GatherOptions:
+    axis: int = 0
+    batch_dims: int = 0
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    num_splits: int
+
+
+@dataclass(frozen=True)
+class ArgMaxOptions:
+    output_type: TensorType = TensorType.INT64
+
+
+@dataclass(frozen=True)
+class BatchMatMulOptions:
+    adj_x: bool = False
+    adj_y: bool = False
+
+
+@dataclass(frozen=True)
+class GeluOptions:
+    approximate: bool = False
+
+
+# Activations that can be fused into a producer's ``fused_activation_function``.
+FUSABLE_ACTIVATIONS = ("RELU", "RELU6", "RELU_N1_TO_1", "TANH")

@@ -1,0 +1,107 @@
+"""Plain types shared by every stage of quantkit (a leaf module: it imports no quantkit code).
+
+Enums mirror the public API of ``tf.lite`` (``Optimize``, ``OpsSet``) and the TFLite schema
+(``OpType``, ``Padding``, ``Activation``); their values come from the schema binding
+(the ``tflite`` package), never from hand-typed numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from tflite.ActivationFunctionType import ActivationFunctionType as _Act
+from tflite.BuiltinOperator import BuiltinOperator as _Builtin
+from tflite.Padding import Padding as _Padding
+from tflite.TensorType import TensorType as _TensorType
+
+
+class Optimize(enum.Enum):
+    """Same members as ``tf.lite.Optimize``."""
+
+    DEFAULT = "DEFAULT"
+    OPTIMIZE_FOR_SIZE = "OPTIMIZE_FOR_SIZE"
+    OPTIMIZE_FOR_LATENCY = "OPTIMIZE_FOR_LATENCY"
+    EXPERIMENTAL_SPARSITY = "EXPERIMENTAL_SPARSITY"
+
+
+class OpsSet(enum.Enum):
+    """Same members as ``tf.lite.OpsSet``."""
+
+    TFLITE_BUILTINS = "TFLITE_BUILTINS"
+    SELECT_TF_OPS = "SELECT_TF_OPS"
+    TFLITE_BUILTINS_INT8 = "TFLITE_BUILTINS_INT8"
+    EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 = (
+        "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
+    )
+
+
+class Phase(enum.Enum):
+    """The stage of the pipeline an error comes from (TF tags its steps the same way)."""
+
+    OPTIONS = "options"
+    CAPTURE = "capture"
+    LOWERING = "lowering"
+    PASSES = "passes"
+    WRITING = "writing"
+
+
+class ConversionError(ValueError):
+    """A user-facing conversion error; a ValueError, as TF's converter raises.
+
+    The message always starts with the phase, e.g. ``[lowering] unsupported ops: ...``.
+    """
+
+    def __init__(self, phase: Phase, message: str):
+        self.phase = phase
+        super().__init__(f"[{phase.value}] {message}")
+
+
+class NotYetSupportedError(ConversionError, NotImplementedError):
+    """An attribute the API accepts but this version of quantkit does not implement yet."""
+
+
+class Padding(enum.IntEnum):
+    SAME = _Padding.SAME
+    VALID = _Padding.VALID
+
+
+class Activation(enum.IntEnum):
+    """Fused activation functions (``ActivationFunctionType`` in the schema)."""
+
+    NONE = _Act.NONE
+    RELU = _Act.RELU
+    RELU_N1_TO_1 = _Act.RELU_N1_TO_1
+    RELU6 = _Act.RELU6
+    TANH = _Act.TANH
+
+
+def _builtin_members() -> dict[str, int]:
+    return {k: v for k, v in vars(_Builtin).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+# Every TFLite builtin operator, by its schema name (OpType.CONV_2D, OpType.HARD_SWISH, ...).
+OpType = enum.IntEnum("OpType", _builtin_members())
+
+
+class TensorType(enum.IntEnum):
+    """Element types quantkit writes (``TensorType`` in the schema)."""
+
+    FLOAT32 = _TensorType.FLOAT32
+    FLOAT16 = _TensorType.FLOAT16
+    INT32 = _TensorType.INT32
+    INT64 = _TensorType.INT64
+    INT16 = _TensorType.INT16
+    INT8 = _TensorType.INT8
+    UINT8 = _TensorType.UINT8
+    BOOL = _TensorType.BOOL
+    STRING = _TensorType.STRING
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Affine quantization of a tensor: ``r = s·(q − z)``; per-channel along ``axis`` when given."""
+
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+    axis: int | None = None
