@@ -1,0 +1,18 @@
+"""quantkit: a post-training quantization toolkit with ``tf.lite.TFLiteConverter``'s API.
+
+    conv = quantkit.TFLiteConverter.from_keras_model(model)
+    tflite_bytes = conv.convert()
+"""
+
+import os as _os
+
+# TF's C++ logging is not quantkit's output; users who want it can set the variable first.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from quantkit.converter import RepresentativeDataset, TargetSpec, TFLiteConverter  # noqa: E402
+from quantkit.types import ConversionError, NotYetSupportedError, Optimize, OpsSet  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["TFLiteConverter", "TargetSpec", "RepresentativeDataset", "Optimize", "OpsSet",
+           "ConversionError", "NotYetSupportedError", "__version__"]

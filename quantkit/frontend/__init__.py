@@ -1,0 +1,1 @@
+"""Frontends: TF models → frozen graphs (capture) → quantkit IR (lowering)."""

@@ -1,0 +1,342 @@
+"""The lowering table: one row per TF op type → a handler that emits TFLite-level IR ops.
+
+Weight layouts change on the way (TF conv filters are HWIO, TFLite's are OHWI; MatMul's
+``[in, out]`` becomes FULLY_CONNECTED's ``[out, in]``); constant weights are transposed in
+numpy, dynamic ones through a TRANSPOSE op. Activations stay separate ops here and are fused
+by ``passes.fuse_activations``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from quantkit.frontend.lower import LoweringContext
+from quantkit.ir import options as o
+from quantkit.ir.graph import Tensor
+from quantkit.types import ConversionError, OpType, Padding, Phase, TensorType
+
+Handler = Callable[[LoweringContext], None]
+
+
+def _padding(ctx: LoweringContext) -> Padding:
+    padding = ctx.attr("padding")
+    if padding not in ("SAME", "VALID"):
+        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: padding {padding!r} is not "
+                              "supported (only SAME and VALID)")
+    return Padding[padding]
+
+
+def _check_nhwc(ctx: LoweringContext) -> None:
+    fmt = ctx.attr("data_format")
+    if fmt not in ("NHWC", "NDHWC"):
+        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: data_format {fmt!r}; TFLite "
+                              "runs NHWC only")
+
+
+def _hw(values: list[int]) -> tuple[int, int]:
+    """(h, w) from an NHWC strides/dilations/ksize attribute."""
+    return int(values[1]), int(values[2])
+
+
+def _transposed(ctx: LoweringContext, tensor: Tensor, perm: tuple[int, ...], suffix: str) -> Tensor:
+    shape = None if tensor.shape is None else tuple(tensor.shape[p] for p in perm)
+    out = ctx.new_tensor(suffix, tensor, shape)
+    return ctx.emit(OpType.TRANSPOSE, [tensor, ctx.constant(f"{suffix}/perm", perm, np.int32)],
+                    outputs=[out], out_index=None)
+
+
+def _reshaped(ctx: LoweringContext, tensor: Tensor, shape: tuple[int, ...], suffix: str) -> Tensor:
+    out = ctx.new_tensor(suffix, tensor, tuple(None if d == -1 else d for d in shape))
+    return ctx.emit(OpType.RESHAPE, [tensor, ctx.constant(f"{suffix}/shape", shape, np.int32)],
+                    outputs=[out], out_index=None)
+
+
+def _zero_bias(ctx: LoweringContext, channels: int, dtype: np.dtype) -> Tensor:
+    return ctx.constant("bias", np.zeros([channels], dtype))
+
+
+# --- convolutions and matmul -------------------------------------------------------------
+def conv2d(ctx: LoweringContext) -> None:
+    _check_nhwc(ctx)
+    x, w = ctx.input(0), ctx.input(1)
+    sh, sw = _hw(ctx.attr("strides"))
+    dh, dw = _hw(ctx.attr("dilations"))
+    w_ohwi = _transposed(ctx, w, (3, 0, 1, 2), "filter_ohwi")
+    bias = _zero_bias(ctx, w.shape[3], w.dtype)
+    ctx.emit(OpType.CONV_2D, [x, w_ohwi, bias],
+             o.Conv2DOptions(_padding(ctx), sw, sh, dilation_w_factor=dw, dilation_h_factor=dh))
+
+
+def depthwise_conv2d(ctx: LoweringContext) -> None:
+    _check_nhwc(ctx)
+    x, w = ctx.input(0), ctx.input(1)
+    kh, kw, cin, mult = w.shape
+    sh, sw = _hw(ctx.attr("strides"))
+    dh, dw = _hw(ctx.attr("dilations"))
+    w_1hwc = _reshaped(ctx, w, (1, kh, kw, cin * mult), "filter_1hwc")
+    bias = _zero_bias(ctx, cin * mult, w.dtype)
+    ctx.emit(OpType.DEPTHWISE_CONV_2D, [x, w_1hwc, bias],
+             o.DepthwiseConv2DOptions(_padding(ctx), sw, sh, mult, dilation_w_factor=dw,
+                                      dilation_h_factor=dh))
+
+
+def conv2d_transpose(ctx: LoweringContext) -> None:
+    """Conv2DBackpropInput(output_shape, filter HW(Cout)(Cin), x) → TRANSPOSE_CONV."""
+    _check_nhwc(ctx)
+    out_shape, w, x = ctx.input(0), ctx.input(1), ctx.input(2)
+    sh, sw = _hw(ctx.attr("strides"))
+    if _hw(ctx.attr("dilations")) != (1, 1):
+        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: dilated transposed "
+                              "convolution has no TFLite builtin")
+    if not out_shape.is_const:  # Keras computes it from the dynamic batch; TFLite wants it fixed
+        static = ctx.output_tensor().shape
+        out_shape = ctx.constant("output_shape", [1 if d is None else d for d in static], np.int32)
+    w_ohwi = _transposed(ctx, w, (2, 0, 1, 3), "filter_ohwi")
+    bias = _zero_bias(ctx, w.shape[2], w.dtype)
+    ctx.emit(OpType.TRANSPOSE_CONV, [out_shape, w_ohwi, x, bias],
+             o.TransposeConvOptions(_padding(ctx), sw, sh))
+
+
+def matmul(ctx: LoweringContext) -> None:
+    x, w = ctx.input(0), ctx.input(1)
+    if ctx.attr("transpose_a"):
+        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: MatMul with transpose_a")
+    w_oi = w if ctx.attr("transpose_b") else _transposed(ctx, w, (1, 0), "weights_oi")
+    units = w_oi.shape[0]
+    ctx.emit(OpType.FULLY_CONNECTED, [x, w_oi, _zero_bias(ctx, units, w.dtype)],
+             o.FullyConnectedOptions())
+
+
+def batch_matmul(ctx: LoweringContext) -> None:
+    """x @ W with a constant 2-D W → FULLY_CONNECTED on N-D input; else BATCH_MATMUL."""
+    x, w = ctx.input(0), ctx.input(1)
+    adj_x, adj_y = bool(ctx.attr("adj_x")), bool(ctx.attr("adj_y"))
+    if w.is_const and w.data.ndim == 2 and not adj_x:
+        w_oi = w if adj_y else _transposed(ctx, w, (1, 0), "weights_oi")
+        ctx.emit(OpType.FULLY_CONNECTED, [x, w_oi, _zero_bias(ctx, w_oi.shape[0], w.dtype)],
+                 o.FullyConnectedOptions(keep_num_dims=True))
+    else:
+        ctx.emit(OpType.BATCH_MATMUL, [x, w], o.BatchMatMulOptions(adj_x, adj_y))
+
+
+def bias_add(ctx: LoweringContext) -> None:
+    _check_nhwc(ctx)
+    ctx.emit(OpType.ADD, ctx.inputs(), o.AddOptions())
+
+
+def fused_batch_norm(ctx: LoweringContext) -> None:
+    """Inference BatchNorm: y = x·a + b, a = γ/√(σ² + ε), b = β − μ·a (folded by passes)."""
+    _check_nhwc(ctx)
+    if ctx.attr("is_training"):
+        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: BatchNorm in training mode; "
+                              "trace the model with training=False")
+    gamma, beta, mean, var = (ctx.const_input(i).astype(np.float64) for i in range(1, 5))
+    scale = gamma / np.sqrt(var + ctx.attr("epsilon"))
+    x = ctx.input(0)
+    scaled = ctx.emit(OpType.MUL, [x, ctx.constant("scale", scale, x.dtype)], o.MulOptions(),
+                      outputs=[ctx.new_tensor("scaled", x)], out_index=None)
+    ctx.emit(OpType.ADD, [scaled, ctx.constant("offset", beta - mean * scale, x.dtype)],
+             o.AddOptions())
+
+
+# --- pooling and reductions ----------------------------------------------------------------
+def _pool(op_type: OpType) -> Handler:
+    def handler(ctx: LoweringContext) -> None:
+        _check_nhwc(ctx)
+        kh, kw = _hw(ctx.attr("ksize"))
+        sh, sw = _hw(ctx.attr("strides"))
+        ctx.emit(op_type, [ctx.input(0)], o.Pool2DOptions(_padding(ctx), sw, sh, kw, kh))
+    return handler
+
+
+def _reduce(op_type: OpType) -> Handler:
+    def handler(ctx: LoweringContext) -> None:
+        axes = ctx.const_input(1).astype(np.int32).reshape(-1)
+        ctx.emit(op_type, [ctx.input(0), ctx.constant("axes", axes)],
+                 o.ReducerOptions(bool(ctx.attr("keep_dims"))))
+    return handler
+
+
+# --- elementwise -----------------------------------------------------------------------------
+_BINARY_OPTIONS = {OpType.ADD: o.AddOptions, OpType.SUB: o.SubOptions, OpType.MUL: o.MulOptions,
+                   OpType.DIV: o.DivOptions}
+
+
+def _binary(op_type: OpType) -> Handler:
+    make_options = _BINARY_OPTIONS.get(op_type)
+
+    def handler(ctx: LoweringContext) -> None:
+        ctx.emit(op_type, ctx.inputs(), make_options() if make_options else None)
+    return handler
+
+
+def _unary(op_type: OpType) -> Handler:
+    def handler(ctx: LoweringContext) -> None:
+        ctx.emit(op_type, [ctx.input(0)])
+    return handler
+
+
+def softmax(ctx: LoweringContext) -> None:
+    ctx.emit(OpType.SOFTMAX, [ctx.input(0)], o.SoftmaxOptions(1.0))
+
+
+def leaky_relu(ctx: LoweringContext) -> None:
+    ctx.emit(OpType.LEAKY_RELU, [ctx.input(0)], o.LeakyReluOptions(float(ctx.attr("alpha"))))
+
+
+def cast(ctx: LoweringContext) -> None:
+    x, out = ctx.input(0), ctx.output_tensor()
+    if np.dtype(x.dtype) == np.dtype(out.dtype):
+        ctx.alias(x)
+        return
+    ctx.emit(OpType.CAST, [x], o.CastOptions(_tensor_type(ctx, x.dtype),
+                                             _tensor_type(ctx, out.dtype)))
+
+
+def _tensor_type(ctx: LoweringContext, dtype: np.dtype) -> TensorType:
+    try:
+        return TensorType[np.dtype(dtype).name.upper()]
+    except KeyError:
+        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: dtype {np.dtype(dtype).name} "
+                              "has no TFLite tensor type") from None
+
+
+# --- shapes and data movement -------------------------------------------------------------------
+def reshape(ctx: LoweringContext) -> None:
+    x, shape = ctx.input(0), ctx.input(1)
+    if shape.is_const:
+        shape = ctx.constant("shape", shape.data.astype(np.int32))
+    ctx.emit(OpType.RESHAPE, [x, shape])
+
+
+def squeeze(ctx: LoweringContext) -> None:
+    ctx.emit(OpType.SQUEEZE, [ctx.input(0)],
+             o.SqueezeOptions(tuple(int(d) for d in ctx.attr("squeeze_dims"))))
+
+
+def expand_dims(ctx: LoweringContext) -> None:
+    axis = ctx.input(1)
+    ctx.emit(OpType.EXPAND_DIMS, [ctx.input(0), ctx.constant("axis", axis.data, np.int32)
+                                  if axis.is_const else axis])
+
+
+def transpose(ctx: LoweringContext) -> None:
+    perm = ctx.const_input(1).astype(np.int32)
+    x = ctx.input(0)
+    if np.array_equal(perm, np.arange(len(perm))):
+        ctx.alias(x)  # Tensordot transposes by the identity
+        return
+    ctx.emit(OpType.TRANSPOSE, [x, ctx.constant("perm", perm)])
+
+
+def concat(ctx: LoweringContext) -> None:
+    values = ctx.inputs()[:-1]
+    axis = int(ctx.const_input(len(values)))
+    rank = len(ctx.output_tensor().shape or ())
+    ctx.emit(OpType.CONCATENATION, values, o.ConcatenationOptions(axis % rank if rank else axis))
+
+
+def pack(ctx: LoweringContext) -> None:
+    values = ctx.inputs()
+    ctx.emit(OpType.PACK, values, o.PackOptions(len(values), int(ctx.attr("axis"))))
+
+
+def pad(ctx: LoweringContext) -> None:
+    paddings = ctx.const_input(1).astype(np.int32)
+    inputs = [ctx.input(0), ctx.constant("paddings", paddings)]
+    if ctx.node.type == "PadV2":
+        value = ctx.const_input(2)
+        if np.any(value != 0):
+            ctx.emit(OpType.PADV2, inputs + [ctx.input(2)])
+            return
+    ctx.emit(OpType.PAD, inputs)
+
+
+def strided_slice(ctx: LoweringContext) -> None:
+    begin, end, strides = (ctx.input(i) for i in (1, 2, 3))
+    options = o.StridedSliceOptions(*(int(ctx.attr(m)) for m in (
+        "begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")))
+    ctx.emit(OpType.STRIDED_SLICE, [ctx.input(0), begin, end, strides], options)
+
+
+def shape(ctx: LoweringContext) -> None:
+    out = ctx.output_tensor()
+    ctx.emit(OpType.SHAPE, [ctx.input(0)], o.ShapeOptions(_tensor_type(ctx, out.dtype)))
+
+
+def gather(ctx: LoweringContext) -> None:
+    axis = int(ctx.const_input(2))
+    ctx.emit(OpType.GATHER, [ctx.input(0), ctx.input(1)],
+             o.GatherOptions(axis, int(ctx.attr("batch_dims"))))
+
+
+def _resize(op_type: OpType, options: type) -> Handler:
+    def handler(ctx: LoweringContext) -> None:
+        size = ctx.input(1)
+        ctx.emit(op_type, [ctx.input(0), ctx.constant("size", size.data, np.int32)
+                           if size.is_const else size],
+                 options(bool(ctx.attr("align_corners")), bool(ctx.attr("half_pixel_centers"))))
+    return handler
+
+
+def lower_custom(ctx: LoweringContext) -> None:
+    """An op with no builtin becomes a custom op named by its TF type (allow_custom_ops)."""
+    node = ctx.node
+    outputs = [ctx.output_tensor(i) for i in range(len(node.outputs))]
+    ctx.emit(OpType.CUSTOM, ctx.inputs(), outputs=outputs)
+    ctx.graph.ops[-1].custom_code = node.type
+
+
+LOWERINGS: dict[str, Handler] = {
+    "Conv2D": conv2d,
+    "DepthwiseConv2dNative": depthwise_conv2d,
+    "Conv2DBackpropInput": conv2d_transpose,
+    "MatMul": matmul,
+    "BatchMatMulV2": batch_matmul,
+    "BatchMatMulV3": batch_matmul,
+    "BiasAdd": bias_add,
+    "FusedBatchNormV3": fused_batch_norm,
+    "FusedBatchNorm": fused_batch_norm,
+    "MaxPool": _pool(OpType.MAX_POOL_2D),
+    "AvgPool": _pool(OpType.AVERAGE_POOL_2D),
+    "Mean": _reduce(OpType.MEAN),
+    "Max": _reduce(OpType.REDUCE_MAX),
+    "Sum": _reduce(OpType.SUM),
+    "Prod": _reduce(OpType.REDUCE_PROD),
+    "Add": _binary(OpType.ADD),
+    "AddV2": _binary(OpType.ADD),
+    "Sub": _binary(OpType.SUB),
+    "Mul": _binary(OpType.MUL),
+    "RealDiv": _binary(OpType.DIV),
+    "Maximum": _binary(OpType.MAXIMUM),
+    "Minimum": _binary(OpType.MINIMUM),
+    "SquaredDifference": _binary(OpType.SQUARED_DIFFERENCE),
+    "Relu": _unary(OpType.RELU),
+    "Relu6": _unary(OpType.RELU6),
+    "LeakyRelu": leaky_relu,
+    "Sigmoid": _unary(OpType.LOGISTIC),
+    "Tanh": _unary(OpType.TANH),
+    "Softmax": softmax,
+    "Rsqrt": _unary(OpType.RSQRT),
+    "Sqrt": _unary(OpType.SQRT),
+    "Neg": _unary(OpType.NEG),
+    "Exp": _unary(OpType.EXP),
+    "Square": _unary(OpType.SQUARE),
+    "Cast": cast,
+    "Reshape": reshape,
+    "Squeeze": squeeze,
+    "ExpandDims": expand_dims,
+    "Transpose": transpose,
+    "ConcatV2": concat,
+    "Pack": pack,
+    "Pad": pad,
+    "PadV2": pad,
+    "StridedSlice": strided_slice,
+    "Shape": shape,
+    "GatherV2": gather,
+    "ResizeBilinear": _resize(OpType.RESIZE_BILINEAR, o.ResizeBilinearOptions),
+    "ResizeNearestNeighbor": _resize(OpType.RESIZE_NEAREST_NEIGHBOR,
+                                     o.ResizeNearestNeighborOptions),
+}

@@ -1,0 +1,59 @@
+"""Graph passes over the IR. ``run_passes`` applies them in a fixed order, to a fixpoint.
+
+Order matters: patterns that need to see separate ops (HARD_SWISH, PRELU) run before the
+folds that would merge their pieces, and activation fusion runs last.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from quantkit.ir.graph import Graph
+from quantkit.passes.affine import fold_affine_into_next, merge_affine_chains
+from quantkit.passes.cleanup import constant_operands, noop_elementwise, static_reshapes
+from quantkit.passes.fold_batchnorm import fold_batchnorm
+from quantkit.passes.fold_constants import fold_constants
+from quantkit.passes.fuse_activations import fuse_activations
+from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad
+from quantkit.passes.patterns import hard_swish, nd_fully_connected, prelu
+from quantkit.types import ConversionError, Phase
+
+Pass = Callable[[Graph], bool]
+
+PIPELINE: tuple[Pass, ...] = (
+    fold_constants,
+    static_reshapes,
+    constant_operands,
+    noop_elementwise,
+    hard_swish,
+    prelu,
+    nd_fully_connected,
+    fold_batchnorm,
+    merge_affine_chains,
+    mul_through_pad,
+    fold_affine_into_next,
+    fold_pad_into_conv,
+)
+FINAL: tuple[Pass, ...] = (fuse_activations,)
+MAX_ROUNDS = 50
+
+
+def run_passes(graph: Graph) -> Graph:
+    """Run the pipeline until nothing changes, then the final passes. Edits ``graph`` in place."""
+    for _ in range(MAX_ROUNDS):
+        if not any([_run(p, graph) for p in PIPELINE]):
+            break
+    for p in FINAL:
+        _run(p, graph)
+    graph.remove_dead_ops()
+    return graph
+
+
+def _run(p: Pass, graph: Graph) -> bool:
+    try:
+        return p(graph)
+    except ConversionError:
+        raise
+    except Exception as e:  # a pass bug must still say where it happened
+        raise ConversionError(Phase.PASSES, f"pass {p.__name__} failed on graph "
+                              f"{graph.name!r}: {type(e).__name__}: {e}") from e

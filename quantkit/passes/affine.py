@@ -1,0 +1,110 @@
+"""Fold standalone affine ops (Keras ``Rescaling``/``Normalization``, BatchNorm after ReLU).
+
+Two rewrites, both on MUL/ADD by a per-channel constant:
+
+* merge a chain into one ``x·m + a``: ``(x + a)·m = x·m + a·m``;
+* fold into the next op where that is exact: a convolution or FULLY_CONNECTED reads every
+  input value through its weights, so ``conv(x·m + a, W) = conv(x, W·m) + Σ W·a``. SAME padding
+  pads ``x·m + a`` with zeros, which ``x`` padded then scaled matches (``0·m = 0``) but ``x``
+  padded then shifted does not: ADD folds only into VALID convolutions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quantkit.ir import options as o
+from quantkit.ir.graph import Graph, Op, const
+from quantkit.passes.util import Uses, channel_vector, same_shape, split_const
+from quantkit.types import OpType, Padding
+
+_AFFINE = (OpType.MUL, OpType.ADD)
+
+
+def _affine(op: Op) -> tuple | None:
+    """(x, per-channel vector) for MUL/ADD by a channel constant with no fused activation."""
+    if op.type not in _AFFINE or op.options.fused_activation_function:
+        return None
+    split = split_const(op)
+    if split is None or not same_shape(split[0], op.outputs[0]):
+        return None
+    vector = channel_vector(split[1], op.outputs[0])
+    return None if vector is None else (split[0], vector)
+
+
+def _set_const(op: Op, op_type: OpType, x, vector: np.ndarray) -> None:
+    dtype = op.outputs[0].dtype
+    op.type = op_type
+    op.options = o.MulOptions() if op_type == OpType.MUL else o.AddOptions()
+    op.inputs = [x, const(f"{op.outputs[0].name}/{op_type.name.lower()}", vector.astype(dtype))]
+
+
+def merge_affine_chains(graph: Graph) -> bool:
+    """Merge MUL/ADD-by-constant chains into at most one MUL followed by one ADD."""
+    uses = Uses(graph)
+    for first in graph.ops:
+        a = _affine(first)
+        second = uses.only_consumer(first.outputs[0]) if a else None
+        b = _affine(second) if second is not None else None
+        if b is None or b[0] is not first.outputs[0]:
+            continue
+        x, v1 = a
+        v2 = b[1]
+        if first.type == second.type:  # x·m1·m2 or x + a1 + a2: one op
+            merged = v1 * v2 if first.type == OpType.MUL else v1 + v2
+            _set_const(second, first.type, x, merged)
+            graph.remove_ops([first])
+            return True
+        if first.type == OpType.ADD:  # (x + a)·m → x·m + a·m
+            _set_const(first, OpType.MUL, x, v2)
+            _set_const(second, OpType.ADD, first.outputs[0], v1 * v2)
+            return True
+    return False
+
+
+def _fold_into_consumer(affine: Op, x, consumer: Op, vector: np.ndarray) -> bool:
+    weights, bias = consumer.inputs[1], consumer.inputs[2]
+    if consumer.inputs[0] is not affine.outputs[0] or not weights.is_const \
+            or (bias is not None and not bias.is_const):
+        return False
+    # A MUL commutes with zero padding; an ADD does not.
+    exact = affine.type == OpType.MUL or consumer.type == OpType.FULLY_CONNECTED \
+        or consumer.options.padding == Padding.VALID
+    if not exact:
+        return False
+    if consumer.type == OpType.CONV_2D:
+        in_axis, sum_axes = 3, (1, 2, 3)
+    elif consumer.type == OpType.DEPTHWISE_CONV_2D and consumer.options.depth_multiplier == 1:
+        in_axis, sum_axes = 3, (0, 1, 2)
+    elif consumer.type == OpType.FULLY_CONNECTED and len(affine.outputs[0].shape or ()) == 2:
+        in_axis, sum_axes = 1, (1,)
+    else:
+        return False
+    w = weights.data.astype(np.float64)
+    shape = [1] * w.ndim
+    shape[in_axis] = vector.size
+    b = np.zeros(w.shape[0 if consumer.type != OpType.DEPTHWISE_CONV_2D else 3]) \
+        if bias is None else bias.data.astype(np.float64)
+    if affine.type == OpType.MUL:
+        w = w * vector.reshape(shape)
+    else:
+        b = b + (w * vector.reshape(shape)).sum(axis=sum_axes).reshape(-1)
+    consumer.inputs[1] = const(weights.name, w.astype(weights.dtype))
+    consumer.inputs[2] = const(f"{consumer.outputs[0].name}/bias", b.astype(weights.dtype))
+    consumer.inputs[0] = x
+    return True
+
+
+def fold_affine_into_next(graph: Graph) -> bool:
+    """Fold a MUL/ADD by a channel constant into the VALID conv or dense layer it feeds."""
+    uses = Uses(graph)
+    for op in graph.ops:
+        found = _affine(op)
+        consumer = uses.only_consumer(op.outputs[0]) if found else None
+        if consumer is None or consumer.type not in (
+                OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED):
+            continue
+        if _fold_into_consumer(op, found[0], consumer, found[1]):
+            graph.remove_ops([op])
+            return True
+    return False

@@ -1,0 +1,78 @@
+"""Canonicalization: static reshapes, DIV/SUB by constants, no-op elementwise ops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quantkit.ir import options as o
+from quantkit.ir.graph import Graph, Op, const
+from quantkit.passes.util import Uses, split_const
+from quantkit.types import OpType
+
+
+def static_reshapes(graph: Graph) -> bool:
+    """RESHAPE with a computed shape → a constant shape (the dynamic dim, if any, as -1).
+
+    This is what turns Keras ``Flatten``'s SHAPE/STRIDED_SLICE/PACK chain into one RESHAPE;
+    the chain itself is dropped as dead code afterwards.
+    """
+    changed = False
+    for op in graph.ops:
+        if op.type != OpType.RESHAPE or op.inputs[1].is_const:
+            continue
+        out_shape = op.outputs[0].shape
+        if out_shape is None or sum(d is None for d in out_shape) > 1:
+            continue
+        target = [-1 if d is None else d for d in out_shape]
+        op.inputs[1] = const(f"{op.outputs[0].name}/shape", target, np.int32)
+        changed = True
+    if changed:
+        graph.remove_dead_ops()
+    return changed
+
+
+def constant_operands(graph: Graph) -> bool:
+    """``x / c`` → ``x · (1/c)`` and ``x − c`` → ``x + (−c)``, so later folds see MUL and ADD."""
+    changed = False
+    for op in graph.ops:
+        if op.type not in (OpType.DIV, OpType.SUB) or not op.inputs[1].is_const \
+                or op.inputs[0].is_const:
+            continue
+        c = op.inputs[1].data
+        act = op.options.fused_activation_function
+        if op.type == OpType.DIV:
+            if not np.issubdtype(c.dtype, np.floating):
+                continue
+            op.type, op.options = OpType.MUL, o.MulOptions(act)
+            op.inputs[1] = const(f"{op.inputs[1].name}/reciprocal", (1.0 / c).astype(c.dtype))
+        else:
+            op.type, op.options = OpType.ADD, o.AddOptions(act)
+            op.inputs[1] = const(f"{op.inputs[1].name}/negated", -c)
+        changed = True
+    return changed
+
+
+def _is_noop(op: Op) -> bool:
+    """MUL by ones / ADD of zeros that change neither shape nor values."""
+    if op.type not in (OpType.MUL, OpType.ADD) or len(op.inputs) != 2:
+        return False
+    if getattr(op.options, "fused_activation_function", 0):
+        return False
+    split = split_const(op)
+    if split is None or split[0].shape != op.outputs[0].shape:
+        return False
+    x, c = split
+    identity = 1 if op.type == OpType.MUL else 0
+    return c.ndim <= len(x.shape or ()) and bool(np.all(c == identity))
+
+
+def noop_elementwise(graph: Graph) -> bool:
+    """Drop no-op MUL/ADD (Keras ``Rescaling`` with offset 0 emits one)."""
+    uses = Uses(graph)
+    dead = []
+    for op in graph.ops:
+        if _is_noop(op) and op.outputs[0] not in uses.outputs:
+            graph.replace_uses(op.outputs[0], split_const(op)[0])
+            dead.append(op)
+    graph.remove_ops(dead)
+    return bool(dead)

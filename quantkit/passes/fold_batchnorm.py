@@ -1,0 +1,85 @@
+"""Fold per-channel affine ops (BatchNorm, BiasAdd) into the convolution or matmul before them.
+
+    y = (conv(x, W) + b)·m + a   ⇒   y = conv(x, W·m) + (b·m + a)
+
+``m`` and ``a`` vary only along the output-channel axis. This covers inference BatchNorm in
+both forms TF traces it (FusedBatchNormV3, and Keras 3's Rsqrt/Mul/Sub/AddV2 chain, already
+constant-folded to one MUL and one ADD) and the BiasAdd that follows every Keras layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quantkit.ir.graph import Graph, Op, const
+from quantkit.passes.util import Uses, channel_vector, same_shape, split_const
+from quantkit.types import Activation, OpType
+
+# Where the output channels sit in each op's weights, and which inputs are weights and bias.
+_WEIGHT_AXIS = {OpType.CONV_2D: 0, OpType.DEPTHWISE_CONV_2D: 3, OpType.FULLY_CONNECTED: 0,
+                OpType.TRANSPOSE_CONV: 0}
+_WEIGHT_INPUT = {OpType.CONV_2D: 1, OpType.DEPTHWISE_CONV_2D: 1, OpType.FULLY_CONNECTED: 1,
+                 OpType.TRANSPOSE_CONV: 1}
+_BIAS_INPUT = {OpType.CONV_2D: 2, OpType.DEPTHWISE_CONV_2D: 2, OpType.FULLY_CONNECTED: 2,
+               OpType.TRANSPOSE_CONV: 3}
+
+
+def _foldable_producer(uses: Uses, op: Op) -> tuple[Op, np.ndarray] | None:
+    """(conv, per-channel vector) if ``op`` is MUL/ADD by a constant right after a conv."""
+    if op.type not in (OpType.MUL, OpType.ADD) or op.options.fused_activation_function:
+        return None
+    split = split_const(op)
+    if split is None:
+        return None
+    x, value = split
+    conv = uses.producer_of(x, *_WEIGHT_AXIS)
+    if conv is None or uses.only_consumer(x) is not op \
+            or conv.options.fused_activation_function != Activation.NONE:
+        return None
+    weights = conv.inputs[_WEIGHT_INPUT[conv.type]]
+    bias = conv.inputs[_BIAS_INPUT[conv.type]]
+    if not weights.is_const or (bias is not None and not bias.is_const):
+        return None
+    vector = channel_vector(value, op.outputs[0])
+    if vector is None or not same_shape(x, op.outputs[0]):
+        return None
+    return conv, vector
+
+
+def _apply(conv: Op, op: Op, vector: np.ndarray) -> None:
+    w_in, b_in = _WEIGHT_INPUT[conv.type], _BIAS_INPUT[conv.type]
+    weights = conv.inputs[w_in]
+    channels = weights.data.shape[_WEIGHT_AXIS[conv.type]]
+    bias = conv.inputs[b_in]
+    b = np.zeros(channels) if bias is None else bias.data.astype(np.float64)
+    if op.type == OpType.MUL:
+        shape = [1] * weights.data.ndim
+        shape[_WEIGHT_AXIS[conv.type]] = channels
+        w = weights.data.astype(np.float64) * vector.reshape(shape)
+        conv.inputs[w_in] = const(weights.name, w.astype(weights.dtype))
+        b = b * vector
+    else:
+        b = b + vector
+    conv.inputs[b_in] = const(f"{conv.outputs[0].name}/bias", b.astype(weights.dtype))
+    conv.outputs = list(op.outputs)  # the conv now produces what the affine op did
+
+
+def fold_batchnorm(graph: Graph) -> bool:
+    """Fold every MUL/ADD-by-constant that directly follows a conv/matmul into it."""
+    changed = False
+    while True:
+        uses = Uses(graph)
+        dead = []
+        touched: set[int] = set()
+        for op in graph.ops:
+            found = _foldable_producer(uses, op)
+            if found is None or id(found[0]) in touched:
+                continue
+            conv, vector = found
+            _apply(conv, op, vector)
+            touched.add(id(conv))
+            dead.append(op)
+        if not dead:
+            return changed
+        graph.remove_ops(dead)
+        changed = True

@@ -1,0 +1,127 @@
+"""Subgraph patterns that TFLite has one builtin for.
+
+* HARD_SWISH: ``x · relu6(x + 3) / 6`` (Keras ``hard_swish``; DIV is already MUL by 1/6);
+* PRELU: ``relu(x) + (−α) · relu(−x)`` (Keras ``PReLU``);
+* FULLY_CONNECTED on N-D input: Keras ``Dense`` on a 3-D tensor traces ``Tensordot``: RESHAPE
+  to 2-D, MatMul, RESHAPE back through a SHAPE/GATHER/CONCATENATION chain. One
+  FULLY_CONNECTED with ``keep_num_dims`` does the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quantkit.ir import options as o
+from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.passes.util import Uses, is_close_scalar, split_const
+from quantkit.types import OpType
+
+
+def _relu6_of_x_plus_3(uses: Uses, t: Tensor) -> Tensor | None:
+    """x if ``t = relu6(x + 3)``."""
+    relu6 = uses.producer_of(t, OpType.RELU6)
+    add = uses.producer_of(relu6.inputs[0], OpType.ADD) if relu6 else None
+    split = split_const(add) if add and not add.options.fused_activation_function else None
+    return split[0] if split and is_close_scalar(split[1], 3.0) else None
+
+
+def _match_hard_swish(uses: Uses, op: Op) -> Tensor | None:
+    """x if ``op`` computes x·relu6(x+3)/6 in one of the two orders Keras/TF write it."""
+    if op.type != OpType.MUL or op.options.fused_activation_function:
+        return None
+    split = split_const(op)
+    if split and is_close_scalar(split[1], 1 / 6):  # (x · relu6(x+3)) · 1/6
+        inner = uses.producer_of(split[0], OpType.MUL)
+        if inner and not inner.options.fused_activation_function:
+            for x, other in (inner.inputs, inner.inputs[::-1]):
+                if _relu6_of_x_plus_3(uses, other) is x:
+                    return x
+        return None
+    for x, other in (op.inputs, op.inputs[::-1]):  # x · (relu6(x+3) · 1/6)
+        scale = uses.producer_of(other, OpType.MUL)
+        s = split_const(scale) if scale else None
+        if s and is_close_scalar(s[1], 1 / 6) and _relu6_of_x_plus_3(uses, s[0]) is x:
+            return x
+    return None
+
+
+def hard_swish(graph: Graph) -> bool:
+    uses = Uses(graph)
+    changed = False
+    for op in graph.ops:
+        x = _match_hard_swish(uses, op)
+        if x is not None:
+            op.type, op.inputs, op.options = OpType.HARD_SWISH, [x], None
+            changed = True
+    if changed:
+        graph.remove_dead_ops()
+    return changed
+
+
+def _match_prelu(uses: Uses, op: Op) -> tuple[Tensor, np.ndarray] | None:
+    if op.type != OpType.ADD or op.options.fused_activation_function:
+        return None
+    for pos, neg in (op.inputs, op.inputs[::-1]):
+        relu = uses.producer_of(pos, OpType.RELU)
+        mul = uses.producer_of(neg, OpType.MUL)
+        split = split_const(mul) if relu and mul else None
+        relu_neg = uses.producer_of(split[0], OpType.RELU) if split else None
+        negate = uses.producer_of(relu_neg.inputs[0], OpType.NEG) if relu_neg else None
+        if negate is not None and negate.inputs[0] is relu.inputs[0]:
+            return relu.inputs[0], -split[1]
+    return None
+
+
+def prelu(graph: Graph) -> bool:
+    uses = Uses(graph)
+    changed = False
+    for op in graph.ops:
+        found = _match_prelu(uses, op)
+        if found is not None:
+            x, alpha = found
+            alpha_t = Tensor(f"{op.outputs[0].name}/alpha", alpha.dtype, tuple(alpha.shape), alpha)
+            op.type, op.inputs, op.options = OpType.PRELU, [x, alpha_t], None
+            changed = True
+    if changed:
+        graph.remove_dead_ops()
+    return changed
+
+
+def _restores_leading_dims(uses: Uses, shape_in: Tensor, x: Tensor, units: int) -> bool:
+    """Whether ``shape_in`` is concat(gather(shape(x), [0..r-2]), [units])."""
+    concat = uses.producer_of(shape_in, OpType.CONCATENATION)
+    if concat is None or len(concat.inputs) != 2 or not concat.inputs[1].is_const:
+        return False
+    gather = uses.producer_of(concat.inputs[0], OpType.GATHER)
+    shape = uses.producer_of(gather.inputs[0], OpType.SHAPE) if gather else None
+    rank = len(x.shape)
+    return (shape is not None and shape.inputs[0] is x and gather.inputs[1].is_const
+            and list(gather.inputs[1].data.reshape(-1)) == list(range(rank - 1))
+            and list(concat.inputs[1].data.reshape(-1)) == [units])
+
+
+def nd_fully_connected(graph: Graph) -> bool:
+    """RESHAPE(x → 2-D) → FULLY_CONNECTED → RESHAPE(back) ⇒ FULLY_CONNECTED(keep_num_dims)."""
+    uses = Uses(graph)
+    changed = False
+    for fc in graph.ops:
+        if fc.type != OpType.FULLY_CONNECTED or fc.options.keep_num_dims:
+            continue
+        flatten = uses.producer_of(fc.inputs[0], OpType.RESHAPE)
+        x = flatten.inputs[0] if flatten else None
+        back = uses.only_consumer(fc.outputs[0])
+        units, depth = fc.inputs[1].shape
+        if x is None or x.shape is None or len(x.shape) < 3 or x.shape[-1] != depth \
+                or back is None or back.type != OpType.RESHAPE \
+                or not _restores_leading_dims(uses, back.inputs[1], x, units):
+            continue
+        fc.inputs[0] = x
+        fc.options = o.FullyConnectedOptions(fc.options.fused_activation_function, True)
+        out = back.outputs[0]
+        out.shape = (*x.shape[:-1], units)
+        fc.outputs = [out]
+        graph.remove_ops([back])
+        changed = True
+    if changed:
+        graph.remove_dead_ops()
+    return changed

@@ -1,0 +1,131 @@
+"""Operator options: IR dataclass ↔ schema table, by name.
+
+An options dataclass in ``quantkit.ir.options`` is named after its schema table and its fields
+after the table's fields, so one generic routine serializes all of them through the generated
+builder functions (``Conv2DOptions.stride_w`` → ``tflite.Conv2DOptions.Conv2DOptionsAddStrideW``)
+and one reads them back through the generated accessors (``StrideW()``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import typing
+from typing import Any
+
+import flatbuffers
+
+from quantkit.ir import options as ir_options
+from quantkit.tflite_io import schema
+from quantkit.types import ConversionError, Phase
+
+
+def _scalar(value: Any) -> Any:
+    """A Python scalar the generated ``Prepend*Slot`` accepts (enums as their int value)."""
+    if isinstance(value, enum.Enum):
+        return int(value.value)
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    return value
+
+
+def write_options(builder: flatbuffers.Builder, options: Any, where: str) -> tuple[int, int]:
+    """Serialize an options dataclass as its schema table.
+
+    Args:
+        builder: the flatbuffer builder; no table may be open.
+        options: a frozen dataclass from ``quantkit.ir.options`` (or any dataclass named after a
+            schema options table, with the table's field names).
+        where: names the op in error messages.
+
+    Returns:
+        ``(union type code, table offset)`` for ``Operator.builtin_options{_type}``.
+
+    Raises:
+        ConversionError: the class has no schema table, or a field has no schema field.
+    """
+    table = type(options).__name__
+    module = schema.module(table)
+    code = schema.OPTIONS_CODES.get(table)
+    if module is None or code is None or not dataclasses.is_dataclass(options):
+        raise ConversionError(
+            Phase.WRITING, f"{where}: options class {table} is not a TFLite schema options table"
+        )
+
+    def schema_fn(name: str) -> Any:
+        fn = getattr(module, f"{table}{name}", None)
+        if fn is None:
+            raise ConversionError(
+                Phase.WRITING, f"{where}: {table} has no schema function {table}{name}"
+            )
+        return fn
+
+    # Vectors first: flatbuffers cannot build a vector while the table is open.
+    values: list[tuple[Any, Any]] = []
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        camel = schema.camel(f.name)
+        if isinstance(value, (tuple, list)):
+            schema_fn(f"Start{camel}Vector")(builder, len(value))
+            for item in reversed(value):
+                builder.PrependInt32(int(item))
+            value = builder.EndVector()
+        else:
+            value = _scalar(value)
+        values.append((schema_fn(f"Add{camel}"), value))
+    schema_fn("Start")(builder)
+    for add, value in values:
+        add(builder, value)
+    return code, schema_fn("End")(builder)
+
+
+@functools.cache
+def _ir_options_class(table: str) -> type | None:
+    cls = getattr(ir_options, table, None)
+    return cls if isinstance(cls, type) and dataclasses.is_dataclass(cls) else None
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _convert(hint: Any, raw: Any) -> Any:
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(raw)
+    if hint is bool:
+        return bool(raw)
+    if hint is float:
+        return float(raw)
+    return int(raw)
+
+
+def read_options(code: int, table: flatbuffers.table.Table | None) -> Any:
+    """The IR options dataclass for a serialized options union; None when there is none.
+
+    Args:
+        code: ``Operator.BuiltinOptionsType()``.
+        table: ``Operator.BuiltinOptions()`` (the union's table).
+
+    Returns:
+        An instance of the ``quantkit.ir.options`` class named like the table, built from the
+        table's fields (absent fields read as schema defaults), or None when the op has no
+        options or quantkit has no class for that table. Floats come back as stored (float32).
+    """
+    name = schema.OPTIONS_NAMES.get(code)
+    cls = _ir_options_class(name) if name else None
+    if cls is None or table is None:
+        return None
+    accessor = getattr(schema.module(name), name)()
+    accessor.Init(table.Bytes, table.Pos)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        hint = _field_types(cls)[f.name]
+        getter = getattr(accessor, schema.camel(f.name))
+        if typing.get_origin(hint) is tuple:
+            n = getattr(accessor, f"{schema.camel(f.name)}Length")()
+            kwargs[f.name] = tuple(int(getter(j)) for j in range(n))
+        else:
+            kwargs[f.name] = _convert(hint, getter())
+    return cls(**kwargs)
