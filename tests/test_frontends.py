@@ -31,7 +31,7 @@ def test_sequential_cnn_structure():
     assert types.count("RESHAPE") == 1
     assert "MUL" not in types  # Rescaling and both BatchNorms folded into the convolutions
     reshape = next(op for op in graph.ops if op.type.name == "RESHAPE")
-    assert list(graph.tensors[reshape.inputs[1]].data) == [-1, 7 * 7 * 16]
+    assert list(graph.tensors[reshape.inputs[1]].data) == [-1, 6 * 6 * 16]
     x = graph.tensors[graph.inputs[0]]
     assert x.dtype == np.float32 and x.shape == (1, 28, 28, 1)
     assert x.shape_signature == (-1, 28, 28, 1)

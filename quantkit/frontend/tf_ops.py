@@ -90,12 +90,15 @@ def conv2d_transpose(ctx: LoweringContext) -> None:
     if _hw(ctx.attr("dilations")) != (1, 1):
         raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: dilated transposed "
                               "convolution has no TFLite builtin")
-    if not out_shape.is_const:  # Keras computes it from the dynamic batch; TFLite wants it fixed
-        static = ctx.output_tensor().shape
-        out_shape = ctx.constant("output_shape", [1 if d is None else d for d in static], np.int32)
+    static = ctx.output_tensor().shape
+    if not out_shape.is_const and static is not None and None not in static:
+        out_shape = ctx.constant("output_shape", static, np.int32)
+    # Else keep the computed shape (Keras's from a dynamic batch): LiteRT's kernel checks the
+    # output batch against the input's, so a batch fixed at 1 fails for any other batch.
     w_ohwi = _transposed(ctx, w, (2, 0, 1, 3), "filter_ohwi")
-    bias = _zero_bias(ctx, w.shape[2], w.dtype)
-    ctx.emit(OpType.TRANSPOSE_CONV, [out_shape, w_ohwi, x, bias],
+    # No bias input (TF's converter writes none either): a bias makes it version 3. A
+    # following BiasAdd still folds in (passes.fold_batchnorm fills the slot).
+    ctx.emit(OpType.TRANSPOSE_CONV, [out_shape, w_ohwi, x, None],
              o.TransposeConvOptions(_padding(ctx), sw, sh))
 
 
@@ -233,7 +236,7 @@ def transpose(ctx: LoweringContext) -> None:
 
 def concat(ctx: LoweringContext) -> None:
     values = ctx.inputs()[:-1]
-    axis = int(ctx.const_input(len(values)))
+    axis = int(ctx.const_input(len(values)).reshape(-1)[0])
     rank = len(ctx.output_tensor().shape or ())
     ctx.emit(OpType.CONCATENATION, values, o.ConcatenationOptions(axis % rank if rank else axis))
 
@@ -270,6 +273,13 @@ def gather(ctx: LoweringContext) -> None:
     axis = int(ctx.const_input(2))
     ctx.emit(OpType.GATHER, [ctx.input(0), ctx.input(1)],
              o.GatherOptions(axis, int(ctx.attr("batch_dims"))))
+
+
+def tile(ctx: LoweringContext) -> None:
+    """Keras 3 ``UpSampling2D(interpolation="nearest")`` repeats rows and columns by TILE."""
+    multiples = ctx.input(1)
+    ctx.emit(OpType.TILE, [ctx.input(0), ctx.constant("multiples", multiples.data, np.int32)
+                           if multiples.is_const else multiples])
 
 
 def _resize(op_type: OpType, options: type) -> Handler:
@@ -336,6 +346,7 @@ LOWERINGS: dict[str, Handler] = {
     "StridedSlice": strided_slice,
     "Shape": shape,
     "GatherV2": gather,
+    "Tile": tile,
     "ResizeBilinear": _resize(OpType.RESIZE_BILINEAR, o.ResizeBilinearOptions),
     "ResizeNearestNeighbor": _resize(OpType.RESIZE_NEAREST_NEIGHBOR,
                                      o.ResizeNearestNeighborOptions),

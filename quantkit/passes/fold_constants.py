@@ -101,18 +101,44 @@ def try_fold(op: Op) -> bool:
             results = FOLDERS[op.type](op, values)
     else:
         return False
+    return _set_results(op, results)
+
+
+def _set_results(op: Op, results: list[np.ndarray] | None) -> bool:
     if results is None:
         return False
     for tensor, value in zip(op.outputs, results):
-        value = np.ascontiguousarray(np.asarray(value).astype(tensor.dtype))
+        # Not np.ascontiguousarray: it turns a scalar into shape [1].
+        value = np.asarray(value, order="C").astype(tensor.dtype)
         tensor.data = value
         tensor.shape = tuple(value.shape)
     return True
 
 
+def _fold_static_dims(op: Op, producers: dict) -> bool:
+    """Fold a STRIDED_SLICE/GATHER of SHAPE(x) that only reads x's static dims.
+
+    A hand-written flatten computes ``reduce_prod(tf.shape(x)[1:])`` on a dynamic-batch x; the
+    dims it reads are known. While slicing, -1 stands for a dynamic dim (real dims are ≥ 0).
+    """
+    if op.type not in (OpType.STRIDED_SLICE, OpType.GATHER) \
+            or not all(t is not None and t.is_const for t in op.inputs[1:]):
+        return False
+    shape_op = producers.get(op.inputs[0])
+    if shape_op is None or shape_op.type != OpType.SHAPE or shape_op.inputs[0].shape is None:
+        return False
+    dims = np.array([-1 if d is None else d for d in shape_op.inputs[0].shape],
+                    op.inputs[0].dtype)
+    results = FOLDERS[op.type](op, [dims, *(t.data for t in op.inputs[1:])])
+    if results is None or np.any(np.asarray(results[0]) < 0):
+        return False
+    return _set_results(op, results)
+
+
 def fold_constants(graph: Graph) -> bool:
     """Fold every op that can be folded; drop what no longer reaches an output."""
-    folded = [op for op in graph.ops if try_fold(op)]
+    producers = graph.producers()
+    folded = [op for op in graph.ops if try_fold(op) or _fold_static_dims(op, producers)]
     graph.remove_ops(folded)
     graph.remove_dead_ops()
     return bool(folded)

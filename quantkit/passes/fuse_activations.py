@@ -1,4 +1,4 @@
-"""Fuse a RELU/RELU6/RELU_N1_TO_1/TANH into the ``fused_activation_function`` of its producer."""
+"""Fuse a RELU/RELU6/RELU_N1_TO_1 into the ``fused_activation_function`` of its producer."""
 
 from __future__ import annotations
 
@@ -11,21 +11,16 @@ from quantkit.types import Activation, OpType
 ACTIVATIONS = {OpType.RELU: Activation.RELU, OpType.RELU6: Activation.RELU6,
                OpType.RELU_N1_TO_1: Activation.RELU_N1_TO_1, OpType.TANH: Activation.TANH}
 
-# Producers whose LiteRT kernels apply a fused activation, and which activations each takes.
-_RELUS = frozenset({Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1})
-FUSABLE_INTO = {
-    OpType.CONV_2D: _RELUS | {Activation.TANH},
-    OpType.DEPTHWISE_CONV_2D: _RELUS | {Activation.TANH},
-    OpType.FULLY_CONNECTED: _RELUS | {Activation.TANH},
-    OpType.TRANSPOSE_CONV: _RELUS,
-    OpType.ADD: _RELUS | {Activation.TANH},
-    OpType.SUB: _RELUS,
-    OpType.MUL: _RELUS | {Activation.TANH},
-    OpType.DIV: _RELUS,
-    OpType.CONCATENATION: _RELUS,
-    OpType.AVERAGE_POOL_2D: _RELUS,
-    OpType.MAX_POOL_2D: _RELUS,
-}
+# Producers whose LiteRT kernels apply a fused activation. TANH is a legal value of
+# ``fused_activation_function`` but LiteRT's CONV_2D/ADD/MUL kernels clamp only the RELU family
+# (a fused TANH is silently ignored there, and FULLY_CONNECTED refuses it at prepare), so TANH
+# stays a separate op.
+FUSABLE = frozenset({Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1})
+FUSABLE_INTO = frozenset({
+    OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED, OpType.TRANSPOSE_CONV,
+    OpType.ADD, OpType.SUB, OpType.MUL, OpType.DIV, OpType.CONCATENATION,
+    OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D,
+})
 
 
 def fuse_activations(graph: Graph) -> bool:
@@ -35,7 +30,7 @@ def fuse_activations(graph: Graph) -> bool:
         activation = ACTIVATIONS.get(act.type)
         producer = uses.producer_of(act.inputs[0]) if activation is not None else None
         if producer is None or producer.type not in FUSABLE_INTO \
-                or activation not in FUSABLE_INTO[producer.type] \
+                or activation not in FUSABLE \
                 or uses.only_consumer(act.inputs[0]) is not act \
                 or producer.options.fused_activation_function != Activation.NONE \
                 or any(t.quant for t in [*producer.outputs, *act.outputs]):

@@ -113,7 +113,9 @@ def read_model(data: bytes) -> ModelInfo:
         subgraphs=tuple(
             _subgraph(model.Subgraphs(i), buffers, op_codes) for i in range(model.SubgraphsLength())
         ),
-        signatures=tuple(_signature(model.SignatureDefs(i)) for i in range(model.SignatureDefsLength())),
+        signatures=tuple(
+            _signature(model.SignatureDefs(i)) for i in range(model.SignatureDefsLength())
+        ),
         op_codes=op_codes,
         metadata=metadata,
         min_runtime_version=runtime,
@@ -157,7 +159,9 @@ def _ints(table: Any, name: str) -> np.ndarray:
 def _tensor(t: Any, buffers: list[Any]) -> TensorInfo:
     dtype = schema.TFLITE_TO_NUMPY.get(t.Type())
     shape = None if t.ShapeIsNone() else tuple(int(d) for d in _ints(t, "Shape"))
-    signature = None if t.ShapeSignatureIsNone() else tuple(int(d) for d in _ints(t, "ShapeSignature"))
+    signature = None
+    if not t.ShapeSignatureIsNone():
+        signature = tuple(int(d) for d in _ints(t, "ShapeSignature"))
     raw = _buffer_bytes(buffers[t.Buffer()]) if t.Buffer() < len(buffers) else np.zeros(0, np.uint8)
     data = None
     if raw.size:

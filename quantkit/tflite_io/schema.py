@@ -51,7 +51,8 @@ TFLITE_TO_NUMPY: dict[int, np.dtype] = {
 
 
 def _enum_members(enum_class: type) -> dict[str, int]:
-    return {k: v for k, v in vars(enum_class).items() if not k.startswith("_") and isinstance(v, int)}
+    members = vars(enum_class).items()
+    return {k: v for k, v in members if not k.startswith("_") and isinstance(v, int)}
 
 
 # Union member name (= options table name) ↔ BuiltinOptions code.
@@ -71,5 +72,5 @@ def module(table: str) -> ModuleType | None:
 
 
 def camel(snake: str) -> str:
-    """Schema field name → generated accessor suffix: ``dilation_w_factor`` → ``DilationWFactor``."""
+    """Field name → generated accessor name: ``dilation_w_factor`` → ``DilationWFactor``."""
     return "".join(part[:1].upper() + part[1:] for part in snake.split("_"))

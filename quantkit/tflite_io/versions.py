@@ -23,195 +23,27 @@ Rules kept on purpose:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
-import numpy as np
-
-from quantkit.ir.graph import Op, Tensor
+from quantkit.ir.graph import Op
+from quantkit.tflite_io.op_conditions import (
+    ALWAYS,
+    BroadcastAbove4D,
+    Condition,
+    GroupedConv,
+    HasInput,
+    InputCount,
+    MulRescaleAtLeastOne,
+    NonDefault,
+    Not,
+    PerChannel,
+    Quantized,
+    RankAbove,
+    Types,
+    both,
+    either,
+)
 from quantkit.types import Activation, ConversionError, OpType, Phase
-
-# --- conditions ------------------------------------------------------------------------------
-
-Dtypes = str | tuple[str, ...] | None
-
-
-def _tensor(op: Op, role: str) -> Tensor | None:
-    """The tensor named by ``role``: ``"in<i>"`` or ``"out<i>"``; None when absent."""
-    tensors = op.inputs if role.startswith("in") else op.outputs
-    index = int(role[2:] if role.startswith("in") else role[3:])
-    return tensors[index] if index < len(tensors) else None
-
-
-def _dims(t: Tensor) -> tuple[int, ...]:
-    """Dims as the writer stores them in ``shape`` (dynamic dims as 1, unknown rank as ())."""
-    return tuple(1 if d is None else d for d in (t.shape or ()))
-
-
-@dataclass(frozen=True)
-class Types:
-    """Holds when each named tensor has one of the given element types (None: any type)."""
-
-    in0: Dtypes = None
-    in1: Dtypes = None
-    out0: Dtypes = None
-
-    def __call__(self, op: Op) -> bool:
-        for role in ("in0", "in1", "out0"):
-            want = getattr(self, role)
-            if want is None:
-                continue
-            t = _tensor(op, role)
-            wanted = (want,) if isinstance(want, str) else want
-            if t is None or np.dtype(t.dtype).name not in wanted:
-                return False
-        return True
-
-
-@dataclass(frozen=True)
-class NonDefault:
-    """Holds when option ``name`` differs from its schema default (missing fields are default)."""
-
-    name: str
-    default: Any
-
-    def __call__(self, op: Op) -> bool:
-        return getattr(op.options, self.name, self.default) != self.default
-
-
-@dataclass(frozen=True)
-class InputCount:
-    """Holds when the op has exactly ``n`` input slots (absent optional inputs count)."""
-
-    n: int
-
-    def __call__(self, op: Op) -> bool:
-        return len(op.inputs) == self.n
-
-
-@dataclass(frozen=True)
-class HasInput:
-    """Holds when optional input ``index`` is present."""
-
-    index: int
-
-    def __call__(self, op: Op) -> bool:
-        return self.index < len(op.inputs) and op.inputs[self.index] is not None
-
-
-@dataclass(frozen=True)
-class RankAbove:
-    """Holds when the rank of input 0 is above ``limit``."""
-
-    limit: int
-
-    def __call__(self, op: Op) -> bool:
-        t = _tensor(op, "in0")
-        return t is not None and len(_dims(t)) > self.limit
-
-
-@dataclass(frozen=True)
-class BroadcastAbove4D:
-    """Holds when inputs 0 and 1 differ in shape and one of them has rank above 4."""
-
-    def __call__(self, op: Op) -> bool:
-        a, b = _tensor(op, "in0"), _tensor(op, "in1")
-        if a is None or b is None:
-            return False
-        return _dims(a) != _dims(b) and max(len(_dims(a)), len(_dims(b))) > 4
-
-
-@dataclass(frozen=True)
-class Quantized:
-    """Holds when the named tensor carries quantization parameters."""
-
-    role: str
-
-    def __call__(self, op: Op) -> bool:
-        t = _tensor(op, self.role)
-        return t is not None and t.quant is not None
-
-
-@dataclass(frozen=True)
-class PerChannel:
-    """Holds when the tensor has one scale per slice along ``dim``.
-
-    ``dim=None`` means the tensor's quantization axis, and then (as TF) more than one scale is
-    required; with a fixed ``dim`` a single-filter tensor with one scale also counts.
-    """
-
-    role: str
-    dim: int | None = None
-
-    def __call__(self, op: Op) -> bool:
-        t = _tensor(op, self.role)
-        if t is None or t.quant is None or not t.quant.scales:
-            return False
-        n = len(t.quant.scales)
-        dim = (t.quant.axis or 0) if self.dim is None else self.dim
-        dims = _dims(t)
-        if dim >= len(dims) or (self.dim is None and n <= 1):
-            return False
-        return dims[dim] == n
-
-
-@dataclass(frozen=True)
-class MulRescaleAtLeastOne:
-    """Holds when ``s_in0 · s_in1 / s_out ≥ 1`` (MUL's rescale needs the version-3 kernel)."""
-
-    def __call__(self, op: Op) -> bool:
-        scales = [_tensor(op, r) for r in ("in0", "in1", "out0")]
-        if any(t is None or t.quant is None or not t.quant.scales for t in scales):
-            return False
-        s1, s2, so = (t.quant.scales[0] for t in scales)
-        return s1 != 0 and s2 != 0 and so != 0 and s1 * s2 / so >= 1.0
-
-
-@dataclass(frozen=True)
-class GroupedConv:
-    """Holds when the input has more channels than one filter sees (a grouped CONV_2D)."""
-
-    def __call__(self, op: Op) -> bool:
-        x, w = _tensor(op, "in0"), _tensor(op, "in1")
-        if x is None or w is None or len(_dims(x)) != 4 or len(_dims(w)) != 4:
-            return False
-        return _dims(x)[3] != _dims(w)[3]
-
-
-@dataclass(frozen=True)
-class All:
-    """Holds when every condition holds (``All()`` always holds)."""
-
-    conditions: tuple = ()
-
-    def __call__(self, op: Op) -> bool:
-        return all(c(op) for c in self.conditions)
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    """Holds when one of the conditions holds."""
-
-    conditions: tuple = ()
-
-    def __call__(self, op: Op) -> bool:
-        return any(c(op) for c in self.conditions)
-
-
-@dataclass(frozen=True)
-class Not:
-    condition: Any
-
-    def __call__(self, op: Op) -> bool:
-        return not self.condition(op)
-
-
-ALWAYS = All()
-
-
-def both(*conditions: Any) -> All:
-    return All(tuple(conditions))
-
 
 # --- the version table -----------------------------------------------------------------------
 
@@ -224,17 +56,17 @@ INT16_IO_3_INT8_2 = ((3, Types(in0=I16, out0=I16)), (2, Types(in0=I8)), (1, ALWA
 ALWAYS_1 = ((1, ALWAYS),)
 HYBRID = Types(in0=F32, in1=I8, out0=F32)  # float activations, int8 weights
 
-VERSION_RULES: dict[OpType, tuple[tuple[int, Any], ...]] = {
+VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
     OpType.ADD: (
         (6, Types(in0="float16")),
         (5, both(Types(in0=I16), Not(Quantized("in0")))),
         (4, Types(in0="int64")),
-        (3, both(Types(in0=I16, out0=I16), Not(NonDefault("pot_scale_int16", True)))),
+        (3, both(Types(in0=I16, out0=I16), NonDefault("pot_scale_int16", True))),
         (2, Types(in0=I8)),
         (1, ALWAYS),
     ),
     OpType.SUB: (
-        (5, both(Types(in0=I16, out0=I16), Not(NonDefault("pot_scale_int16", True)))),
+        (5, both(Types(in0=I16, out0=I16), NonDefault("pot_scale_int16", True))),
         (4, Types(in0="int64")),
         (3, BroadcastAbove4D()),
         (2, Types(in0=I8)),
@@ -242,7 +74,7 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Any], ...]] = {
     ),
     OpType.MUL: (
         (8, Types(in0="float16")),
-        (7, both(Types(in0=I16), Not(AnyOf((Quantized("in0"), Quantized("in1")))))),
+        (7, both(Types(in0=I16), Not(either(Quantized("in0"), Quantized("in1"))))),
         (5, Types(in0="int64")),
         (4, Types(in0=I16)),
         (3, MulRescaleAtLeastOne()),
@@ -265,7 +97,7 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Any], ...]] = {
         (6, both(HYBRID, PerChannel("in1", 3))),
         (4, HYBRID),
         (3, Types(in0=I8, in1=I8, out0=I8)),
-        (2, AnyOf((NonDefault("dilation_w_factor", 1), NonDefault("dilation_h_factor", 1)))),
+        (2, either(NonDefault("dilation_w_factor", 1), NonDefault("dilation_h_factor", 1))),
         (1, ALWAYS),
     ),
     OpType.FULLY_CONNECTED: (
@@ -335,7 +167,7 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Any], ...]] = {
     ),
     OpType.STRIDED_SLICE: (
         (8, NonDefault("offset", False)),
-        (6, AnyOf((NonDefault("ellipsis_mask", 0), NonDefault("new_axis_mask", 0)))),
+        (6, either(NonDefault("ellipsis_mask", 0), NonDefault("new_axis_mask", 0))),
         (4, RankAbove(4)),
         (3, Types(in0="bool")),
         (2, Types(in0=I8)),
@@ -349,7 +181,7 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Any], ...]] = {
     ),
     OpType.RESIZE_NEAREST_NEIGHBOR: (
         (4, Types(in0=I16)),
-        (3, AnyOf((NonDefault("half_pixel_centers", False), NonDefault("align_corners", False)))),
+        (3, either(NonDefault("half_pixel_centers", False), NonDefault("align_corners", False))),
         (2, Types(in0=I8)),
         (1, ALWAYS),
     ),
@@ -357,8 +189,8 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Any], ...]] = {
     OpType.SQRT: INT8_OR_INT16,
     OpType.PACK: ((2, Types(in0=I8)), (3, Types(in0=I16, out0=I16)), (1, ALWAYS)),
     OpType.CAST: (
-        (5, AnyOf((Types(in0="float16"), Types(out0="float16")))),
-        (3, AnyOf((Types(in0=I8), Types(out0=I8)))),
+        (5, either(Types(in0="float16"), Types(out0="float16"))),
+        (3, either(Types(in0=I8), Types(out0=I8))),
         (1, ALWAYS),
     ),
     OpType.QUANTIZE: ((3, PerChannel("out0")), (2, Types(out0=I16)), (1, ALWAYS)),

@@ -61,7 +61,8 @@ def write_model(
     """Serialize IR subgraphs to TFLite flatbuffer bytes.
 
     Args:
-        graphs: one Graph per subgraph; subgraph ``i`` gets SignatureDef ``graphs[i].signature_key``.
+        graphs: one Graph per subgraph; subgraph ``i`` gets the SignatureDef keyed
+            ``graphs[i].signature_key``.
         description: the model's description string.
         metadata: extra metadata entries (name → bytes), each in its own buffer, after
             ``min_runtime_version`` which is always written.
@@ -110,7 +111,8 @@ def write_model(
     _Model.ModelAddMetadata(b, metadata_vec)
     _Model.ModelAddSignatureDefs(b, signatures_vec)
     b.Finish(_Model.ModelEnd(b), file_identifier=schema.FILE_IDENTIFIER)
-    return bytes(b.Output())
+    # One copy out of the builder (Output() slices a bytearray, bytes() would copy it again).
+    return memoryview(b.Bytes)[b.Head() :].tobytes()
 
 
 # --- planning --------------------------------------------------------------------------------
@@ -135,7 +137,8 @@ def _metadata_entries(plan: _Plan, extra: dict[str, bytes] | None) -> list[tuple
     encoded = runtime.encode()
     if len(encoded) >= schema.MIN_RUNTIME_BYTES:
         raise _error(f"min_runtime_version {runtime!r} does not fit in 16 bytes")
-    entries = [(schema.MIN_RUNTIME_METADATA, memoryview(encoded.ljust(schema.MIN_RUNTIME_BYTES, b"\0")))]
+    padded = encoded.ljust(schema.MIN_RUNTIME_BYTES, b"\0")
+    entries = [(schema.MIN_RUNTIME_METADATA, memoryview(padded))]
     for name, value in (extra or {}).items():
         if name == schema.MIN_RUNTIME_METADATA:
             raise _error(f"metadata name {name!r} is reserved; the writer computes it")
@@ -157,7 +160,9 @@ def _tensor_type(t: Tensor) -> TensorType:
     ttype = schema.NUMPY_TO_TFLITE.get(np.dtype(t.dtype))
     if ttype is None:
         supported = ", ".join(d.name for d in schema.NUMPY_TO_TFLITE)
-        raise _error(f"tensor {t.name!r} has dtype {np.dtype(t.dtype).name}; TFLite writes {supported}")
+        raise _error(
+            f"tensor {t.name!r} has dtype {np.dtype(t.dtype).name}; quantkit writes {supported}"
+        )
     return ttype
 
 
@@ -166,7 +171,9 @@ def _const_bytes(t: Tensor) -> memoryview:
     _tensor_type(t)
     data = np.asarray(t.data)
     if data.dtype != np.dtype(t.dtype):
-        raise _error(f"constant {t.name!r}: data is {data.dtype}, the tensor says {np.dtype(t.dtype)}")
+        raise _error(
+            f"constant {t.name!r}: data is {data.dtype}, the tensor says {np.dtype(t.dtype)}"
+        )
     if t.static_shape and data.shape != tuple(t.shape):
         raise _error(f"constant {t.name!r}: data shape {data.shape} != tensor shape {t.shape}")
     little = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
@@ -260,7 +267,10 @@ def _write_tensor(b: flatbuffers.Builder, t: Tensor, buffer: int) -> int:
     if t.shape is not None:  # unknown rank: no shape at all, has_rank false
         dims = _checked_dims(t)
         shape = _scalars(
-            b, _Tensor.TensorStartShapeVector, [1 if d is None else int(d) for d in dims], b.PrependInt32
+            b,
+            _Tensor.TensorStartShapeVector,
+            [1 if d is None else int(d) for d in dims],
+            b.PrependInt32,
         )
         if None in dims:  # as TF: shape_signature only for dynamic shapes
             signature = _scalars(
@@ -299,7 +309,10 @@ def _write_quant(b: flatbuffers.Builder, t: Tensor) -> int:
                 f"does not fit {len(q.scales)} scales"
             )
     scales = _scalars(
-        b, _Quant.QuantizationParametersStartScaleVector, [float(s) for s in q.scales], b.PrependFloat32
+        b,
+        _Quant.QuantizationParametersStartScaleVector,
+        [float(s) for s in q.scales],
+        b.PrependFloat32,
     )
     zero_points = _scalars(
         b,
@@ -337,7 +350,8 @@ def _write_op_code(b: flatbuffers.Builder, key: _OpCode) -> int:
     code = int(key.type)
     _OperatorCode.OperatorCodeStart(b)
     # Readers take max(deprecated_builtin_code, builtin_code); codes > 127 need the placeholder.
-    _OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, schema.PLACEHOLDER_FOR_GREATER_OP_CODES))
+    deprecated = min(code, schema.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    _OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, deprecated)
     _OperatorCode.OperatorCodeAddBuiltinCode(b, code)
     _OperatorCode.OperatorCodeAddVersion(b, key.version)
     if custom is not None:
@@ -353,7 +367,9 @@ def _write_tensor_map(b: flatbuffers.Builder, name: str, tensor_index: int) -> i
     return _TensorMap.TensorMapEnd(b)
 
 
-def _write_signature(b: flatbuffers.Builder, g: Graph, subgraph: int, index: dict[Tensor, int]) -> int:
+def _write_signature(
+    b: flatbuffers.Builder, g: Graph, subgraph: int, index: dict[Tensor, int]
+) -> int:
     in_names = _signature_names(g, g.input_names, g.inputs, "input")
     out_names = _signature_names(g, g.output_names, g.outputs, "output")
     inputs = [_write_tensor_map(b, n, index[t]) for n, t in zip(in_names, g.inputs)]

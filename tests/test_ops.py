@@ -1,0 +1,418 @@
+"""One case per row of the lowering table and per Keras pattern, tested at three levels.
+
+Each case is a small ``tf.function`` (seeded constant weights, dynamic batch where natural) or
+a small Keras model. It is converted by quantkit and by ``tf.lite.TFLiteConverter`` (the
+yardstick), once per session, and checked for:
+
+* structure: the expected builtins are there, each at the version TF writes for the same model;
+  what should be folded or fused is gone; the traced graph really holds the case's TF op; op
+  count ≤ TF's;
+* dtypes: the signature's input and output tensors have TF's dtypes (float32), shapes and shape
+  signatures (a dynamic batch as -1);
+* numerics: the LiteRT output is within 1e-4 of the output's max magnitude of TF's.
+
+``test_every_lowering_has_a_case`` fails when a row is added to ``LOWERINGS`` without a case.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import quantkit
+from quantkit.frontend import capture
+from quantkit.frontend.tf_ops import LOWERINGS
+from quantkit.tflite_io.reader import SubgraphInfo, read_model
+from tests.conftest import assert_matches, assert_op_count_at_most_tf, run_litert, run_single
+from tests.models import randomize_batchnorm
+
+BATCH = 2  # the batch the dynamic dimension gets at run time
+
+
+# --- subjects: what gets converted ----------------------------------------------------------
+@dataclass(frozen=True)
+class Input:
+    """A float32 input: its shape (None = dynamic) and the uniform range values come from."""
+
+    shape: tuple[int | None, ...]
+    low: float = -2.0
+    high: float = 2.0
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        shape = [BATCH if d is None else d for d in self.shape]
+        return rng.uniform(self.low, self.high, shape).astype(np.float32)
+
+
+class Subject:
+    """A model both converters take, its reference outputs, and how to run it in LiteRT."""
+
+    dynamic_batch: bool
+
+    def converter(self, cls: Any) -> Any:
+        raise NotImplementedError
+
+    def frozen_op_types(self) -> set[str]:
+        raise NotImplementedError
+
+    def reference(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def run(self, model: bytes) -> np.ndarray:
+        raise NotImplementedError
+
+
+class FunctionSubject(Subject):
+    """A ``tf.function`` over named inputs with one output (``output_0`` in the signature)."""
+
+    def __init__(self, body: Callable[..., tf.Tensor], inputs: dict[str, Input], seed: int):
+        specs = [tf.TensorSpec(i.shape, tf.float32, name=n) for n, i in inputs.items()]
+        self.fn = tf.function(body, input_signature=specs)
+        self.cf = self.fn.get_concrete_function()
+        rng = np.random.default_rng(seed)
+        self.values = {name: spec.draw(rng) for name, spec in inputs.items()}
+        self.dynamic_batch = all(i.shape[0] is None for i in inputs.values())
+
+    def converter(self, cls: Any) -> Any:
+        return cls.from_concrete_functions([self.cf], self.fn)
+
+    def frozen_op_types(self) -> set[str]:
+        frozen = capture.capture_concrete_function(self.cf).frozen
+        return {node.type for node in frozen.graph.get_operations()}
+
+    def reference(self) -> np.ndarray:
+        return self.fn(*self.values.values()).numpy()
+
+    def run(self, model: bytes) -> np.ndarray:
+        outputs = run_litert(model, self.values)
+        assert list(outputs) == ["output_0"]
+        return outputs["output_0"]
+
+
+class KerasSubject(Subject):
+    """A one-input Sequential model, traced in inference mode."""
+
+    def __init__(self, model: keras.Model, spec: Input, seed: int):
+        self.model = model
+        self.x = spec.draw(np.random.default_rng(seed))
+        self.dynamic_batch = spec.shape[0] is None
+
+    def converter(self, cls: Any) -> Any:
+        return cls.from_keras_model(self.model)
+
+    def frozen_op_types(self) -> set[str]:
+        frozen = capture.capture_keras(self.model).frozen
+        return {node.type for node in frozen.graph.get_operations()}
+
+    def reference(self) -> np.ndarray:
+        return keras.ops.convert_to_numpy(self.model(self.x, training=False))
+
+    def run(self, model: bytes) -> np.ndarray:
+        return run_single(model, self.x)
+
+
+# --- cases -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """A subject and what its conversion must look like.
+
+    Attributes:
+        build: makes the subject (lazily: TF tracing is the slow part).
+        present: builtins quantkit must emit; each at TF's version for the same model.
+        absent: builtins that must be gone (constant-folded, fused or folded into weights).
+        tf_op: the ``LOWERINGS`` row the case exercises; the frozen graph must contain it.
+        check: a further structural check on quantkit's subgraph.
+    """
+
+    build: Callable[[], Subject]
+    present: tuple[str, ...]
+    absent: tuple[str, ...] = ()
+    tf_op: str | None = None
+    check: Callable[[SubgraphInfo], None] | None = None
+
+
+def _const(shape: tuple[int, ...], seed: int, low: float = -1.0, high: float = 1.0) -> tf.Tensor:
+    return tf.constant(np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32))
+
+
+def fn_case(tf_op: str | None, body: Callable[..., tf.Tensor], present: tuple[str, ...],
+            inputs: dict[str, Input] | None = None, absent: tuple[str, ...] = (),
+            check: Callable[[SubgraphInfo], None] | None = None, seed: int = 0) -> Case:
+    spec = inputs or {"x": Input((None, 6, 6, 3))}
+    return Case(lambda: FunctionSubject(body, spec, seed), present, absent, tf_op, check)
+
+
+def keras_case(layers: Callable[[], list[Any]], spec: Input, present: tuple[str, ...],
+               absent: tuple[str, ...] = (), check: Callable[[SubgraphInfo], None] | None = None,
+               seed: int = 0) -> Case:
+    def build() -> Subject:
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input(spec.shape[1:]), *layers()])
+        return KerasSubject(randomize_batchnorm(model, seed), spec, seed)
+    return Case(build, present, absent, None, check)
+
+
+X = Input((None, 6, 6, 3))
+POSITIVE = Input((None, 6, 6, 3), 0.25, 4.0)
+TWO = {"x": Input((None, 4, 5)), "y": Input((None, 4, 5))}
+SHAPE_CHAIN = ("SHAPE", "STRIDED_SLICE", "PACK", "GATHER", "CONCATENATION", "REDUCE_PROD")
+
+
+def _binary(fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> Callable[..., tf.Tensor]:
+    return lambda x, y: fn(x, y)
+
+
+# Conv2DBackpropInput: Keras computes the output shape from the dynamic batch.
+def _conv2d_transpose(x: tf.Tensor) -> tf.Tensor:
+    out_shape = tf.stack([tf.shape(x)[0], 8, 7, 3])
+    return tf.nn.conv2d_transpose(x, _const((3, 3, 3, 5), 3), out_shape, strides=(2, 2),
+                                  padding="SAME")
+
+
+def _fused_batchnorm(op: Callable[..., Any], seed: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    def body(x: tf.Tensor) -> tf.Tensor:
+        channels = x.shape[-1]
+        return op(x=x, scale=_const((channels,), seed, 0.5, 1.5),
+                  offset=_const((channels,), seed + 1), mean=_const((channels,), seed + 2),
+                  variance=_const((channels,), seed + 3, 0.5, 2.0), epsilon=1e-3,
+                  is_training=False)[0]
+    return body
+
+
+def _conv_then_fused_batchnorm(x: tf.Tensor) -> tf.Tensor:
+    y = tf.nn.conv2d(x, _const((3, 3, 3, 4), 5), 1, "SAME")
+    return _fused_batchnorm(tf.raw_ops.FusedBatchNorm, 6)(y)
+
+
+def _flatten_check(sg: SubgraphInfo) -> None:
+    reshapes = [op for op in sg.ops if op.type.name == "RESHAPE"]
+    assert len(reshapes) == 1, [op.type.name for op in sg.ops]
+    assert sg.tensors[reshapes[0].inputs[1]].data.tolist() == [-1, 5 * 5 * 3]
+
+
+def _dense_3d_check(sg: SubgraphInfo) -> None:
+    assert [op.type.name for op in sg.ops] == ["FULLY_CONNECTED"]
+    assert sg.ops[0].options.keep_num_dims
+
+
+def _only(*types: str) -> Callable[[SubgraphInfo], None]:
+    def check(sg: SubgraphInfo) -> None:
+        assert [op.type.name for op in sg.ops] == list(types)
+    return check
+
+
+CASES: dict[str, Case] = {
+    # --- convolutions and matmul ---
+    "Conv2D": fn_case("Conv2D", lambda x: tf.nn.conv2d(
+        x, _const((3, 3, 3, 4), 1), strides=(1, 1, 2, 1), padding="SAME"), ("CONV_2D",)),
+    "DepthwiseConv2dNative": fn_case("DepthwiseConv2dNative", lambda x: tf.nn.depthwise_conv2d(
+        x, _const((3, 3, 3, 2), 2), strides=(1, 2, 1, 1), padding="VALID"),
+        ("DEPTHWISE_CONV_2D",)),
+    "Conv2DBackpropInput": fn_case("Conv2DBackpropInput", _conv2d_transpose, ("TRANSPOSE_CONV",),
+                                   {"x": Input((None, 4, 4, 5))}),
+    "MatMul": fn_case("MatMul", lambda x: tf.matmul(x, _const((6, 5), 4)), ("FULLY_CONNECTED",),
+                      {"x": Input((None, 6))}),
+    "MatMul/transpose_b": fn_case("MatMul", lambda x: tf.matmul(
+        x, _const((5, 6), 4), transpose_b=True), ("FULLY_CONNECTED",), {"x": Input((None, 6))}),
+    "BatchMatMulV2": fn_case("BatchMatMulV2", lambda x, y: tf.raw_ops.BatchMatMulV2(
+        x=x, y=y, adj_y=True), ("BATCH_MATMUL",),
+        {"x": Input((None, 3, 4)), "y": Input((None, 5, 4))}),
+    "BatchMatMulV3": fn_case("BatchMatMulV3", lambda x: tf.raw_ops.BatchMatMulV3(
+        x=x, y=_const((4, 5), 7), Tout=tf.float32), ("FULLY_CONNECTED",),
+        {"x": Input((None, 3, 4))}),
+    "BiasAdd": fn_case("BiasAdd", lambda x: tf.nn.bias_add(x, _const((3,), 8)), ("ADD",)),
+    "FusedBatchNormV3": fn_case("FusedBatchNormV3",
+                                _fused_batchnorm(tf.raw_ops.FusedBatchNormV3, 10), ("MUL", "ADD")),
+    "FusedBatchNorm": fn_case("FusedBatchNorm", _conv_then_fused_batchnorm, ("CONV_2D",),
+                              absent=("MUL", "ADD")),
+    # --- pooling and reductions ---
+    "MaxPool": fn_case("MaxPool", lambda x: tf.nn.max_pool2d(x, 3, 2, "SAME"), ("MAX_POOL_2D",),
+                       {"x": Input((None, 7, 7, 3))}),
+    "AvgPool": fn_case("AvgPool", lambda x: tf.nn.avg_pool2d(x, (2, 3), (2, 1), "VALID"),
+                       ("AVERAGE_POOL_2D",)),
+    "Mean": fn_case("Mean", lambda x: tf.reduce_mean(x, axis=[1, 2], keepdims=True), ("MEAN",)),
+    "Max": fn_case("Max", lambda x: tf.reduce_max(x, axis=-1), ("REDUCE_MAX",)),
+    "Sum": fn_case("Sum", lambda x: tf.reduce_sum(x, axis=1), ("SUM",)),
+    "Prod": fn_case("Prod", lambda x: tf.reduce_prod(x, axis=2), ("REDUCE_PROD",),
+                    {"x": Input((None, 6, 6, 3), 0.5, 1.5)}),
+    # Flatten by hand: Prod of the static dims only feeds a RESHAPE's shape, so it folds.
+    "Prod/folded": fn_case("Prod", lambda x: tf.reshape(
+        x, [-1, tf.reduce_prod(tf.shape(x)[1:])]), ("RESHAPE",), absent=SHAPE_CHAIN),
+    # --- elementwise ---
+    "Add": fn_case("Add", _binary(lambda x, y: tf.raw_ops.Add(x=x, y=y)), ("ADD",), TWO),
+    "AddV2": fn_case("AddV2", _binary(tf.add), ("ADD",), TWO),
+    "Sub": fn_case("Sub", _binary(tf.subtract), ("SUB",), TWO),
+    "Mul": fn_case("Mul", _binary(tf.multiply), ("MUL",), TWO),
+    "RealDiv": fn_case("RealDiv", _binary(tf.divide), ("DIV",),
+                       {"x": Input((None, 4, 5)), "y": Input((None, 4, 5), 0.5, 2.0)}),
+    "Maximum": fn_case("Maximum", _binary(tf.maximum), ("MAXIMUM",), TWO),
+    "Minimum": fn_case("Minimum", _binary(tf.minimum), ("MINIMUM",), TWO),
+    "SquaredDifference": fn_case("SquaredDifference", _binary(tf.math.squared_difference),
+                                 ("SQUARED_DIFFERENCE",), TWO),
+    "Relu": fn_case("Relu", tf.nn.relu, ("RELU",)),
+    "Relu6": fn_case("Relu6", tf.nn.relu6, ("RELU6",), {"x": Input((None, 6, 6, 3), -3, 9)}),
+    "LeakyRelu": fn_case("LeakyRelu", lambda x: tf.nn.leaky_relu(x, alpha=0.3), ("LEAKY_RELU",)),
+    "Sigmoid": fn_case("Sigmoid", tf.sigmoid, ("LOGISTIC",)),
+    "Tanh": fn_case("Tanh", tf.tanh, ("TANH",)),
+    "Softmax": fn_case("Softmax", tf.nn.softmax, ("SOFTMAX",)),
+    "Rsqrt": fn_case("Rsqrt", tf.math.rsqrt, ("RSQRT",), {"x": POSITIVE}),
+    # Keras 3 BatchNormalization: rsqrt of the (constant) variance.
+    "Rsqrt/folded": fn_case("Rsqrt", lambda x: x * tf.math.rsqrt(_const((3,), 11, 0.5, 2.0)),
+                            ("MUL",), absent=("RSQRT",)),
+    "Sqrt": fn_case("Sqrt", tf.sqrt, ("SQRT",), {"x": POSITIVE}),
+    "Neg": fn_case("Neg", tf.negative, ("NEG",)),
+    "Exp": fn_case("Exp", tf.exp, ("EXP",)),
+    "Square": fn_case("Square", tf.square, ("SQUARE",)),
+    "Cast": fn_case("Cast", lambda x: tf.cast(tf.cast(x, tf.int32), tf.float32), ("CAST",),
+                    {"x": Input((None, 6, 6, 3), -5, 5)}),
+    "Cast/folded": fn_case("Cast", lambda x: x + tf.cast(tf.constant([1, 2, 3]), tf.float32),
+                           ("ADD",), absent=("CAST",)),
+    # --- shapes and data movement ---
+    "Reshape": fn_case("Reshape", lambda x: tf.reshape(x, [-1, 3, 12]), ("RESHAPE",)),
+    "Squeeze": fn_case("Squeeze", lambda x: tf.squeeze(x, axis=2), ("SQUEEZE",),
+                       {"x": Input((None, None, 1, 3))}),
+    "ExpandDims": fn_case("ExpandDims", lambda x: tf.expand_dims(x, 2), ("EXPAND_DIMS",),
+                          {"x": Input((None, 4, 5))}),
+    "Transpose": fn_case("Transpose", lambda x: tf.transpose(x, [0, 2, 1, 3]), ("TRANSPOSE",),
+                         {"x": Input((None, 4, 5, 3))}),
+    "ConcatV2": fn_case("ConcatV2", _binary(lambda x, y: tf.concat([x, y], axis=-1)),
+                        ("CONCATENATION",), TWO),
+    "Pack": fn_case("Pack", _binary(lambda x, y: tf.stack([x, y], axis=1)), ("PACK",), TWO),
+    # A reshape to [batch, 108]: TF infers the output shape, so static_reshapes fixes it as
+# [-1, 108] and the SHAPE/STRIDED_SLICE/PACK chain goes.
+    "Pack/folded": fn_case("Pack", lambda x: tf.reshape(x, tf.stack([tf.shape(x)[0], 108])),
+                           ("RESHAPE",), absent=SHAPE_CHAIN),
+    "Pad": fn_case("Pad", lambda x: tf.pad(x, [[0, 0], [1, 2], [0, 1], [0, 0]]), ("PAD",)),
+    "PadV2": fn_case("PadV2", lambda x: tf.pad(x, [[0, 0], [1, 0], [2, 1], [0, 0]],
+                                               constant_values=0.5), ("PADV2",)),
+    "StridedSlice": fn_case("StridedSlice", lambda x: x[:, 1:5, ::2, 1], ("STRIDED_SLICE",)),
+    # The shape of a dynamic-batch tensor is only known at run time.
+    "Shape": fn_case("Shape", lambda x: tf.cast(tf.shape(x), tf.float32), ("SHAPE", "CAST")),
+    "Shape/folded": fn_case("Shape", lambda x: x * tf.cast(tf.shape(x)[-1], tf.float32),
+                            ("MUL",), {"x": Input((2, 4, 5))},
+                            absent=("SHAPE", "STRIDED_SLICE", "CAST")),
+    "GatherV2": fn_case("GatherV2", lambda x: tf.gather(x, [3, 0, 2], axis=1), ("GATHER",)),
+    "Tile": fn_case("Tile", lambda x: tf.tile(x, [1, 2, 1, 3]), ("TILE",)),
+    "ResizeBilinear": fn_case("ResizeBilinear", lambda x: tf.image.resize(x, [9, 7], "bilinear"),
+                              ("RESIZE_BILINEAR",)),
+    "ResizeBilinear/align_corners": fn_case("ResizeBilinear", lambda x: tf.compat.v1.image.resize(
+        x, [9, 7], "bilinear", align_corners=True), ("RESIZE_BILINEAR",)),
+    "ResizeNearestNeighbor": fn_case("ResizeNearestNeighbor", lambda x: tf.image.resize(
+        x, [12, 9], "nearest"), ("RESIZE_NEAREST_NEIGHBOR",)),
+    # --- Keras patterns ---
+    "keras/SeparableConv2D": keras_case(lambda: [keras.layers.SeparableConv2D(
+        5, 3, depth_multiplier=2, padding="same")], X, ("DEPTHWISE_CONV_2D", "CONV_2D")),
+    "keras/Dense_3d": keras_case(lambda: [keras.layers.Dense(4)], Input((None, 5, 7)),
+                                 ("FULLY_CONNECTED",), SHAPE_CHAIN, _dense_3d_check),
+    "keras/Conv2DTranspose": keras_case(lambda: [keras.layers.Conv2DTranspose(
+        3, 3, strides=2, padding="same")], Input((None, 4, 4, 5)), ("TRANSPOSE_CONV",)),
+    "keras/PReLU": keras_case(lambda: [keras.layers.PReLU(
+        alpha_initializer=keras.initializers.RandomUniform(0.1, 0.5))], X, ("PRELU",),
+        ("RELU", "NEG", "MUL")),
+    "keras/hard_swish": keras_case(lambda: [keras.layers.Activation("hard_swish")],
+                                   Input((None, 6, 6, 3), -5, 5), ("HARD_SWISH",),
+                                   ("RELU6", "MUL", "ADD")),
+    "keras/silu": keras_case(lambda: [keras.layers.Activation("silu")], X, ("LOGISTIC", "MUL")),
+    "keras/GlobalAveragePooling2D": keras_case(lambda: [keras.layers.GlobalAveragePooling2D()],
+                                               X, ("MEAN",)),
+    "keras/GlobalMaxPooling2D": keras_case(lambda: [keras.layers.GlobalMaxPooling2D()], X,
+                                           ("REDUCE_MAX",)),
+    "keras/UpSampling2D_bilinear": keras_case(lambda: [keras.layers.UpSampling2D(
+        (2, 3), interpolation="bilinear")], X, ("RESIZE_BILINEAR",)),
+    "keras/UpSampling2D_nearest": keras_case(lambda: [keras.layers.UpSampling2D(
+        2, interpolation="nearest")], X, ("TILE",)),
+    "keras/ZeroPadding2D": keras_case(lambda: [keras.layers.ZeroPadding2D(((1, 0), (2, 1)))],
+                                      X, ("PAD",)),
+    "keras/Flatten": keras_case(lambda: [keras.layers.Flatten()], Input((None, 5, 5, 3)),
+                                ("RESHAPE",), SHAPE_CHAIN, _flatten_check),
+    "keras/Dropout": keras_case(lambda: [keras.layers.Dense(4), keras.layers.Dropout(0.5)],
+                                Input((None, 6)), ("FULLY_CONNECTED",),
+                                check=_only("FULLY_CONNECTED")),
+    "keras/BatchNormalization_after_Conv2D": keras_case(lambda: [
+        keras.layers.Conv2D(4, 3, padding="same"), keras.layers.BatchNormalization()], X,
+        ("CONV_2D",), ("MUL", "ADD"), _only("CONV_2D")),
+    "keras/Rescaling_before_valid_Conv2D": keras_case(lambda: [
+        keras.layers.Rescaling(1 / 127.5, offset=-1.0), keras.layers.Conv2D(4, 3)],
+        Input((None, 6, 6, 3), 0, 255), ("CONV_2D",), ("MUL", "ADD"), _only("CONV_2D")),
+    "keras/Normalization_before_valid_Conv2D": keras_case(lambda: [
+        keras.layers.Normalization(mean=[0.5, -0.2, 1.0], variance=[2.0, 0.5, 1.5]),
+        keras.layers.Conv2D(4, 3)], X, ("CONV_2D",), ("MUL", "ADD", "SUB", "DIV"),
+        _only("CONV_2D")),
+}
+
+
+@dataclass(frozen=True)
+class Converted:
+    subject: Subject
+    ours: bytes
+    theirs: bytes
+
+
+@functools.cache
+def converted(case_id: str) -> Converted:
+    """Both conversions of a case, shared by its three tests."""
+    subject = CASES[case_id].build()
+    ours = subject.converter(quantkit.TFLiteConverter).convert()
+    theirs = subject.converter(tf.lite.TFLiteConverter).convert()
+    return Converted(subject, ours, theirs)
+
+
+def _versions(sg: SubgraphInfo, op_type: str) -> set[int]:
+    return {op.version for op in sg.ops if op.type.name == op_type}
+
+
+# --- the tests -------------------------------------------------------------------------------
+def test_every_lowering_has_a_case():
+    covered = {case.tf_op for case in CASES.values()}
+    assert set(LOWERINGS) <= covered, f"rows with no case: {sorted(set(LOWERINGS) - covered)}"
+    assert covered - {None} <= set(LOWERINGS)
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_structure(case_id):
+    case, conv = CASES[case_id], converted(case_id)
+    if case.tf_op is not None:
+        assert case.tf_op in conv.subject.frozen_op_types()
+    ours = read_model(conv.ours).subgraphs[0]
+    theirs = read_model(conv.theirs).subgraphs[0]
+    types = [op.type.name for op in ours.ops]
+    for op_type in case.present:
+        assert op_type in types, types
+        assert _versions(ours, op_type) == _versions(theirs, op_type), op_type
+    assert not set(case.absent) & set(types), types
+    if case.check is not None:
+        case.check(ours)
+    assert_op_count_at_most_tf(conv.ours, conv.theirs)
+
+
+def _io(data: bytes) -> list[tuple]:
+    """(dtype, shape, shape signature) of the subgraph's inputs, then its outputs, in order.
+
+    TF writes no signature for a concrete function, so tensors pair up by position; a static
+    shape has no stored signature, so it reads as the shape itself.
+    """
+    sg = read_model(data).subgraphs[0]
+    tensors = [sg.tensors[i] for i in (*sg.inputs, *sg.outputs)]
+    return [(t.dtype, t.shape, t.shape_signature or t.shape) for t in tensors]
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_io_dtypes_and_shapes(case_id):
+    conv = converted(case_id)
+    ours, theirs = _io(conv.ours), _io(conv.theirs)
+    assert ours == theirs
+    assert all(dtype == np.float32 for dtype, _, _ in ours)
+    if conv.subject.dynamic_batch:  # the batch is 1 in the shape, -1 in the signature
+        n_inputs = len(read_model(conv.ours).subgraphs[0].inputs)
+        assert all(shape[0] == 1 and signature[0] == -1 for _, shape, signature in ours[:n_inputs])
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_numerics(case_id):
+    conv = converted(case_id)
+    assert_matches(conv.subject.run(conv.ours), conv.subject.reference())
