@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import io
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     ours = quantkit.TFLiteConverter.from_keras_model(model).convert()
     our_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    theirs = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # TF's converter prints its SavedModel export
+        theirs = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     tf_seconds = time.perf_counter() - start
 
     for label, blob, seconds in (("quantkit", ours, our_seconds), ("tf.lite", theirs, tf_seconds)):
@@ -89,9 +94,20 @@ def main(argv: list[str] | None = None) -> None:
               f"accuracy {acc:.3f} on {len(y_test)} held-out digits")
     print(f"\nKeras model accuracy: {(reference.argmax(1) == y_test).mean():.3f}")
     if args.output:
-        with open(args.output, "wb") as f:
-            f.write(ours)
+        _write_atomically(args.output, ours)
         print(f"wrote {args.output}")
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: never a half-written model."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 if __name__ == "__main__":

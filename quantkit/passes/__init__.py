@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from quantkit.ir.graph import Graph
-from quantkit.passes.affine import fold_affine_into_next, merge_affine_chains
+from quantkit.passes.affine import fold_affine_into_next, merge_affine_chains, shift_before_scale
 from quantkit.passes.cleanup import constant_operands, noop_elementwise, static_reshapes
 from quantkit.passes.fold_batchnorm import fold_batchnorm
 from quantkit.passes.fold_constants import fold_constants
@@ -30,6 +30,7 @@ PIPELINE: tuple[Pass, ...] = (
     nd_fully_connected,
     fold_batchnorm,
     merge_affine_chains,
+    shift_before_scale,
     mul_through_pad,
     fold_affine_into_next,
     fold_pad_into_conv,

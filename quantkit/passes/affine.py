@@ -96,7 +96,7 @@ def _fold_into_consumer(affine: Op, x, consumer: Op, vector: np.ndarray) -> bool
 
 
 def fold_affine_into_next(graph: Graph) -> bool:
-    """Fold a MUL/ADD by a channel constant into the VALID conv or dense layer it feeds."""
+    """Fold a MUL/ADD by a channel constant into the conv or dense layer it feeds, where exact."""
     uses = Uses(graph)
     for op in graph.ops:
         found = _affine(op)
@@ -107,4 +107,27 @@ def fold_affine_into_next(graph: Graph) -> bool:
         if _fold_into_consumer(op, found[0], consumer, found[1]):
             graph.remove_ops([op])
             return True
+    return False
+
+
+def shift_before_scale(graph: Graph) -> bool:
+    """``x·m + a`` feeding a SAME convolution → ``(x + a/m)·m``, so the MUL folds into it.
+
+    The ADD cannot fold through SAME padding but the MUL can; swapping them (exact for m ≠ 0)
+    leaves one ADD where there were MUL and ADD.
+    """
+    uses = Uses(graph)
+    for first in graph.ops:
+        a = _affine(first) if first.type == OpType.MUL else None
+        second = uses.only_consumer(first.outputs[0]) if a else None
+        b = _affine(second) if second is not None and second.type == OpType.ADD else None
+        conv = uses.only_consumer(second.outputs[0]) if b else None
+        if conv is None or conv.type not in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D) \
+                or conv.options.padding != Padding.SAME or np.any(a[1] == 0) \
+                or not conv.inputs[1].is_const or getattr(conv.options, "depth_multiplier", 1) != 1:
+            continue  # only where the MUL will fold, else merge_affine_chains swaps it back
+        x, scale = a
+        _set_const(first, OpType.ADD, x, b[1] / scale)
+        _set_const(second, OpType.MUL, first.outputs[0], scale)
+        return True
     return False

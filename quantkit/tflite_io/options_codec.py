@@ -18,7 +18,71 @@ import flatbuffers
 
 from quantkit.ir import options as ir_options
 from quantkit.tflite_io import schema
-from quantkit.types import ConversionError, Phase
+from quantkit.types import ConversionError, OpType, Phase
+
+# The options table each op type reads in LiteRT; any other table would be read as defaults.
+OPTIONS_TABLE: dict[OpType, str] = {
+    OpType.CONV_2D: "Conv2DOptions",
+    OpType.DEPTHWISE_CONV_2D: "DepthwiseConv2DOptions",
+    OpType.FULLY_CONNECTED: "FullyConnectedOptions",
+    OpType.TRANSPOSE_CONV: "TransposeConvOptions",
+    OpType.MAX_POOL_2D: "Pool2DOptions",
+    OpType.AVERAGE_POOL_2D: "Pool2DOptions",
+    OpType.ADD: "AddOptions",
+    OpType.SUB: "SubOptions",
+    OpType.MUL: "MulOptions",
+    OpType.DIV: "DivOptions",
+    OpType.CONCATENATION: "ConcatenationOptions",
+    OpType.MEAN: "ReducerOptions",
+    OpType.SUM: "ReducerOptions",
+    OpType.REDUCE_MAX: "ReducerOptions",
+    OpType.REDUCE_MIN: "ReducerOptions",
+    OpType.REDUCE_PROD: "ReducerOptions",
+    OpType.SQUEEZE: "SqueezeOptions",
+    OpType.STRIDED_SLICE: "StridedSliceOptions",
+    OpType.SOFTMAX: "SoftmaxOptions",
+    OpType.LEAKY_RELU: "LeakyReluOptions",
+    OpType.RESIZE_BILINEAR: "ResizeBilinearOptions",
+    OpType.RESIZE_NEAREST_NEIGHBOR: "ResizeNearestNeighborOptions",
+    OpType.PACK: "PackOptions",
+    OpType.CAST: "CastOptions",
+    OpType.SHAPE: "ShapeOptions",
+    OpType.GATHER: "GatherOptions",
+    OpType.SPLIT: "SplitOptions",
+    OpType.ARG_MAX: "ArgMaxOptions",
+    OpType.ARG_MIN: "ArgMinOptions",
+    OpType.BATCH_MATMUL: "BatchMatMulOptions",
+    OpType.GELU: "GeluOptions",
+}
+
+# Op types LiteRT (2.3, checked) cannot run on default options: the convolutions and pools
+# refuse zero strides; PACK, SHAPE, ARG_MAX and ARG_MIN refuse; SPLIT crashes the process;
+# SOFTMAX, LEAKY_RELU and CONCATENATION silently compute with beta = 0, alpha = 0, axis = 0.
+OPTIONS_REQUIRED = frozenset({
+    OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.TRANSPOSE_CONV, OpType.MAX_POOL_2D,
+    OpType.AVERAGE_POOL_2D, OpType.PACK, OpType.SHAPE, OpType.ARG_MAX, OpType.ARG_MIN,
+    OpType.SPLIT, OpType.SOFTMAX, OpType.LEAKY_RELU, OpType.CONCATENATION,
+})  # fmt: skip
+
+
+def check_options(op_type: OpType, options: Any, where: str) -> None:
+    """Refuse options LiteRT would misread: missing where required, or of another op's table.
+
+    Raises:
+        ConversionError: naming ``where`` and the table the op type reads.
+    """
+    expected = OPTIONS_TABLE.get(op_type)
+    if options is None:
+        if op_type in OPTIONS_REQUIRED:
+            raise ConversionError(
+                Phase.WRITING, f"{where} has no options; LiteRT needs its {expected}"
+            )
+        return
+    if expected is not None and type(options).__name__ != expected:
+        raise ConversionError(
+            Phase.WRITING,
+            f"{where} has {type(options).__name__}; {op_type.name} reads {expected}",
+        )
 
 
 def _scalar(value: Any) -> Any:

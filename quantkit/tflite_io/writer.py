@@ -16,7 +16,7 @@ import numpy as np
 
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.tflite_io import schema
-from quantkit.tflite_io.options_codec import write_options
+from quantkit.tflite_io.options_codec import check_options, write_options
 from quantkit.tflite_io.versions import min_runtime_version, op_version
 from quantkit.types import ConversionError, OpType, Phase, TensorType
 
@@ -126,6 +126,7 @@ def _plan(graphs: list[Graph]) -> _Plan:
                 plan.const_buffer[t] = len(plan.payloads)
                 plan.payloads.append(_const_bytes(t))
         for op in g.ops:
+            check_options(op.type, op.options, f"{op.type.name} op {op.name!r}")
             key = _OpCode(op.type, _custom_code(op), op_version(op))
             plan.op_code_of[op] = plan.op_codes.setdefault(key, len(plan.op_codes))
     return plan
