@@ -4,12 +4,14 @@ Each case is a small ``tf.function`` (seeded constant weights, dynamic batch whe
 a small Keras model. It is converted by quantkit and by ``tf.lite.TFLiteConverter`` (the
 yardstick), once per session, and checked for:
 
-* structure: the expected builtins are there, each at the version TF writes for the same model;
-  what should be folded or fused is gone; the traced graph really holds the case's TF op; op
-  count ≤ TF's;
-* dtypes: the signature's input and output tensors have TF's dtypes (float32), shapes and shape
+* structure: the frozen graph really holds the case's TF op; the expected builtins are there,
+  each at the version TF writes for the same model; what should be folded or fused is gone;
+  op count ≤ TF's;
+* dtypes: the subgraph's inputs and outputs have TF's dtypes (float32), shapes and shape
   signatures (a dynamic batch as -1);
-* numerics: the LiteRT output is within 1e-4 of the output's max magnitude of TF's.
+* numerics: LiteRT's output, with its default delegate (XNNPACK) and with the builtin kernels
+  alone, is within 1e-4 of the output's max magnitude of TF's. XNNPACK tolerates some invalid
+  models the builtin kernels reject (a TRANSPOSE_CONV output batch that differs from the input's).
 
 ``test_every_lowering_has_a_case`` fails when a row is added to ``LOWERINGS`` without a case.
 """
@@ -17,13 +19,14 @@ yardstick), once per session, and checked for:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 import quantkit
 from quantkit.frontend import capture
@@ -32,13 +35,13 @@ from quantkit.tflite_io.reader import SubgraphInfo, read_model
 from tests.conftest import assert_matches, assert_op_count_at_most_tf, run_litert, run_single
 from tests.models import randomize_batchnorm
 
-BATCH = 2  # the batch the dynamic dimension gets at run time
+BATCH = 2  # the batch a dynamic batch dimension gets at run time
 
 
 # --- subjects: what gets converted ----------------------------------------------------------
 @dataclass(frozen=True)
 class Input:
-    """A float32 input: its shape (None = dynamic) and the uniform range values come from."""
+    """A float32 input: its shape (None = dynamic) and the uniform range of its values."""
 
     shape: tuple[int | None, ...]
     low: float = -2.0
@@ -50,20 +53,22 @@ class Input:
 
 
 class Subject:
-    """A model both converters take, its reference outputs, and how to run it in LiteRT."""
+    """A model both converters take, its reference output, and how to run it in LiteRT."""
 
+    arrays: list[np.ndarray]  # the inputs, in the model's input order
     dynamic_batch: bool
 
     def converter(self, cls: Any) -> Any:
         raise NotImplementedError
 
-    def frozen_op_types(self) -> set[str]:
+    def captured(self) -> capture.Captured:
         raise NotImplementedError
 
     def reference(self) -> np.ndarray:
         raise NotImplementedError
 
     def run(self, model: bytes) -> np.ndarray:
+        """LiteRT with its default delegate, through the model's signature."""
         raise NotImplementedError
 
 
@@ -76,17 +81,17 @@ class FunctionSubject(Subject):
         self.cf = self.fn.get_concrete_function()
         rng = np.random.default_rng(seed)
         self.values = {name: spec.draw(rng) for name, spec in inputs.items()}
+        self.arrays = list(self.values.values())
         self.dynamic_batch = all(i.shape[0] is None for i in inputs.values())
 
     def converter(self, cls: Any) -> Any:
         return cls.from_concrete_functions([self.cf], self.fn)
 
-    def frozen_op_types(self) -> set[str]:
-        frozen = capture.capture_concrete_function(self.cf).frozen
-        return {node.type for node in frozen.graph.get_operations()}
+    def captured(self) -> capture.Captured:
+        return capture.capture_concrete_function(self.cf)
 
     def reference(self) -> np.ndarray:
-        return self.fn(*self.values.values()).numpy()
+        return self.fn(*self.arrays).numpy()
 
     def run(self, model: bytes) -> np.ndarray:
         outputs = run_litert(model, self.values)
@@ -99,34 +104,53 @@ class KerasSubject(Subject):
 
     def __init__(self, model: keras.Model, spec: Input, seed: int):
         self.model = model
-        self.x = spec.draw(np.random.default_rng(seed))
+        self.arrays = [spec.draw(np.random.default_rng(seed))]
         self.dynamic_batch = spec.shape[0] is None
 
     def converter(self, cls: Any) -> Any:
         return cls.from_keras_model(self.model)
 
-    def frozen_op_types(self) -> set[str]:
-        frozen = capture.capture_keras(self.model).frozen
-        return {node.type for node in frozen.graph.get_operations()}
+    def captured(self) -> capture.Captured:
+        return capture.capture_keras(self.model)
 
     def reference(self) -> np.ndarray:
-        return keras.ops.convert_to_numpy(self.model(self.x, training=False))
+        return keras.ops.convert_to_numpy(self.model(self.arrays[0], training=False))
 
     def run(self, model: bytes) -> np.ndarray:
-        return run_single(model, self.x)
+        return run_single(model, self.arrays[0])
+
+
+def run_builtin_kernels(model: bytes, arrays: list[np.ndarray]) -> np.ndarray:
+    """LiteRT's own kernels, no delegate: inputs by position, the first output."""
+    interpreter = Interpreter(
+        model_content=model,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    details = interpreter.get_input_details()
+    for detail, x in zip(details, arrays):
+        interpreter.resize_tensor_input(detail["index"], list(x.shape))
+    interpreter.allocate_tensors()
+    for detail, x in zip(details, arrays):
+        interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
 # --- cases -----------------------------------------------------------------------------------
+LEVELS = ("structure", "io", "numerics")
+
+
 @dataclass(frozen=True)
 class Case:
     """A subject and what its conversion must look like.
 
     Attributes:
-        build: makes the subject (lazily: TF tracing is the slow part).
-        present: builtins quantkit must emit; each at TF's version for the same model.
-        absent: builtins that must be gone (constant-folded, fused or folded into weights).
-        tf_op: the ``LOWERINGS`` row the case exercises; the frozen graph must contain it.
+        build: makes the subject (lazily: tracing is slow).
+        present: builtins quantkit must emit, each at TF's version for the same model.
+        absent: builtins that must be gone (constant-folded, fused, folded into weights).
+        tf_op: the ``LOWERINGS`` row the case exercises; its frozen graph must contain it.
         check: a further structural check on quantkit's subgraph.
+        versions: expected versions where quantkit writes a different form than TF on purpose.
+        xfail: test level (one of ``LEVELS``) → why it fails today (a known bug elsewhere).
     """
 
     build: Callable[[], Subject]
@@ -134,6 +158,8 @@ class Case:
     absent: tuple[str, ...] = ()
     tf_op: str | None = None
     check: Callable[[SubgraphInfo], None] | None = None
+    versions: dict[str, int] = field(default_factory=dict)
+    xfail: dict[str, str] = field(default_factory=dict)
 
 
 def _const(shape: tuple[int, ...], seed: int, low: float = -1.0, high: float = 1.0) -> tf.Tensor:
@@ -141,20 +167,22 @@ def _const(shape: tuple[int, ...], seed: int, low: float = -1.0, high: float = 1
 
 
 def fn_case(tf_op: str | None, body: Callable[..., tf.Tensor], present: tuple[str, ...],
-            inputs: dict[str, Input] | None = None, absent: tuple[str, ...] = (),
-            check: Callable[[SubgraphInfo], None] | None = None, seed: int = 0) -> Case:
+            inputs: dict[str, Input] | None = None, seed: int = 0, **kwargs: Any) -> Case:
     spec = inputs or {"x": Input((None, 6, 6, 3))}
-    return Case(lambda: FunctionSubject(body, spec, seed), present, absent, tf_op, check)
+    return Case(lambda: FunctionSubject(body, spec, seed), present, tf_op=tf_op, **kwargs)
 
 
 def keras_case(layers: Callable[[], list[Any]], spec: Input, present: tuple[str, ...],
-               absent: tuple[str, ...] = (), check: Callable[[SubgraphInfo], None] | None = None,
-               seed: int = 0) -> Case:
+               seed: int = 0, **kwargs: Any) -> Case:
     def build() -> Subject:
         keras.utils.set_random_seed(seed)
         model = keras.Sequential([keras.Input(spec.shape[1:]), *layers()])
         return KerasSubject(randomize_batchnorm(model, seed), spec, seed)
-    return Case(build, present, absent, None, check)
+    return Case(build, present, **kwargs)
+
+
+def _all_levels(reason: str) -> dict[str, str]:
+    return dict.fromkeys(LEVELS, reason)
 
 
 X = Input((None, 6, 6, 3))
@@ -162,13 +190,30 @@ POSITIVE = Input((None, 6, 6, 3), 0.25, 4.0)
 TWO = {"x": Input((None, 4, 5)), "y": Input((None, 4, 5))}
 SHAPE_CHAIN = ("SHAPE", "STRIDED_SLICE", "PACK", "GATHER", "CONCATENATION", "REDUCE_PROD")
 
+# Known bugs outside tf_ops.py / fold_constants.py (reported, not fixed here).
+SCALAR_CONSTS = (
+    "quantkit/ir/graph.py const(): np.ascontiguousarray gives every 0-d TF Const shape [1], so "
+    "a PACK of a computed scalar and a constant one fails: np.stack when folding, LiteRT's "
+    "PACK prepare (HaveSameShapes) at run time")
+DENSE_3D_SHAPE = (
+    "passes/fold_batchnorm: folding the BiasAdd into the keep_num_dims FULLY_CONNECTED moves "
+    "the BiasAdd's TF-inferred output tensor (None, None, 4) onto it, dropping the (None, 5, 4) "
+    "that nd_fully_connected set: output shape_signature (-1, -1, 4), TF's (-1, 5, 4)")
+RESHAPE_SHAPE = (
+    "passes: a RESHAPE whose shape input folds to [-1, 108] keeps TF's inferred output shape "
+    "(None, None): output shape_signature (-1, -1), TF's (-1, 108)")
+ZERO_BIAS_AT_OUTPUT = (
+    "passes: Keras's zero bias ADD is the graph output, so noop_elementwise keeps it and "
+    "fold_batchnorm folds it into TRANSPOSE_CONV as a zero bias: version 3, TF's 1 (TF drops "
+    "the ADD of zeros and writes no bias)")
+
 
 def _binary(fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> Callable[..., tf.Tensor]:
     return lambda x, y: fn(x, y)
 
 
-# Conv2DBackpropInput: Keras computes the output shape from the dynamic batch.
 def _conv2d_transpose(x: tf.Tensor) -> tf.Tensor:
+    """As Keras writes it: the output shape computed from the dynamic batch."""
     out_shape = tf.stack([tf.shape(x)[0], 8, 7, 3])
     return tf.nn.conv2d_transpose(x, _const((3, 3, 3, 5), 3), out_shape, strides=(2, 2),
                                   padding="SAME")
@@ -207,14 +252,15 @@ def _only(*types: str) -> Callable[[SubgraphInfo], None]:
 
 
 CASES: dict[str, Case] = {
-    # --- convolutions and matmul ---
+    # --- convolutions and matmul (strides differ per axis so a swap shows) ---
     "Conv2D": fn_case("Conv2D", lambda x: tf.nn.conv2d(
         x, _const((3, 3, 3, 4), 1), strides=(1, 1, 2, 1), padding="SAME"), ("CONV_2D",)),
     "DepthwiseConv2dNative": fn_case("DepthwiseConv2dNative", lambda x: tf.nn.depthwise_conv2d(
         x, _const((3, 3, 3, 2), 2), strides=(1, 2, 1, 1), padding="VALID"),
         ("DEPTHWISE_CONV_2D",)),
     "Conv2DBackpropInput": fn_case("Conv2DBackpropInput", _conv2d_transpose, ("TRANSPOSE_CONV",),
-                                   {"x": Input((None, 4, 4, 5))}),
+                                   {"x": Input((None, 4, 4, 5))},
+                                   xfail={"numerics": SCALAR_CONSTS}),
     "MatMul": fn_case("MatMul", lambda x: tf.matmul(x, _const((6, 5), 4)), ("FULLY_CONNECTED",),
                       {"x": Input((None, 6))}),
     "MatMul/transpose_b": fn_case("MatMul", lambda x: tf.matmul(
@@ -222,6 +268,7 @@ CASES: dict[str, Case] = {
     "BatchMatMulV2": fn_case("BatchMatMulV2", lambda x, y: tf.raw_ops.BatchMatMulV2(
         x=x, y=y, adj_y=True), ("BATCH_MATMUL",),
         {"x": Input((None, 3, 4)), "y": Input((None, 5, 4))}),
+    # A constant 2-D right-hand side: one FULLY_CONNECTED that keeps the leading dims.
     "BatchMatMulV3": fn_case("BatchMatMulV3", lambda x: tf.raw_ops.BatchMatMulV3(
         x=x, y=_const((4, 5), 7), Tout=tf.float32), ("FULLY_CONNECTED",),
         {"x": Input((None, 3, 4))}),
@@ -240,9 +287,11 @@ CASES: dict[str, Case] = {
     "Sum": fn_case("Sum", lambda x: tf.reduce_sum(x, axis=1), ("SUM",)),
     "Prod": fn_case("Prod", lambda x: tf.reduce_prod(x, axis=2), ("REDUCE_PROD",),
                     {"x": Input((None, 6, 6, 3), 0.5, 1.5)}),
-    # Flatten by hand: Prod of the static dims only feeds a RESHAPE's shape, so it folds.
+    # A hand-written flatten: Prod of the static dims of a dynamic-batch shape folds.
     "Prod/folded": fn_case("Prod", lambda x: tf.reshape(
-        x, [-1, tf.reduce_prod(tf.shape(x)[1:])]), ("RESHAPE",), absent=SHAPE_CHAIN),
+        x, [-1, tf.reduce_prod(tf.shape(x)[1:])]), ("RESHAPE",), absent=SHAPE_CHAIN,
+        xfail={"structure": SCALAR_CONSTS, "io": f"{SCALAR_CONSTS}; then {RESHAPE_SHAPE}",
+               "numerics": SCALAR_CONSTS}),
     # --- elementwise ---
     "Add": fn_case("Add", _binary(lambda x, y: tf.raw_ops.Add(x=x, y=y)), ("ADD",), TWO),
     "AddV2": fn_case("AddV2", _binary(tf.add), ("ADD",), TWO),
@@ -274,6 +323,7 @@ CASES: dict[str, Case] = {
                            ("ADD",), absent=("CAST",)),
     # --- shapes and data movement ---
     "Reshape": fn_case("Reshape", lambda x: tf.reshape(x, [-1, 3, 12]), ("RESHAPE",)),
+    # Unknown spatial dims: TF keeps SQUEEZE (with a static shape it writes a RESHAPE).
     "Squeeze": fn_case("Squeeze", lambda x: tf.squeeze(x, axis=2), ("SQUEEZE",),
                        {"x": Input((None, None, 1, 3))}),
     "ExpandDims": fn_case("ExpandDims", lambda x: tf.expand_dims(x, 2), ("EXPAND_DIMS",),
@@ -283,8 +333,8 @@ CASES: dict[str, Case] = {
     "ConcatV2": fn_case("ConcatV2", _binary(lambda x, y: tf.concat([x, y], axis=-1)),
                         ("CONCATENATION",), TWO),
     "Pack": fn_case("Pack", _binary(lambda x, y: tf.stack([x, y], axis=1)), ("PACK",), TWO),
-    # A reshape to [batch, 108]: TF infers the output shape, so static_reshapes fixes it as
-# [-1, 108] and the SHAPE/STRIDED_SLICE/PACK chain goes.
+    # A reshape to [batch, 108]: TF infers the output shape, so static_reshapes writes
+    # [-1, 108] and the SHAPE/STRIDED_SLICE/PACK chain goes (TF's converter keeps it).
     "Pack/folded": fn_case("Pack", lambda x: tf.reshape(x, tf.stack([tf.shape(x)[0], 108])),
                            ("RESHAPE",), absent=SHAPE_CHAIN),
     "Pad": fn_case("Pad", lambda x: tf.pad(x, [[0, 0], [1, 2], [0, 1], [0, 0]]), ("PAD",)),
@@ -293,9 +343,10 @@ CASES: dict[str, Case] = {
     "StridedSlice": fn_case("StridedSlice", lambda x: x[:, 1:5, ::2, 1], ("STRIDED_SLICE",)),
     # The shape of a dynamic-batch tensor is only known at run time.
     "Shape": fn_case("Shape", lambda x: tf.cast(tf.shape(x), tf.float32), ("SHAPE", "CAST")),
-    "Shape/folded": fn_case("Shape", lambda x: x * tf.cast(tf.shape(x)[-1], tf.float32),
-                            ("MUL",), {"x": Input((2, 4, 5))},
-                            absent=("SHAPE", "STRIDED_SLICE", "CAST")),
+    # Attention-style scaling by √depth: only the static last dim is read, so it all folds.
+    "Shape/folded": fn_case("Shape", lambda x: x / tf.sqrt(tf.cast(tf.shape(x)[-1], tf.float32)),
+                            ("MUL",), {"x": Input((None, 4, 5))},
+                            absent=("SHAPE", "STRIDED_SLICE", "CAST", "SQRT", "DIV")),
     "GatherV2": fn_case("GatherV2", lambda x: tf.gather(x, [3, 0, 2], axis=1), ("GATHER",)),
     "Tile": fn_case("Tile", lambda x: tf.tile(x, [1, 2, 1, 3]), ("TILE",)),
     "ResizeBilinear": fn_case("ResizeBilinear", lambda x: tf.image.resize(x, [9, 7], "bilinear"),
@@ -307,16 +358,24 @@ CASES: dict[str, Case] = {
     # --- Keras patterns ---
     "keras/SeparableConv2D": keras_case(lambda: [keras.layers.SeparableConv2D(
         5, 3, depth_multiplier=2, padding="same")], X, ("DEPTHWISE_CONV_2D", "CONV_2D")),
-    "keras/Dense_3d": keras_case(lambda: [keras.layers.Dense(4)], Input((None, 5, 7)),
-                                 ("FULLY_CONNECTED",), SHAPE_CHAIN, _dense_3d_check),
+    # TF's converter writes RESHAPE → FULLY_CONNECTED (v1) → RESHAPE; quantkit one
+    # FULLY_CONNECTED with keep_num_dims, which is version 5 (op_version.cc).
+    "keras/Dense_3d": keras_case(
+        lambda: [keras.layers.Dense(4, bias_initializer="random_normal")], Input((None, 5, 7)),
+        ("FULLY_CONNECTED",), absent=SHAPE_CHAIN, check=_dense_3d_check,
+        versions={"FULLY_CONNECTED": 5}, xfail={"io": DENSE_3D_SHAPE}),
     "keras/Conv2DTranspose": keras_case(lambda: [keras.layers.Conv2DTranspose(
-        3, 3, strides=2, padding="same")], Input((None, 4, 4, 5)), ("TRANSPOSE_CONV",)),
+        3, 3, strides=2, padding="same", bias_initializer="random_normal")],
+        Input((None, 4, 4, 5)), ("TRANSPOSE_CONV",), xfail={"numerics": SCALAR_CONSTS}),
+    "keras/Conv2DTranspose_zero_bias": keras_case(lambda: [keras.layers.Conv2DTranspose(
+        3, 3, strides=2, padding="same")], Input((None, 4, 4, 5)), ("TRANSPOSE_CONV",),
+        xfail={"structure": ZERO_BIAS_AT_OUTPUT, "numerics": SCALAR_CONSTS}),
     "keras/PReLU": keras_case(lambda: [keras.layers.PReLU(
         alpha_initializer=keras.initializers.RandomUniform(0.1, 0.5))], X, ("PRELU",),
-        ("RELU", "NEG", "MUL")),
+        absent=("RELU", "NEG", "MUL")),
     "keras/hard_swish": keras_case(lambda: [keras.layers.Activation("hard_swish")],
                                    Input((None, 6, 6, 3), -5, 5), ("HARD_SWISH",),
-                                   ("RELU6", "MUL", "ADD")),
+                                   absent=("RELU6", "MUL", "ADD")),
     "keras/silu": keras_case(lambda: [keras.layers.Activation("silu")], X, ("LOGISTIC", "MUL")),
     "keras/GlobalAveragePooling2D": keras_case(lambda: [keras.layers.GlobalAveragePooling2D()],
                                                X, ("MEAN",)),
@@ -324,26 +383,34 @@ CASES: dict[str, Case] = {
                                            ("REDUCE_MAX",)),
     "keras/UpSampling2D_bilinear": keras_case(lambda: [keras.layers.UpSampling2D(
         (2, 3), interpolation="bilinear")], X, ("RESIZE_BILINEAR",)),
+    # Keras 3 repeats rows and columns (tf.repeat: EXPAND_DIMS, TILE, RESHAPE per axis).
     "keras/UpSampling2D_nearest": keras_case(lambda: [keras.layers.UpSampling2D(
-        2, interpolation="nearest")], X, ("TILE",)),
+        2, interpolation="nearest")], X, ("TILE",), xfail=_all_levels(SCALAR_CONSTS)),
     "keras/ZeroPadding2D": keras_case(lambda: [keras.layers.ZeroPadding2D(((1, 0), (2, 1)))],
                                       X, ("PAD",)),
     "keras/Flatten": keras_case(lambda: [keras.layers.Flatten()], Input((None, 5, 5, 3)),
-                                ("RESHAPE",), SHAPE_CHAIN, _flatten_check),
+                                ("RESHAPE",), absent=SHAPE_CHAIN, check=_flatten_check),
     "keras/Dropout": keras_case(lambda: [keras.layers.Dense(4), keras.layers.Dropout(0.5)],
                                 Input((None, 6)), ("FULLY_CONNECTED",),
                                 check=_only("FULLY_CONNECTED")),
     "keras/BatchNormalization_after_Conv2D": keras_case(lambda: [
         keras.layers.Conv2D(4, 3, padding="same"), keras.layers.BatchNormalization()], X,
-        ("CONV_2D",), ("MUL", "ADD"), _only("CONV_2D")),
+        ("CONV_2D",), absent=("MUL", "ADD"), check=_only("CONV_2D")),
     "keras/Rescaling_before_valid_Conv2D": keras_case(lambda: [
         keras.layers.Rescaling(1 / 127.5, offset=-1.0), keras.layers.Conv2D(4, 3)],
-        Input((None, 6, 6, 3), 0, 255), ("CONV_2D",), ("MUL", "ADD"), _only("CONV_2D")),
+        Input((None, 6, 6, 3), 0, 255), ("CONV_2D",), absent=("MUL", "ADD"),
+        check=_only("CONV_2D")),
     "keras/Normalization_before_valid_Conv2D": keras_case(lambda: [
         keras.layers.Normalization(mean=[0.5, -0.2, 1.0], variance=[2.0, 0.5, 1.5]),
-        keras.layers.Conv2D(4, 3)], X, ("CONV_2D",), ("MUL", "ADD", "SUB", "DIV"),
-        _only("CONV_2D")),
+        keras.layers.Conv2D(4, 3)], X, ("CONV_2D",), absent=("MUL", "ADD", "SUB", "DIV"),
+        check=_only("CONV_2D")),
 }
+
+
+def _params(level: str) -> list[Any]:
+    """The case ids, each marked xfail (strict) where its case expects ``level`` to fail."""
+    return [pytest.param(case_id, marks=pytest.mark.xfail(strict=True, reason=case.xfail[level]))
+            if level in case.xfail else case_id for case_id, case in CASES.items()]
 
 
 @dataclass(frozen=True)
@@ -357,8 +424,8 @@ class Converted:
 def converted(case_id: str) -> Converted:
     """Both conversions of a case, shared by its three tests."""
     subject = CASES[case_id].build()
-    ours = subject.converter(quantkit.TFLiteConverter).convert()
     theirs = subject.converter(tf.lite.TFLiteConverter).convert()
+    ours = subject.converter(quantkit.TFLiteConverter).convert()
     return Converted(subject, ours, theirs)
 
 
@@ -373,17 +440,20 @@ def test_every_lowering_has_a_case():
     assert covered - {None} <= set(LOWERINGS)
 
 
-@pytest.mark.parametrize("case_id", list(CASES))
+@pytest.mark.parametrize("case_id", _params("structure"))
 def test_structure(case_id):
     case, conv = CASES[case_id], converted(case_id)
     if case.tf_op is not None:
-        assert case.tf_op in conv.subject.frozen_op_types()
+        frozen = conv.subject.captured().frozen
+        assert case.tf_op in {node.type for node in frozen.graph.get_operations()}
     ours = read_model(conv.ours).subgraphs[0]
     theirs = read_model(conv.theirs).subgraphs[0]
     types = [op.type.name for op in ours.ops]
     for op_type in case.present:
         assert op_type in types, types
-        assert _versions(ours, op_type) == _versions(theirs, op_type), op_type
+        expected = {case.versions[op_type]} if op_type in case.versions \
+            else _versions(theirs, op_type)
+        assert _versions(ours, op_type) == expected, op_type
     assert not set(case.absent) & set(types), types
     if case.check is not None:
         case.check(ours)
@@ -393,26 +463,47 @@ def test_structure(case_id):
 def _io(data: bytes) -> list[tuple]:
     """(dtype, shape, shape signature) of the subgraph's inputs, then its outputs, in order.
 
-    TF writes no signature for a concrete function, so tensors pair up by position; a static
-    shape has no stored signature, so it reads as the shape itself.
+    TF writes no signature for a concrete function, so tensors pair up by position. A static
+    shape has no stored signature; it reads as the shape itself.
     """
     sg = read_model(data).subgraphs[0]
     tensors = [sg.tensors[i] for i in (*sg.inputs, *sg.outputs)]
     return [(t.dtype, t.shape, t.shape_signature or t.shape) for t in tensors]
 
 
-@pytest.mark.parametrize("case_id", list(CASES))
+def _traced_signatures(captured: capture.Captured) -> list[tuple[int, ...]]:
+    """The frozen graph's own input and output shapes, a dynamic dim as -1."""
+    tensors = [*captured.frozen.inputs, *captured.frozen.outputs]
+    return [tuple(-1 if d is None else d for d in t.shape.as_list()) for t in tensors]
+
+
+def _expected_io(theirs: list[tuple], traced: list[tuple[int, ...]]) -> list[tuple]:
+    """TF's IO, except dims TF's converter writes as -1 where the traced model knows them.
+
+    TF's converter loses static dims through Keras 3's ``tf.repeat`` (UpSampling2D nearest:
+    (-1, -1, 12, 3) for a model whose output is (None, 12, 12, 3)); quantkit keeps them.
+    """
+    expected = []
+    for (dtype, _, signature), model_dims in zip(theirs, traced):
+        dims = tuple(m if s == -1 and m != -1 else s for s, m in zip(signature, model_dims))
+        expected.append((dtype, tuple(1 if d == -1 else d for d in dims), dims))
+    return expected
+
+
+@pytest.mark.parametrize("case_id", _params("io"))
 def test_io_dtypes_and_shapes(case_id):
     conv = converted(case_id)
     ours, theirs = _io(conv.ours), _io(conv.theirs)
-    assert ours == theirs
+    assert ours == _expected_io(theirs, _traced_signatures(conv.subject.captured()))
     assert all(dtype == np.float32 for dtype, _, _ in ours)
     if conv.subject.dynamic_batch:  # the batch is 1 in the shape, -1 in the signature
-        n_inputs = len(read_model(conv.ours).subgraphs[0].inputs)
-        assert all(shape[0] == 1 and signature[0] == -1 for _, shape, signature in ours[:n_inputs])
+        inputs = ours[:len(conv.subject.arrays)]
+        assert all(shape[0] == 1 and signature[0] == -1 for _, shape, signature in inputs)
 
 
-@pytest.mark.parametrize("case_id", list(CASES))
+@pytest.mark.parametrize("case_id", _params("numerics"))
 def test_numerics(case_id):
     conv = converted(case_id)
-    assert_matches(conv.subject.run(conv.ours), conv.subject.reference())
+    expected = conv.subject.reference()
+    assert_matches(conv.subject.run(conv.ours), expected)
+    assert_matches(run_builtin_kernels(conv.ours, conv.subject.arrays), expected)

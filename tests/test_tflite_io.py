@@ -532,6 +532,7 @@ TF_EXPECTED = {  # what TF 2.21 wrote, for the op types under test
 }
 
 
+@pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
 @pytest.mark.parametrize("int8", [False, True], ids=["float32", "int8"])
 @pytest.mark.parametrize("name, make_model", [("cnn", _keras_cnn), ("dense", _keras_dense)],
                          ids=["cnn", "dense"])

@@ -270,7 +270,7 @@ def shape(ctx: LoweringContext) -> None:
 
 
 def gather(ctx: LoweringContext) -> None:
-    axis = int(ctx.const_input(2))
+    axis = int(ctx.const_input(2).reshape(-1)[0])
     ctx.emit(OpType.GATHER, [ctx.input(0), ctx.input(1)],
              o.GatherOptions(axis, int(ctx.attr("batch_dims"))))
 

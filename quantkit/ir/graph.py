@@ -40,7 +40,7 @@ class Tensor:
 
 def const(name: str, value: Any, dtype: Any = None) -> Tensor:
     """A constant tensor holding ``value`` (a numpy array or anything ``np.asarray`` takes)."""
-    data = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+    data = np.asarray(value, dtype=dtype, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
     return Tensor(name, data.dtype, tuple(data.shape), data)
 
 

@@ -17,8 +17,13 @@ Rules kept on purpose:
 * Only rows for element types quantkit writes (float32, float16, int32, int64, int16, int8,
   uint8, bool) are kept; TF's int4/int2/uint32/string/bfloat16 cases are left out.
 * Options missing from the IR dataclasses (``pot_scale_int16``, ``quantized_bias_type``,
-  ``asymmetric_quantize_inputs``) read as their schema defaults, so their rows are inert until
-  the IR grows those fields.
+  ``asymmetric_quantize_inputs``, ``offset``) read as their schema defaults, so their rows are
+  inert until the IR grows those fields.
+* Float32 and int8 versions equal what TF 2.21's converter writes (tests check). For 16x8 models
+  (int16 activations, int8 weights) TF's converter instead stamps the int8 versions of its old
+  quantizer (int16 LOGISTIC: 2 there, 3 here); these tables follow ``op_version.cc``, which keys
+  the int16 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED rows on int16 *weights*, so 16x8
+  convolutions get version 1 here (LiteRT runs them: kernels check types, not versions).
 """
 
 from __future__ import annotations

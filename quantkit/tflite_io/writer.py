@@ -81,7 +81,7 @@ def write_model(
     plan = _plan(graphs)
     entries = _metadata_entries(plan, metadata)
     payloads = plan.payloads + [payload for _, payload in entries]
-    size_hint = sum(len(p) + schema.CONST_ALIGNMENT for p in payloads) + (1 << 16)
+    size_hint = sum(p.nbytes + schema.CONST_ALIGNMENT for p in payloads) + (1 << 16)
     if size_hint > _MAX_MODEL_BYTES:
         raise _error(f"model needs {size_hint} bytes; flatbuffers cannot address more than 2 GiB")
 
