@@ -3,7 +3,8 @@
 An options dataclass in ``quantkit.ir.options`` is named after its schema table and its fields
 after the table's fields, so one generic routine serializes all of them through the generated
 builder functions (``Conv2DOptions.stride_w`` → ``tflite.Conv2DOptions.Conv2DOptionsAddStrideW``)
-and one reads them back through the generated accessors (``StrideW()``).
+and one reads them back through the generated accessors (``StrideW()``). ``check_options``
+refuses options LiteRT would misread (missing where it needs them, or another op's table).
 """
 
 from __future__ import annotations

@@ -1,0 +1,341 @@
+"""quantkit.tflite_io.versions: one case per version-table row, and agreement with TF's converter."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from quantkit.ir import options as o
+from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.tflite_io import read_model, versions, write_model
+from quantkit.tflite_io.reader import SubgraphInfo
+from quantkit.types import Activation, ConversionError, OpType, Padding, QuantParams
+from tests.conftest import run_litert
+
+F32 = np.dtype(np.float32)
+
+
+# --- (f) operator versions -------------------------------------------------------------------
+
+SHAPE4 = (1, 4, 4, 8)
+RANK5 = (1, 2, 3, 4, 5)
+NS = types.SimpleNamespace  # options with schema fields the IR dataclasses do not have (yet)
+
+
+def make_op(op_type: OpType, io: str, options=None, shapes=None, quant=None) -> Op:
+    """An op from a type spec such as ``"int8 int8 -> int8"`` (``-``: an absent input).
+
+    Tensors are [1,4,4,8] unless ``shapes`` names them by role (``{"in1": (8, 3, 3, 8)}``); the
+    output type defaults to the first input's.
+    """
+    ins, _, outs = io.partition("->")
+    in_types, out_types = ins.split(), outs.split() or [ins.split()[0]]
+    shapes, quant = shapes or {}, quant or {}
+
+    def tensor(role: str, dtype: str) -> Tensor | None:
+        if dtype == "-":
+            return None
+        return Tensor(role, np.dtype(dtype), shapes.get(role, SHAPE4), quant=quant.get(role))
+
+    return Op(
+        op_type,
+        [tensor(f"in{i}", d) for i, d in enumerate(in_types)],
+        [tensor(f"out{i}", d) for i, d in enumerate(out_types)],
+        options,
+        name=f"{op_type.name.lower()}_op",
+    )
+
+
+def per_channel(n: int, axis: int) -> QuantParams:
+    return QuantParams(tuple(0.1 * (i + 1) for i in range(n)), (0,) * n, axis)
+
+
+Q = QuantParams((0.5,), (0,))
+BROADCAST_5D = {"in0": RANK5, "in1": (1, 1, 1, 1, 5)}
+HYBRID_W = {"in1": (8, 3, 3, 8)}
+
+
+def case(op: str, version: int, io: str, label: str = "", **kw):
+    return pytest.param(OpType[op], version, io, kw, id=f"{op}-v{version}-{label or io}")
+
+
+def group(ops: list[str], rows: list[tuple[int, str]]) -> list:
+    return [case(op, v, io) for op in ops for v, io in rows]
+
+
+VERSION_CASES = [
+    case("ADD", 6, "float16 float16"),
+    case("ADD", 5, "int16 int16", "int16-unquantized"),
+    case("ADD", 4, "int64 int64"),
+    case("ADD", 3, "int16 int16 -> int16", "general-scale", options=NS(pot_scale_int16=False),
+         quant={"in0": Q}),
+    case("ADD", 1, "int16 int16 -> int16", "pot-scale-default", quant={"in0": Q}),
+    case("ADD", 2, "int8 int8"),
+    case("ADD", 1, "float32 float32"),
+    case("SUB", 5, "int16 int16 -> int16", options=NS(pot_scale_int16=False)),
+    case("SUB", 4, "int64 int64"),
+    case("SUB", 3, "float32 float32", "broadcast-5d", shapes=BROADCAST_5D),
+    case("SUB", 2, "int8 int8"),
+    case("SUB", 1, "float32 float32"),
+    case("MUL", 8, "float16 float16"),
+    case("MUL", 7, "int16 int16", "int16-unquantized"),
+    case("MUL", 5, "int64 int64"),
+    case("MUL", 4, "int16 int16", "int16-quantized", quant={"in0": Q}),
+    case("MUL", 3, "int8 int8 -> int8", "rescale-ge-1",
+         quant={"in0": Q, "in1": QuantParams((4.0,), (0,)), "out0": QuantParams((1.0,), (0,))}),
+    case("MUL", 2, "int8 int8 -> int8", quant={"in0": Q, "in1": Q, "out0": Q}),
+    case("MUL", 1, "float32 float32"),
+    case("DIV", 2, "float32 float32", "broadcast-5d", shapes=BROADCAST_5D),
+    case("DIV", 1, "float32 float32"),
+    case("CONV_2D", 8, "int16 int8 int64 -> int16", options=NS(quantized_bias_type=4)),
+    case("CONV_2D", 6, "float32 float32 float32", "grouped", shapes={"in1": (8, 3, 3, 4)}),
+    case("CONV_2D", 4, "int16 int16 int64 -> int16"),
+    case("CONV_2D", 1, "int16 int8 int64 -> int16", "16x8-as-TF"),
+    case("CONV_2D", 3, "int8 int8 int32 -> int8"),
+    case("CONV_2D", 5, "float32 int8 float32 -> float32", "hybrid-per-channel", shapes=HYBRID_W,
+         quant={"in1": per_channel(8, 0)}),
+    case("CONV_2D", 2, "float32 int8 float32 -> float32", "hybrid", shapes=HYBRID_W,
+         quant={"in1": Q}),
+    case("CONV_2D", 1, "float32 float32 float32"),
+    case("DEPTHWISE_CONV_2D", 5, "int16 int16 int64 -> int16"),
+    case("DEPTHWISE_CONV_2D", 6, "float32 int8 float32 -> float32", "hybrid-per-channel",
+         quant={"in1": per_channel(8, 3)}),
+    case("DEPTHWISE_CONV_2D", 4, "float32 int8 float32 -> float32", "hybrid", quant={"in1": Q}),
+    case("DEPTHWISE_CONV_2D", 3, "int8 int8 int32 -> int8", "int8-dilated",
+         options=o.DepthwiseConv2DOptions(Padding.SAME, dilation_w_factor=2)),
+    case("DEPTHWISE_CONV_2D", 2, "float32 float32 float32", "dilated",
+         options=o.DepthwiseConv2DOptions(Padding.SAME, dilation_h_factor=2)),
+    case("DEPTHWISE_CONV_2D", 1, "float32 float32 float32",
+         options=o.DepthwiseConv2DOptions(Padding.SAME)),
+    case("FULLY_CONNECTED", 12, "float32 int8 float32 -> float32", "hybrid-per-channel",
+         shapes={"in1": (3, 8)}, quant={"in1": per_channel(3, 0)}),
+    case("FULLY_CONNECTED", 11, "int16 int8 int64 -> int16", options=NS(quantized_bias_type=4)),
+    case("FULLY_CONNECTED", 1, "int16 int8 int64 -> int16", "16x8-as-TF"),
+    case("FULLY_CONNECTED", 7, "int16 int16 int64 -> int16"),
+    case("FULLY_CONNECTED", 6, "float32 float32", "two-inputs"),
+    case("FULLY_CONNECTED", 5, "float32 float32 -", "keep-num-dims",
+         options=o.FullyConnectedOptions(keep_num_dims=True)),
+    case("FULLY_CONNECTED", 4, "int8 int8 int32 -> int8"),
+    case("FULLY_CONNECTED", 9, "float32 int8 float32 -> float32", "hybrid-asymmetric",
+         shapes={"in1": (3, 8)}, quant={"in1": Q}, options=NS(asymmetric_quantize_inputs=True)),
+    case("FULLY_CONNECTED", 3, "float32 int8 float32 -> float32", "hybrid",
+         shapes={"in1": (3, 8)}, quant={"in1": Q}),
+    case("FULLY_CONNECTED", 1, "float32 float32 -", "absent-bias"),
+    case("TRANSPOSE_CONV", 5, "int16 int8 int16 -> int16", options=NS(quantized_bias_type=4)),
+    case("TRANSPOSE_CONV", 4, "int32 float32 float32 -> float32", "fused-relu",
+         options=o.TransposeConvOptions(Padding.SAME, fused_activation_function=Activation.RELU)),
+    case("TRANSPOSE_CONV", 3, "int32 float32 float32 float32 -> float32", "bias"),
+    case("TRANSPOSE_CONV", 2, "int32 int8 int8 -> int8"),
+    case("TRANSPOSE_CONV", 1, "int32 float32 float32 - -> float32", "absent-bias"),
+    *group(["MAX_POOL_2D", "AVERAGE_POOL_2D", "LOGISTIC", "TANH"],
+           [(3, "int16 -> int16"), (2, "int8"), (1, "float32")]),
+    *group(["MEAN", "REDUCE_MAX", "REDUCE_MIN", "SOFTMAX", "RELU6", "RSQRT", "CONCATENATION"],
+           [(3, "int16"), (2, "int8"), (1, "float32")]),
+    *group(["RELU"], [(3, "int16"), (2, "int8"), (2, "uint8"), (1, "float32")]),
+    *group(["MAXIMUM", "MINIMUM"], [(4, "int16 int16 -> int16"), (2, "int8 int8"),
+                                    (1, "float32 float32")]),
+    case("MAXIMUM", 3, "float32 float32", "broadcast-5d", shapes=BROADCAST_5D),
+    case("MINIMUM", 3, "float32 float32", "broadcast-5d", shapes=BROADCAST_5D),
+    *group(["PAD", "PADV2"], [(5, "bool int32"), (3, "int16 int32"), (2, "int8 int32"),
+                              (1, "float32 int32")]),
+    case("PAD", 4, "float32 int32", "rank-5", shapes={"in0": RANK5}),
+    case("PADV2", 4, "float32 int32", "rank-5", shapes={"in0": RANK5}),
+    case("TRANSPOSE", 8, "float32 int32", "rank-7", shapes={"in0": (1,) * 7}),
+    case("TRANSPOSE", 6, "float32 int32", "rank-6", shapes={"in0": (1,) * 6}),
+    case("TRANSPOSE", 5, "int16 int32"),
+    case("TRANSPOSE", 4, "float32 int32", "rank-5", shapes={"in0": RANK5}),
+    *group(["TRANSPOSE"], [(3, "bool int32"), (2, "int8 int32"), (1, "float32 int32")]),
+    case("STRIDED_SLICE", 8, "float32 int32 int32 int32", "offset", options=NS(offset=True)),
+    case("STRIDED_SLICE", 6, "float32 int32 int32 int32", "ellipsis",
+         options=o.StridedSliceOptions(ellipsis_mask=1)),
+    case("STRIDED_SLICE", 6, "float32 int32 int32 int32", "new-axis",
+         options=o.StridedSliceOptions(new_axis_mask=2)),
+    case("STRIDED_SLICE", 4, "float32 int32 int32 int32", "rank-5", shapes={"in0": RANK5}),
+    *group(["STRIDED_SLICE"], [(3, "bool int32 int32 int32"), (2, "int8 int32 int32 int32"),
+                               (1, "float32 int32 int32 int32")]),
+    case("RESIZE_BILINEAR", 4, "int16 int32"),
+    case("RESIZE_BILINEAR", 3, "int8 int32", "half-pixel",
+         options=o.ResizeBilinearOptions(half_pixel_centers=True)),
+    case("RESIZE_BILINEAR", 2, "int8 int32", options=o.ResizeBilinearOptions()),
+    case("RESIZE_BILINEAR", 1, "float32 int32", options=o.ResizeBilinearOptions()),
+    case("RESIZE_NEAREST_NEIGHBOR", 4, "int16 int32"),
+    case("RESIZE_NEAREST_NEIGHBOR", 3, "float32 int32", "half-pixel",
+         options=o.ResizeNearestNeighborOptions(half_pixel_centers=True)),
+    case("RESIZE_NEAREST_NEIGHBOR", 3, "int8 int32", "align-corners",
+         options=o.ResizeNearestNeighborOptions(align_corners=True)),
+    *group(["RESIZE_NEAREST_NEIGHBOR"], [(2, "int8 int32"), (1, "float32 int32")]),
+    *group(["LEAKY_RELU"], [(2, "int16"), (1, "int8"), (1, "float32")]),
+    *group(["SQRT", "REDUCE_PROD", "EXP", "LOG"], [(2, "int8"), (2, "int16"), (1, "float32")]),
+    *group(["PACK"], [(2, "int8 int8"), (3, "int16 int16 -> int16"), (1, "float32 float32")]),
+    *group(["CAST"], [(5, "float16 -> float32"), (5, "float32 -> float16"), (3, "int8 -> float32"),
+                      (3, "float32 -> int8"), (1, "float32 -> int32")]),
+    case("QUANTIZE", 3, "float32 -> int8", "per-channel", quant={"out0": per_channel(8, 3)}),
+    case("QUANTIZE", 2, "float32 -> int16", quant={"out0": Q}),
+    case("QUANTIZE", 1, "float32 -> int8", quant={"out0": Q}),
+    case("QUANTIZE", 1, "int8 -> int8", "requantize", quant={"in0": Q, "out0": Q}),
+    case("DEQUANTIZE", 3, "int16 -> float32"),
+    case("DEQUANTIZE", 3, "float16 -> float32"),
+    case("DEQUANTIZE", 5, "int8 -> float32", "per-channel", shapes={"in0": (8, 3, 3, 8)},
+         quant={"in0": per_channel(8, 0)}),
+    case("DEQUANTIZE", 2, "int8 -> float32", quant={"in0": Q}),
+    case("DEQUANTIZE", 1, "uint8 -> float32"),
+    case("GATHER", 6, "float32 int16"),
+    case("GATHER", 5, "float32 int32", "batch-dims", options=o.GatherOptions(batch_dims=1)),
+    *group(["GATHER"], [(4, "int16 int32"), (3, "bool int32"), (2, "int8 int32"),
+                        (1, "float32 int32")]),
+    *group(["RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "RELU_N1_TO_1", "PRELU", "HARD_SWISH",
+            "CUSTOM", "NEG", "SQUARE", "POW"], [(1, "int8"), (1, "float32")]),
+    *group(["SPLIT"], [(4, "int32 int16"), (3, "int32 int32"), (2, "int32 int8"),
+                       (1, "int32 float32")]),
+    *group(["SPLIT_V", "SUM", "SQUARED_DIFFERENCE", "LOG_SOFTMAX", "DEPTH_TO_SPACE",
+            "SPACE_TO_DEPTH"], [(2, "int8"), (1, "int16"), (1, "float32")]),
+    *group(["ARG_MAX", "ARG_MIN"], [(3, "bool"), (2, "int8"), (1, "float32")]),
+    *group(["BATCH_MATMUL"], [(3, "int16 int16"), (2, "int8 int8"),
+                              (1, "float32 int8 -> float32"), (1, "float32 float32")]),
+    case("BATCH_MATMUL", 4, "float32 int8 -> float32", "hybrid-asymmetric",
+         options=NS(asymmetric_quantize_inputs=True)),
+    *group(["GELU"], [(2, "int8"), (2, "uint8"), (1, "float32")]),
+    case("SLICE", 5, "float32 int32 int32", "rank-5", shapes={"in0": RANK5}),
+    *group(["SLICE"], [(4, "int16 int32 int32"), (2, "int8 int32 int32"),
+                       (1, "float32 int32 int32")]),
+    case("ABS", 3, "int16", "quantized", quant={"in0": Q}),
+    *group(["ABS"], [(5, "int32"), (4, "int16"), (2, "int8"), (2, "uint8"), (1, "float32")]),
+    *group(["TILE"], [(3, "int8 int32"), (1, "float32 int32")]),
+    *group(["BROADCAST_TO"], [(3, "int8 int32"), (3, "int16 int32"), (2, "float32 int32")]),
+    *group(["UNPACK"], [(2, "int8"), (2, "uint8"), (3, "bool"), (4, "int16 -> int16"),
+                        (5, "float16"), (1, "float32")]),
+]
+
+
+@pytest.mark.parametrize("op_type, expected, io, kw", VERSION_CASES)
+def test_op_version(op_type, expected, io, kw):
+    assert versions.op_version(make_op(op_type, io, **kw)) == expected
+
+
+def test_every_table_row_has_a_case():
+    covered = {(p.values[0], p.values[1]) for p in VERSION_CASES}
+    rows = {(op, v) for op, rows in versions.VERSION_RULES.items() for v, _ in rows}
+    assert rows - covered == set()
+
+
+def test_every_row_ends_unconditionally_and_has_a_runtime():
+    for op, rows in versions.VERSION_RULES.items():
+        assert rows[-1][1] is versions.ALWAYS, op.name
+        for v, _ in rows:
+            if op not in versions.NO_RUNTIME_REQUIREMENT:
+                assert versions.runtime_version(op, v), (op.name, v)
+
+
+def test_min_runtime_version_compares_numerically():
+    assert versions.min_runtime_version([(OpType.CONV_2D, 1), (OpType.CONV_2D, 3)]) == "1.14.0"
+    assert versions.min_runtime_version([(OpType.RESIZE_BILINEAR, 3), (OpType.ADD, 2)]) == "2.2.0"
+    assert versions.min_runtime_version([(OpType.CUSTOM, 1)]) == ""
+    with pytest.raises(ConversionError, match="CONV_2D version 99"):
+        versions.min_runtime_version([(OpType.CONV_2D, 99)])
+
+
+def test_op_without_version_rule_is_an_error():
+    with pytest.raises(ConversionError, match=r"WHILE \(op 'while_op'\).*covers: ABS, ADD"):
+        versions.op_version(make_op(OpType.WHILE, "float32"))
+
+
+# --- (f) versions against TF's converter -----------------------------------------------------
+
+
+def _keras_cnn() -> tf.keras.Model:
+    layers = tf.keras.layers
+    tf.keras.utils.set_random_seed(0)
+    x = layers.Input((8, 8, 3), batch_size=1)
+    y = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    y = layers.DepthwiseConv2D(3, dilation_rate=2, padding="same")(y)  # dilation: v2
+    y = layers.UpSampling2D(interpolation="bilinear")(y)  # half_pixel_centers: v3
+    y = layers.Dense(6)(y)  # on a 4-D input: keep_num_dims, v5
+    return tf.keras.Model(x, y)
+
+
+def _keras_dense() -> tf.keras.Model:
+    layers = tf.keras.layers
+    tf.keras.utils.set_random_seed(0)
+    x = layers.Input((10,), batch_size=1)
+    y = layers.Dense(6, activation="relu")(x)
+    return tf.keras.Model(x, layers.Dense(3, use_bias=False)(y))
+
+
+def _tf_convert(model: tf.keras.Model, int8: bool) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        rng = np.random.default_rng(0)
+        shape = (1, *model.input_shape[1:])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [rng.standard_normal(shape).astype(np.float32)] for _ in range(4)
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+def ir_graph(sg: SubgraphInfo) -> Graph:
+    """The IR graph equivalent to a subgraph read back (dynamic dims from shape_signature)."""
+    tensors = []
+    for t in sg.tensors:
+        shape = t.shape
+        if shape is not None and t.shape_signature is not None:
+            shape = tuple(None if s == -1 else d for d, s in zip(shape, t.shape_signature))
+        tensors.append(Tensor(t.name, t.dtype, shape, t.data, t.quant))
+    ops = [
+        Op(op.type, [None if i < 0 else tensors[i] for i in op.inputs],
+           [tensors[i] for i in op.outputs], op.options, custom_code=op.custom_code)
+        for op in sg.ops
+    ]
+    return Graph(ops, [tensors[i] for i in sg.inputs], [tensors[i] for i in sg.outputs],
+                 name=sg.name)
+
+
+TF_EXPECTED = {  # what TF 2.21 wrote, for the op types under test
+    ("cnn", False): {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "RESIZE_BILINEAR": 3,
+                     "FULLY_CONNECTED": 5},
+    ("cnn", True): {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "RESIZE_BILINEAR": 3,
+                    "FULLY_CONNECTED": 5},
+    ("dense", False): {"FULLY_CONNECTED": 1},
+    ("dense", True): {"FULLY_CONNECTED": 4},
+}
+
+
+@pytest.mark.filterwarnings("ignore:Statistics for quantized inputs")
+@pytest.mark.parametrize("int8", [False, True], ids=["float32", "int8"])
+@pytest.mark.parametrize("name, make_model", [("cnn", _keras_cnn), ("dense", _keras_dense)],
+                         ids=["cnn", "dense"])
+def test_versions_match_tf_converter(name, make_model, int8):
+    """TF gives one OperatorCode per op type, versioned for its most demanding use."""
+    info = read_model(_tf_convert(make_model(), int8))
+    theirs = {(c.type, c.custom_code): c.version for c in info.op_codes}
+    ours: dict = {}
+    for op in ir_graph(info.subgraphs[0]).ops:
+        key = (op.type, op.custom_code)
+        ours[key] = max(ours.get(key, 0), versions.op_version(op))
+    assert ours == theirs
+    expected = TF_EXPECTED[name, int8]
+    assert {t.name: v for (t, _), v in theirs.items() if t.name in expected} == expected
+
+
+def test_rewriting_a_tf_model_runs_the_same(rng):
+    """TF's model → reader → IR → writer runs in LiteRT with TF's outputs."""
+    model = _keras_cnn()
+    theirs = _tf_convert(model, int8=False)
+    info = read_model(theirs)
+    g = ir_graph(info.subgraphs[0])
+    (sig,) = info.signatures
+    g.input_names, g.output_names = list(sig.inputs), list(sig.outputs)
+    ours = write_model([g])
+    x = rng.standard_normal((1, 8, 8, 3)).astype(np.float32)
+    name = next(iter(sig.inputs))
+    expected = run_litert(theirs, {name: x})
+    actual = run_litert(ours, {name: x})
+    for key, value in expected.items():
+        np.testing.assert_allclose(actual[key], value, rtol=1e-5, atol=1e-6)
+    assert read_model(ours).min_runtime_version == info.min_runtime_version == "2.2.0"
+
+
