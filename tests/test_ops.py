@@ -189,18 +189,6 @@ POSITIVE = Input((None, 6, 6, 3), 0.25, 4.0)
 TWO = {"x": Input((None, 4, 5)), "y": Input((None, 4, 5))}
 SHAPE_CHAIN = ("SHAPE", "STRIDED_SLICE", "PACK", "GATHER", "CONCATENATION", "REDUCE_PROD")
 
-# Known bugs outside tf_ops.py / fold_constants.py (reported, not fixed here).
-DENSE_3D_SHAPE = (
-    "passes/fold_batchnorm: folding the BiasAdd into the keep_num_dims FULLY_CONNECTED moves "
-    "the BiasAdd's TF-inferred output tensor (None, None, 4) onto it, dropping the (None, 5, 4) "
-    "that nd_fully_connected set: output shape_signature (-1, -1, 4), TF's (-1, 5, 4)")
-RESHAPE_SHAPE = (
-    "passes: a RESHAPE whose shape input folds to [-1, 108] keeps TF's inferred output shape "
-    "(None, None): output shape_signature (-1, -1), TF's (-1, 108)")
-ZERO_BIAS_AT_OUTPUT = (
-    "passes: Keras's zero bias ADD is the graph output, so noop_elementwise keeps it and "
-    "fold_batchnorm folds it into TRANSPOSE_CONV as a zero bias: version 3, TF's 1 (TF drops "
-    "the ADD of zeros and writes no bias)")
 
 
 def _conv2d_transpose(x: tf.Tensor) -> tf.Tensor:
@@ -279,8 +267,7 @@ CASES: dict[str, Case] = {
                     {"x": Input((None, 6, 6, 3), 0.5, 1.5)}),
     # A hand-written flatten: Prod of the static dims of a dynamic-batch shape folds.
     "Prod/folded": fn_case("Prod", lambda x: tf.reshape(
-        x, [-1, tf.reduce_prod(tf.shape(x)[1:])]), ("RESHAPE",), absent=SHAPE_CHAIN,
-        xfail={"io": RESHAPE_SHAPE}),
+        x, [-1, tf.reduce_prod(tf.shape(x)[1:])]), ("RESHAPE",), absent=SHAPE_CHAIN),
     # --- elementwise ---
     "Add": fn_case("Add", lambda x, y: tf.raw_ops.Add(x=x, y=y), ("ADD",), TWO),
     "AddV2": fn_case("AddV2", tf.add, ("ADD",), TWO),
@@ -352,13 +339,12 @@ CASES: dict[str, Case] = {
     "keras/Dense_3d": keras_case(
         lambda: [keras.layers.Dense(4, bias_initializer="random_normal")], Input((None, 5, 7)),
         ("FULLY_CONNECTED",), absent=SHAPE_CHAIN, check=_dense_3d_check,
-        versions={"FULLY_CONNECTED": 5}, xfail={"io": DENSE_3D_SHAPE}),
+        versions={"FULLY_CONNECTED": 5}),
     "keras/Conv2DTranspose": keras_case(lambda: [keras.layers.Conv2DTranspose(
         3, 3, strides=2, padding="same", bias_initializer="random_normal")],
         Input((None, 4, 4, 5)), ("TRANSPOSE_CONV",)),
     "keras/Conv2DTranspose_zero_bias": keras_case(lambda: [keras.layers.Conv2DTranspose(
-        3, 3, strides=2, padding="same")], Input((None, 4, 4, 5)), ("TRANSPOSE_CONV",),
-        xfail={"structure": ZERO_BIAS_AT_OUTPUT}),
+        3, 3, strides=2, padding="same")], Input((None, 4, 4, 5)), ("TRANSPOSE_CONV",)),
     "keras/PReLU": keras_case(lambda: [keras.layers.PReLU(
         alpha_initializer=keras.initializers.RandomUniform(0.1, 0.5))], X, ("PRELU",),
         absent=("RELU", "NEG", "MUL")),

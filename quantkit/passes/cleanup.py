@@ -6,7 +6,7 @@ import numpy as np
 
 from quantkit.ir import options as o
 from quantkit.ir.graph import Graph, Op, const
-from quantkit.passes.util import Uses, split_const
+from quantkit.passes.util import merge_shapes, split_const
 from quantkit.types import OpType
 
 
@@ -18,6 +18,8 @@ def static_reshapes(graph: Graph) -> bool:
     """
     changed = False
     for op in graph.ops:
+        if op.type == OpType.RESHAPE and op.inputs[1].is_const:
+            _refine_reshape_output(op)
         if op.type != OpType.RESHAPE or op.inputs[1].is_const:
             continue
         out_shape = op.outputs[0].shape
@@ -29,6 +31,15 @@ def static_reshapes(graph: Graph) -> bool:
     if changed:
         graph.remove_dead_ops()
     return changed
+
+
+def _refine_reshape_output(op: Op) -> None:
+    """Dims a constant RESHAPE target states (TF may have inferred them before folding)."""
+    target = [int(d) for d in op.inputs[1].data.reshape(-1)]
+    x, out = op.inputs[0], op.outputs[0]
+    if target.count(-1) == 1 and x.static_shape:
+        target[target.index(-1)] = int(np.prod(x.shape)) // max(1, -int(np.prod(target)))
+    out.shape = merge_shapes(out.shape, tuple(None if d < 0 else d for d in target))
 
 
 def constant_operands(graph: Graph) -> bool:
@@ -68,11 +79,15 @@ def _is_noop(op: Op) -> bool:
 
 def noop_elementwise(graph: Graph) -> bool:
     """Drop no-op MUL/ADD (Keras ``Rescaling`` with offset 0 emits one)."""
-    uses = Uses(graph)
+    inputs, outputs = set(graph.inputs), set(graph.outputs)
     dead = []
     for op in graph.ops:
-        if _is_noop(op) and op.outputs[0] not in uses.outputs:
-            graph.replace_uses(op.outputs[0], split_const(op)[0])
-            dead.append(op)
+        if not _is_noop(op):
+            continue
+        x = split_const(op)[0]
+        if op.outputs[0] in outputs and x in inputs:
+            continue  # the op is all the graph does: a graph output must not be its input
+        graph.replace_uses(op.outputs[0], x)
+        dead.append(op)
     graph.remove_ops(dead)
     return bool(dead)

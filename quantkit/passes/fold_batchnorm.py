@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from quantkit.ir.graph import Graph, Op, const
-from quantkit.passes.util import Uses, channel_vector, same_shape, split_const
+from quantkit.passes.util import Uses, channel_vector, same_shape, split_const, take_outputs
 from quantkit.types import Activation, OpType
 
 # Where the output channels sit in each op's weights, and which inputs are weights and bias.
@@ -61,7 +61,7 @@ def _apply(conv: Op, op: Op, vector: np.ndarray) -> None:
     else:
         b = b + vector
     conv.inputs[b_in] = const(f"{conv.outputs[0].name}/bias", b.astype(weights.dtype))
-    conv.outputs = list(op.outputs)  # the conv now produces what the affine op did
+    take_outputs(conv, op)  # the conv now produces what the affine op did
 
 
 def fold_batchnorm(graph: Graph) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from quantkit.ir.graph import Graph
-from quantkit.passes.util import Uses
+from quantkit.passes.util import Uses, take_outputs
 from quantkit.types import Activation, OpType
 
 ACTIVATIONS = {OpType.RELU: Activation.RELU, OpType.RELU6: Activation.RELU6,
@@ -36,7 +36,7 @@ def fuse_activations(graph: Graph) -> bool:
                 or any(t.quant for t in [*producer.outputs, *act.outputs]):
             continue
         producer.options = dataclasses.replace(producer.options, fused_activation_function=activation)
-        producer.outputs = list(act.outputs)
+        take_outputs(producer, act)
         dead.append(act)
     graph.remove_ops(dead)
     return bool(dead)

@@ -67,3 +67,18 @@ def same_shape(a: Tensor, b: Tensor) -> bool:
     if a.shape is None or b.shape is None or len(a.shape) != len(b.shape):
         return False
     return all(x is None or y is None or x == y for x, y in zip(a.shape, b.shape))
+
+
+def merge_shapes(a: tuple | None, b: tuple | None) -> tuple | None:
+    """The more specific of two shapes of one value: known dims win over None."""
+    if a is None or b is None or len(a) != len(b):
+        return a if b is None else b
+    return tuple(x if x is not None else y for x, y in zip(a, b))
+
+
+def take_outputs(producer: Op, replaced: Op) -> None:
+    """``producer`` now computes what ``replaced`` did: it takes over its output tensors,
+    keeping whatever either knew about their shapes."""
+    for old, new in zip(producer.outputs, replaced.outputs):
+        new.shape = merge_shapes(new.shape, old.shape)
+    producer.outputs = list(replaced.outputs)
