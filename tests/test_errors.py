@@ -115,3 +115,24 @@ def test_float32_dtypes_are_accepted_as_tf_and_numpy():
         converter.inference_input_type = dtype
         converter.inference_output_type = dtype
         assert converter.convert()[4:8] == b"TFL3"
+
+
+def test_writing_error_names_the_tensor():
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.complex64, name="z")])
+    def f(z):
+        return z + z
+
+    error = _convert_error(quantkit.TFLiteConverter.from_concrete_functions(
+        [f.get_concrete_function()], f))
+    assert str(error).startswith("[writing] tensor 'z' has dtype complex64")
+
+
+def test_a_failing_pass_names_itself_and_the_phase(monkeypatch):
+    import quantkit.passes as passes
+
+    def broken_pass(graph):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(passes, "PIPELINE", (broken_pass,))
+    error = _convert_error(quantkit.TFLiteConverter.from_keras_model(models.two_in_two_out()))
+    assert str(error).startswith("[passes] pass broken_pass failed")
