@@ -56,7 +56,8 @@ class Builder:
 def conv(b: Builder, x: Tensor, padding=Padding.VALID, weights=W_CONV) -> Tensor:
     h = x.shape[1] - 2 if padding == Padding.VALID else x.shape[1]
     w = x.shape[2] - 2 if padding == Padding.VALID else x.shape[2]
-    return b.op(OpType.CONV_2D, [x, const("w", weights), const("b", np.zeros(weights.shape[0], F32))],
+    bias = const("b", np.zeros(weights.shape[0], F32))
+    return b.op(OpType.CONV_2D, [x, const("w", weights), bias],
                 (None, h, w, weights.shape[0]), o.Conv2DOptions(padding))
 
 
@@ -282,7 +283,8 @@ FOLD_CASES = {
     OpType.TANH: (None, [[0.0]], [0.0]),
     OpType.TRANSPOSE: (None, [[[1.0, 2.0], [3.0, 4.0]], np.array([1, 0], I32)],
                        [[1.0, 3.0], [2.0, 4.0]]),
-    OpType.RESHAPE: (None, [[1.0, 2.0, 3.0, 4.0], np.array([2, -1], I32)], [[1.0, 2.0], [3.0, 4.0]]),
+    OpType.RESHAPE: (None, [[1.0, 2.0, 3.0, 4.0], np.array([2, -1], I32)],
+                     [[1.0, 2.0], [3.0, 4.0]]),
     OpType.SQUEEZE: (o.SqueezeOptions((0,)), [[[1.0, 2.0]]], [1.0, 2.0]),
     OpType.EXPAND_DIMS: (None, [[1.0, 2.0], np.array(1, I32)], [[1.0], [2.0]]),
     OpType.CONCATENATION: (o.ConcatenationOptions(0), [[1.0], [2.0, 3.0]], [1.0, 2.0, 3.0]),
@@ -329,3 +331,17 @@ def test_shape_folds_for_a_static_input_only():
     dynamic = Tensor("y", np.dtype(F32), (None, 3))
     assert try_fold(Op(OpType.SHAPE, [dynamic], [Tensor("s2", np.dtype(np.int32), (2,))],
                        o.ShapeOptions())) is False
+
+
+def test_a_pass_that_never_settles_is_reported():
+    from quantkit.passes.util import to_fixpoint
+    from quantkit.types import ConversionError
+
+    @to_fixpoint
+    def flip_flop(graph):
+        graph.ops.reverse()
+        return True
+
+    graph, _ = conv_relu6()
+    with pytest.raises(ConversionError, match=r"\[passes\] pass flip_flop did not settle"):
+        flip_flop(graph)

@@ -1,4 +1,4 @@
-"""quantkit.tflite_io.versions: one case per version-table row, and agreement with TF's converter."""
+"""quantkit.tflite_io.versions: a case per version-table row; agreement with TF's converter."""
 
 from __future__ import annotations
 

@@ -73,7 +73,8 @@ def capture_concrete_function(func: Any, signature_key: str = DEFAULT_SIGNATURE_
                     "`f.get_concrete_function(...)` on your tf.function first")
     outputs = func.structured_outputs
     flat_outputs = tf.nest.flatten(outputs)
-    return freeze(func, _input_names(func), _output_names(outputs, len(flat_outputs)), signature_key)
+    names = _output_names(outputs, len(flat_outputs))
+    return freeze(func, _input_names(func), names, signature_key)
 
 
 def _keras_input_specs(model: Any) -> list[tf.TensorSpec]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from quantkit.ir import options as o
 from quantkit.ir.graph import Graph, Op, const
-from quantkit.passes.util import Uses, channel_vector, same_shape, split_const
+from quantkit.passes.util import Uses, to_fixpoint, channel_vector, same_shape, split_const
 from quantkit.types import OpType, Padding
 
 _AFFINE = (OpType.MUL, OpType.ADD)
@@ -39,6 +39,7 @@ def _set_const(op: Op, op_type: OpType, x, vector: np.ndarray) -> None:
     op.inputs = [x, const(f"{op.outputs[0].name}/{op_type.name.lower()}", vector.astype(dtype))]
 
 
+@to_fixpoint
 def merge_affine_chains(graph: Graph) -> bool:
     """Merge MUL/ADD-by-constant chains into at most one MUL followed by one ADD."""
     uses = Uses(graph)
@@ -95,6 +96,7 @@ def _fold_into_consumer(affine: Op, x, consumer: Op, vector: np.ndarray) -> bool
     return True
 
 
+@to_fixpoint
 def fold_affine_into_next(graph: Graph) -> bool:
     """Fold a MUL/ADD by a channel constant into the conv or dense layer it feeds, where exact."""
     uses = Uses(graph)
@@ -110,6 +112,7 @@ def fold_affine_into_next(graph: Graph) -> bool:
     return False
 
 
+@to_fixpoint
 def shift_before_scale(graph: Graph) -> bool:
     """``x·m + a`` feeding a SAME convolution → ``(x + a/m)·m``, so the MUL folds into it.
 

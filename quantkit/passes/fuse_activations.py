@@ -35,7 +35,8 @@ def fuse_activations(graph: Graph) -> bool:
                 or producer.options.fused_activation_function != Activation.NONE \
                 or any(t.quant for t in [*producer.outputs, *act.outputs]):
             continue
-        producer.options = dataclasses.replace(producer.options, fused_activation_function=activation)
+        producer.options = dataclasses.replace(producer.options,
+                                               fused_activation_function=activation)
         take_outputs(producer, act)
         dead.append(act)
     graph.remove_ops(dead)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from quantkit.ir.graph import Graph, Op
-from quantkit.passes.util import Uses, channel_vector, split_const
+from quantkit.passes.util import Uses, to_fixpoint, channel_vector, split_const
 from quantkit.types import OpType, Padding
 
 _CONVS = (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D)
@@ -56,6 +56,7 @@ def fold_pad_into_conv(graph: Graph) -> bool:
     return bool(dead)
 
 
+@to_fixpoint
 def mul_through_pad(graph: Graph) -> bool:
     """MUL(x, m) → PAD  ⇒  PAD(x) → MUL(·, m), for a channel constant m."""
     uses = Uses(graph)

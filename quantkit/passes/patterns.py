@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from quantkit.ir import options as o
-from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.ir.graph import Graph, Op, Tensor, const
 from quantkit.passes.util import Uses, is_close_scalar, split_const
 from quantkit.types import OpType
 
@@ -45,17 +47,24 @@ def _match_hard_swish(uses: Uses, op: Op) -> Tensor | None:
     return None
 
 
-def hard_swish(graph: Graph) -> bool:
+def _rewrite_matches(graph: Graph, match: Callable, rewrite: Callable) -> bool:
+    """``rewrite(op, found)`` for every op where ``match(uses, op)`` finds the pattern; the
+    pattern's inner ops then become dead and go."""
     uses = Uses(graph)
-    changed = False
-    for op in graph.ops:
-        x = _match_hard_swish(uses, op)
-        if x is not None:
-            op.type, op.inputs, op.options = OpType.HARD_SWISH, [x], None
-            changed = True
-    if changed:
+    found = [(op, m) for op in graph.ops if (m := match(uses, op)) is not None]
+    for op, m in found:
+        rewrite(op, m)
+    if found:
         graph.remove_dead_ops()
-    return changed
+    return bool(found)
+
+
+def _to_hard_swish(op: Op, x: Tensor) -> None:
+    op.type, op.inputs, op.options = OpType.HARD_SWISH, [x], None
+
+
+def hard_swish(graph: Graph) -> bool:
+    return _rewrite_matches(graph, _match_hard_swish, _to_hard_swish)
 
 
 def _match_prelu(uses: Uses, op: Op) -> tuple[Tensor, np.ndarray] | None:
@@ -72,19 +81,14 @@ def _match_prelu(uses: Uses, op: Op) -> tuple[Tensor, np.ndarray] | None:
     return None
 
 
+def _to_prelu(op: Op, found: tuple[Tensor, np.ndarray]) -> None:
+    x, alpha = found
+    alpha_t = const(f"{op.outputs[0].name}/alpha", alpha)
+    op.type, op.inputs, op.options = OpType.PRELU, [x, alpha_t], None
+
+
 def prelu(graph: Graph) -> bool:
-    uses = Uses(graph)
-    changed = False
-    for op in graph.ops:
-        found = _match_prelu(uses, op)
-        if found is not None:
-            x, alpha = found
-            alpha_t = Tensor(f"{op.outputs[0].name}/alpha", alpha.dtype, tuple(alpha.shape), alpha)
-            op.type, op.inputs, op.options = OpType.PRELU, [x, alpha_t], None
-            changed = True
-    if changed:
-        graph.remove_dead_ops()
-    return changed
+    return _rewrite_matches(graph, _match_prelu, _to_prelu)
 
 
 def _restores_leading_dims(uses: Uses, shape_in: Tensor, x: Tensor, units: int) -> bool:

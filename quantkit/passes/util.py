@@ -1,10 +1,14 @@
-"""Small queries the passes share."""
+"""Small queries and helpers the passes share."""
 
 from __future__ import annotations
+
+import functools
+from typing import Callable
 
 import numpy as np
 
 from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.types import ConversionError, Phase
 
 
 class Uses:
@@ -82,3 +86,20 @@ def take_outputs(producer: Op, replaced: Op) -> None:
     for old, new in zip(producer.outputs, replaced.outputs):
         new.shape = merge_shapes(new.shape, old.shape)
     producer.outputs = list(replaced.outputs)
+
+
+def to_fixpoint(edit_once: Callable[[Graph], bool]) -> Callable[[Graph], bool]:
+    """Run a pass that makes at most one edit per call until it makes none.
+
+    Each edit removes or reorders ops, so a correct pass stops within a few edits per op;
+    more than that means two rewrites undo each other, which is reported, not looped on.
+    """
+    @functools.wraps(edit_once)
+    def run(graph: Graph) -> bool:
+        limit = 4 * len(graph.ops) + 16
+        for edits in range(limit + 1):
+            if not edit_once(graph):
+                return edits > 0
+        raise ConversionError(Phase.PASSES, f"pass {edit_once.__name__} did not settle after "
+                              f"{limit} edits on graph {graph.name!r}")
+    return run
