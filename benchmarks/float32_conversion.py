@@ -20,23 +20,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 import quantkit  # noqa: E402
+from quantkit.litert import run  # noqa: E402
 from quantkit.tflite_io.reader import op_types  # noqa: E402
 from tests.models import randomize_batchnorm  # noqa: E402
 
 MODELS = ["MobileNetV2", "ResNet50", "EfficientNetB0", "MobileNetV3Small"]
-
-
-def _run(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    interpreter = Interpreter(model_content=model_bytes)
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
 def _timed(convert) -> tuple[bytes, float]:
@@ -57,7 +47,7 @@ def measure(name: str) -> list[tuple]:
             ("quantkit", lambda: quantkit.TFLiteConverter.from_keras_model(model).convert()),
             ("tf.lite", lambda: tf.lite.TFLiteConverter.from_keras_model(model).convert())):
         blob, seconds = _timed(convert)
-        err = np.abs(_run(blob, x) - reference).max() / np.abs(reference).max()
+        err = np.abs(run(blob, x) - reference).max() / np.abs(reference).max()
         rows.append((name, label, len(op_types(blob)), len(blob), seconds, err))
     return rows
 

@@ -46,17 +46,6 @@ def train_digits_cnn(seed: int = 0, epochs: int = 8):
     return model, x[split:], y[split:]
 
 
-def run_tflite(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    """Run a single-input, single-output model over ``x`` one sample at a time in LiteRT."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=model_bytes)
-    runner = interpreter.get_signature_runner()
-    name = next(iter(interpreter.get_signature_list()["serving_default"]["inputs"]))
-    outputs = [next(iter(runner(**{name: sample[None]}).values())) for sample in x]
-    return np.concatenate(outputs)
-
-
 def op_names(model_bytes: bytes) -> list[str]:
     from quantkit.tflite_io.reader import op_types
 
@@ -70,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import tensorflow as tf
     import quantkit
+    from quantkit import litert
 
     print("Training a digits CNN (sklearn load_digits, seeded) ...")
     model, x_test, y_test = train_digits_cnn()
@@ -85,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
 
     for label, blob, seconds in (("quantkit", ours, our_seconds), ("tf.lite", theirs, tf_seconds)):
         ops = op_names(blob)
-        out = run_tflite(blob, x_test)
+        out = litert.run(blob, x_test)
         err = np.abs(out - reference).max() / np.abs(reference).max()
         acc = (out.argmax(1) == y_test).mean()
         print(f"\n{label}: {len(blob):,} bytes, {len(ops)} ops, converted in {seconds:.2f} s")

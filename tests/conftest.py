@@ -10,28 +10,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
+from quantkit import litert
 from quantkit.tflite_io.reader import op_types
 
 
-def run_litert(model_bytes: bytes, inputs: dict[str, np.ndarray],
-               signature: str = "serving_default") -> dict[str, np.ndarray]:
-    """Run one signature of a TFLite model by input name; outputs by name."""
-    interpreter = Interpreter(model_content=model_bytes)
-    runner = interpreter.get_signature_runner(signature)
-    return runner(**inputs)
-
-
-def run_single(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    """Run a one-input, one-output model (any names) on a batch ``x``."""
-    interpreter = Interpreter(model_content=model_bytes)
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+# Tests call them by these names.
+run_litert = litert.run_signature
+run_single = litert.run
 
 
 def assert_matches(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-4) -> None:
