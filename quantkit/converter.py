@@ -46,7 +46,7 @@ def _dtype(value: Any, attribute: str) -> tf.DType | None:
     try:
         return tf.as_dtype(np.dtype(value) if not isinstance(value, tf.DType) else value)
     except TypeError:
-        raise NotYetSupportedError(Phase.OPTIONS, f"{attribute}={value!r} is not a dtype") from None
+        raise ConversionError(Phase.OPTIONS, f"{attribute}={value!r} is not a dtype") from None
 
 
 class TFLiteConverter:

@@ -136,3 +136,11 @@ def test_a_failing_pass_names_itself_and_the_phase(monkeypatch):
     monkeypatch.setattr(passes, "PIPELINE", (broken_pass,))
     error = _convert_error(quantkit.TFLiteConverter.from_keras_model(models.two_in_two_out()))
     assert str(error).startswith("[passes] pass broken_pass failed")
+
+
+def test_an_inference_type_that_is_no_dtype():
+    converter = quantkit.TFLiteConverter.from_keras_model(models.two_in_two_out())
+    converter.inference_input_type = "int9"
+    error = _convert_error(converter)
+    assert not isinstance(error, quantkit.NotYetSupportedError)
+    assert str(error) == "[options] inference_input_type='int9' is not a dtype"

@@ -7,7 +7,6 @@ graph is quantkit's. The result is a ``Captured`` per signature: the frozen func
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -15,8 +14,6 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from quantkit.types import ConversionError, Phase
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE_KEY = "serving_default"
 
