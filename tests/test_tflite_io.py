@@ -247,9 +247,27 @@ def test_file_identifier_and_constant_alignment(rng):
     assert data[4:8] == b"TFL3"
     base = np.frombuffer(data, np.uint8).ctypes.data
     consts = [t for t in read_model(data).subgraphs[0].tensors if t.is_const]
-    assert len({t.buffer for t in consts}) == len(consts) == 4  # one buffer per constant
+    assert len({t.buffer for t in consts}) == len(consts) == 4  # distinct bytes, own buffers
     for t in consts:
         assert (t.data.ctypes.data - base) % 16 == 0, t.name
+
+
+def test_constants_with_the_same_bytes_share_a_buffer(rng):
+    x = Tensor("x", F32, (None, 3))
+    same = [const(f"c{i}", [1.0, 2.0, 3.0], np.float32) for i in range(3)]
+    other = const("other", [1.0, 2.0, 4.0], np.float32)
+    g = Graph(inputs=[x], input_names=["x"], output_names=["y"])
+    t = x
+    for k, c in enumerate([*same, other]):
+        out = Tensor(f"t{k}", F32, (None, 3))
+        g.ops.append(Op(OpType.ADD, [t, c], [out], o.AddOptions()))
+        t = out
+    g.outputs = [t]
+    data = write_model([g])
+    buffers = {t.name: t.buffer for t in read_model(data).subgraphs[0].tensors if t.is_const}
+    assert buffers["c0"] == buffers["c1"] == buffers["c2"] != buffers["other"]
+    value = rng.normal(size=(2, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_litert(data, {"x": value})["y"], value + [4, 8, 13], rtol=1e-6)
 
 
 def test_metadata_min_runtime_version_and_extras(rng):

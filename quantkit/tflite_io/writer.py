@@ -1,13 +1,14 @@
 """Serialize IR graphs to a TFLite flatbuffer (schema v3, file identifier ``TFL3``).
 
 Flatbuffer indices (tensors, buffers, operator codes) are assigned here and nowhere else.
-Buffer 0 is the empty sentinel and every activation points at it; every constant tensor gets
-its own buffer, its data 16-byte aligned in the file; metadata buffers come last. All tables are
+Buffer 0 is the empty sentinel and every activation points at it; constants with the same bytes
+share one buffer, its data 16-byte aligned in the file; metadata buffers come last. All tables are
 built with the generated functions of the ``tflite`` package, never with slot numbers.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -120,16 +121,28 @@ def write_model(
 
 def _plan(graphs: list[Graph]) -> _Plan:
     plan = _Plan()
+    by_content: dict[tuple[int, bytes], list[int]] = {}  # (size, digest) → buffer indices
     for g in graphs:
         for t in g.tensors():
             if t.is_const and t not in plan.const_buffer:
-                plan.const_buffer[t] = len(plan.payloads)
-                plan.payloads.append(_const_bytes(t))
+                plan.const_buffer[t] = _buffer_for(plan, by_content, _const_bytes(t))
         for op in g.ops:
             check_options(op.type, op.options, f"{op.type.name} op {op.name!r}")
             key = _OpCode(op.type, _custom_code(op), op_version(op))
             plan.op_code_of[op] = plan.op_codes.setdefault(key, len(plan.op_codes))
     return plan
+
+
+def _buffer_for(plan: _Plan, by_content: dict, payload: memoryview) -> int:
+    """The buffer holding exactly ``payload``'s bytes, shared by every constant with the same
+    bytes (as TF's converter shares them: zero biases, repeated axes and shapes)."""
+    key = (payload.nbytes, hashlib.blake2b(payload, digest_size=16).digest())
+    for index in by_content.get(key, []):
+        if plan.payloads[index] == payload:
+            return index
+    by_content.setdefault(key, []).append(len(plan.payloads))
+    plan.payloads.append(payload)
+    return len(plan.payloads) - 1
 
 
 def _metadata_entries(plan: _Plan, extra: dict[str, bytes] | None) -> list[tuple[str, memoryview]]:
