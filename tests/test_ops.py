@@ -361,6 +361,9 @@ CASES: dict[str, Case] = {
     # Keras 3 repeats rows and columns (tf.repeat: EXPAND_DIMS, TILE, RESHAPE per axis).
     "keras/UpSampling2D_nearest": keras_case(lambda: [keras.layers.UpSampling2D(
         2, interpolation="nearest")], X, ("TILE",)),
+    # LiteRT's CONCATENATION refuses a fused activation (NASNet concatenates, then ReLUs).
+    "ConcatV2/relu": fn_case("ConcatV2", lambda x: tf.nn.relu(tf.concat([x, -x], axis=3)),
+                             ("CONCATENATION", "RELU")),
     "keras/ZeroPadding2D": keras_case(lambda: [keras.layers.ZeroPadding2D(((1, 0), (2, 1)))],
                                       X, ("PAD",)),
     "keras/Flatten": keras_case(lambda: [keras.layers.Flatten()], Input((None, 5, 5, 3)),

@@ -18,7 +18,7 @@ from quantkit.passes.affine import fold_affine_into_next, merge_affine_chains, s
 from quantkit.passes.cleanup import constant_operands, noop_elementwise, static_reshapes
 from quantkit.passes.fold_batchnorm import fold_batchnorm
 from quantkit.passes.fold_constants import FOLDERS, fold_constants, try_fold
-from quantkit.passes.fuse_activations import fuse_activations
+from quantkit.passes.fuse_activations import ACTIVATIONS, FUSABLE, FUSABLE_INTO, fuse_activations
 from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad, same_padding
 from quantkit.passes.patterns import hard_swish, nd_fully_connected, prelu
 from quantkit.tflite_io import write_model
@@ -345,3 +345,46 @@ def test_a_pass_that_never_settles_is_reported():
     graph, _ = conv_relu6()
     with pytest.raises(ConversionError, match=r"\[passes\] pass flip_flop did not settle"):
         flip_flop(graph)
+
+
+def _producer(b: Builder, op_type: OpType) -> Tensor:
+    """A small op of ``op_type`` on the 4-D input, for the fusion table's rows."""
+    x = b.x
+    if op_type == OpType.CONV_2D:
+        return conv(b, x, Padding.SAME)
+    if op_type == OpType.DEPTHWISE_CONV_2D:
+        return b.op(op_type, [x, const("w", W_DW), const("b", CHANNELS3)], x.shape,
+                    o.DepthwiseConv2DOptions(Padding.SAME))
+    if op_type == OpType.FULLY_CONNECTED:
+        return b.op(op_type, [x, const("w", W_FC[:, :3]), const("b", np.ones(5, F32))],
+                    (None, 5), o.FullyConnectedOptions())
+    if op_type == OpType.TRANSPOSE_CONV:
+        return b.op(op_type, [const("s", [2, 8, 8, 4], np.int32), const("w", W_CONV), x, None],
+                    (2, 8, 8, 4), o.TransposeConvOptions(Padding.SAME))
+    if op_type in (OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D):
+        return b.op(op_type, [x], (None, 4, 4, 3), o.Pool2DOptions(Padding.VALID, 2, 2, 2, 2))
+    if op_type == OpType.CONCATENATION:
+        return b.op(op_type, [x, x], (None, 8, 8, 6), o.ConcatenationOptions(3))
+    options = {OpType.ADD: o.AddOptions, OpType.SUB: o.SubOptions, OpType.MUL: o.MulOptions,
+               OpType.DIV: o.DivOptions}[op_type]()
+    return b.op(op_type, [x, const("c", CHANNELS3 + 4.0)], x.shape, options)
+
+
+@pytest.mark.parametrize("op_type", sorted(FUSABLE_INTO, key=lambda t: t.name),
+                         ids=lambda t: t.name)
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS, key=lambda t: t.name),
+                         ids=lambda t: t.name)
+def test_fusion_table_rows_run_in_litert(op_type, activation):
+    """Every producer the fusion table names takes every fusable activation in LiteRT;
+    activations LiteRT does not apply stay separate ops."""
+    graphs = []
+    for _ in range(2):
+        b = Builder((2 if op_type == OpType.TRANSPOSE_CONV else None, 8, 8, 3))
+        y = _producer(b, op_type)
+        graphs.append(b.done(b.op(activation, [y], y.shape)))
+    before, after = graphs
+    fused = fuse_activations(after)
+    assert fused == (ACTIVATIONS[activation] in FUSABLE)
+    x = (RNG.normal(size=(2, 8, 8, 3)) * 4).astype(F32)
+    assert_matches(run_single(write_model([after]), x), run_single(write_model([before]), x),
+                   rel=1e-5)

@@ -11,15 +11,14 @@ from quantkit.types import Activation, OpType
 ACTIVATIONS = {OpType.RELU: Activation.RELU, OpType.RELU6: Activation.RELU6,
                OpType.RELU_N1_TO_1: Activation.RELU_N1_TO_1, OpType.TANH: Activation.TANH}
 
-# Producers whose LiteRT kernels apply a fused activation. TANH is a legal value of
-# ``fused_activation_function`` but LiteRT's CONV_2D/ADD/MUL kernels clamp only the RELU family
-# (a fused TANH is silently ignored there, and FULLY_CONNECTED refuses it at prepare), so TANH
-# stays a separate op.
+# Producers whose LiteRT kernels apply a fused activation (tests run every row in LiteRT).
+# TANH is a legal ``fused_activation_function`` but LiteRT's CONV_2D/ADD/MUL kernels clamp only
+# the RELU family (a fused TANH is silently ignored) and FULLY_CONNECTED refuses it, so TANH
+# stays a separate op. CONCATENATION has the field too, but its kernel refuses any activation.
 FUSABLE = frozenset({Activation.RELU, Activation.RELU6, Activation.RELU_N1_TO_1})
 FUSABLE_INTO = frozenset({
     OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED, OpType.TRANSPOSE_CONV,
-    OpType.ADD, OpType.SUB, OpType.MUL, OpType.DIV, OpType.CONCATENATION,
-    OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D,
+    OpType.ADD, OpType.SUB, OpType.MUL, OpType.DIV, OpType.AVERAGE_POOL_2D, OpType.MAX_POOL_2D,
 })
 
 
