@@ -4,7 +4,7 @@ Each case is a small ``tf.function`` (seeded constant weights, dynamic batch whe
 a small Keras model. It is converted by quantkit and by ``tf.lite.TFLiteConverter`` (the
 yardstick), once per session, and checked for:
 
-* structure: the frozen graph really holds the case's TF op; the expected builtins are there,
+* structure: the captured graph really holds the case's TF op; the expected builtins are there,
   each at the version TF writes for the same model; what should be folded or fused is gone;
   op count ≤ TF's;
 * dtypes: the subgraph's inputs and outputs have TF's dtypes (float32), shapes and shape
@@ -147,7 +147,7 @@ class Case:
         build: makes the subject (lazily: tracing is slow).
         present: builtins quantkit must emit, each at TF's version for the same model.
         absent: builtins that must be gone (constant-folded, fused, folded into weights).
-        tf_op: the ``LOWERINGS`` row the case exercises; its frozen graph must contain it.
+        tf_op: the ``LOWERINGS`` row the case exercises; its captured graph must contain it.
         check: a further structural check on quantkit's subgraph.
         versions: expected versions where quantkit writes a different form than TF on purpose.
         xfail: test level (one of ``LEVELS``) → why it fails today (a known bug elsewhere).
@@ -422,8 +422,8 @@ def test_every_lowering_has_a_case():
 def test_structure(case_id):
     case, conv = CASES[case_id], converted(case_id)
     if case.tf_op is not None:
-        frozen = conv.subject.captured().frozen
-        assert case.tf_op in {node.type for node in frozen.graph.get_operations()}
+        captured = conv.subject.captured()
+        assert case.tf_op in {node.type for node in captured.graph.get_operations()}
     ours = read_model(conv.ours).subgraphs[0]
     theirs = read_model(conv.theirs).subgraphs[0]
     types = [op.type.name for op in ours.ops]
@@ -450,8 +450,8 @@ def _io(data: bytes) -> list[tuple]:
 
 
 def _traced_signatures(captured: capture.Captured) -> list[tuple[int, ...]]:
-    """The frozen graph's own input and output shapes, a dynamic dim as -1."""
-    tensors = [*captured.frozen.inputs, *captured.frozen.outputs]
+    """The captured graph's own input and output shapes, a dynamic dim as -1."""
+    tensors = [*captured.inputs, *captured.outputs]
     return [tuple(-1 if d is None else d for d in t.shape.as_list()) for t in tensors]
 
 

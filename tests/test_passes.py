@@ -160,6 +160,16 @@ def dense_3d_tensordot():
     return b.done(b.op(OpType.RESHAPE, [fc, target], (None, None, 5))), (2, 4, 6)
 
 
+def dense_3d_static_target():
+    """The same Tensordot once ``static_reshapes`` made the restoring shape a constant."""
+    b = Builder((None, 4, 6))
+    flat = b.op(OpType.RESHAPE, [b.x, const("s", [-1, 6], np.int32)], (None, 6))
+    fc = b.op(OpType.FULLY_CONNECTED, [flat, const("w", W_FC), const("b", np.ones(5, F32))],
+              (None, 5), o.FullyConnectedOptions())
+    return b.done(b.op(OpType.RESHAPE, [fc, const("t", [-1, 4, 5], np.int32)],
+                       (None, 4, 5))), (2, 4, 6)
+
+
 def flatten_chain():
     b = Builder((None, 3, 4, 2))
     shape = b.op(OpType.SHAPE, [b.x], (4,), o.ShapeOptions())
@@ -200,6 +210,7 @@ CASES: list[tuple[Callable, Callable, list[str]]] = [
     (hard_swish, hard_swish_graph, ["HARD_SWISH"]),
     (prelu, prelu_graph, ["PRELU"]),
     (nd_fully_connected, dense_3d_tensordot, ["FULLY_CONNECTED"]),
+    (nd_fully_connected, dense_3d_static_target, ["FULLY_CONNECTED"]),
     (static_reshapes, flatten_chain, ["RESHAPE"]),
     (fold_constants, foldable_constants, ["MUL"]),
     (fuse_activations, conv_relu6, ["CONV_2D"]),

@@ -1,17 +1,21 @@
-"""Capture: trace a Keras model, concrete function or SavedModel signature and freeze it.
+"""Capture: trace a Keras model, concrete function or SavedModel signature, read its variables.
 
-TF does the tracing and the freezing (variables → constants); everything after the frozen
-graph is quantkit's. The result is a ``Captured`` per signature: the frozen function, whose
-``graph`` carries TF's own shape inference for every tensor, plus the signature's names.
+TF traces the model into a graph (with its own shape inference on every tensor). Freezing,
+turning the variables the graph reads into constants, happens here too, without rebuilding
+the graph: each captured input is read once (a variable's current value, or the captured
+tensor) and lowering substitutes the values. TF's own ``convert_variables_to_constants_v2``
+would copy every weight into a new graph several times over, which costs more than the whole
+rest of the conversion (2.4 s of ResNet50's 3 s, 27 s for VGG16).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+from tensorflow.python.ops import resource_variable_ops
 
 from quantkit.types import ConversionError, Phase
 
@@ -20,9 +24,16 @@ DEFAULT_SIGNATURE_KEY = "serving_default"
 
 @dataclass(frozen=True)
 class Captured:
-    """One frozen signature: ``frozen.inputs``/``frozen.outputs`` pair with the names."""
+    """One traced signature: its graph, its tensor inputs and outputs, and their names.
 
-    frozen: Any  # a ConcreteFunction whose graph holds no variables
+    ``constants`` maps the name of each captured placeholder in ``graph`` (the graph-side
+    stand-in for a variable or a captured tensor) to its value.
+    """
+
+    graph: Any  # tf.Graph (a FuncGraph): ops, and TF's inferred shapes for their tensors
+    inputs: tuple  # the user-facing placeholders, paired with input_names
+    outputs: tuple  # tensors, paired with output_names
+    constants: Mapping[str, np.ndarray]
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     signature_key: str = DEFAULT_SIGNATURE_KEY
@@ -32,17 +43,56 @@ def _fail(message: str) -> ConversionError:
     return ConversionError(Phase.CAPTURE, message)
 
 
+def _resource_dtype(handle: Any, read_dtype: Any) -> Any:
+    """The dtype of the variable behind a resource handle: from the handle's own data, else
+    from a ReadVariableOp that reads it in the graph (None when neither says)."""
+    data = resource_variable_ops.get_eager_safe_handle_data(handle)
+    if data is not None and data.is_set and data.shape_and_type:
+        return tf.as_dtype(data.shape_and_type[0].dtype)
+    return read_dtype
+
+
+def _captured_value(external: Any, read_dtype: Any) -> np.ndarray | None:
+    """The value behind a captured input; None when it is not a readable variable or tensor.
+
+    Args:
+      external: what the function captured: a variable's resource handle or a tensor.
+      read_dtype: the dtype the graph reads a resource as (None if it never reads it).
+    """
+    if external.dtype == tf.resource:
+        dtype = _resource_dtype(external, read_dtype)
+        if dtype is None:  # lowering reports the op that uses it
+            return None
+        return tf.raw_ops.ReadVariableOp(resource=external, dtype=dtype).numpy()
+    return external.numpy() if hasattr(external, "numpy") else None
+
+
 def freeze(func: Any, input_names: Sequence[str], output_names: Sequence[str],
            signature_key: str = DEFAULT_SIGNATURE_KEY) -> Captured:
-    """Freeze a concrete function's variables into constants."""
-    try:
-        frozen = convert_variables_to_constants_v2(func)
-    except Exception as e:  # TF raises many types here; the user needs one message
-        raise _fail(f"could not freeze the function {getattr(func, 'name', func)!r}: {e}") from None
-    if len(frozen.inputs) != len(input_names):
-        raise _fail(f"the function has {len(frozen.inputs)} tensor inputs but its signature "
+    """Read every input the function captured (its variables) as constants.
+
+    Raises:
+      ConversionError: (capture) a variable cannot be read, or the names do not fit the inputs.
+    """
+    graph = func.graph
+    captured = {id(internal) for _, internal in graph.captures}
+    inputs = tuple(t for t in func.inputs if id(t) not in captured)
+    if len(inputs) != len(input_names):
+        raise _fail(f"the function has {len(inputs)} tensor inputs but its signature "
                     f"names {len(input_names)}; only tensor arguments are supported")
-    return Captured(frozen, tuple(input_names), tuple(output_names), signature_key)
+    read_dtypes = {op.inputs[0].name: op.get_attr("dtype")
+                   for op in graph.get_operations() if op.type == "ReadVariableOp"}
+    constants = {}
+    for external, internal in graph.captures:
+        try:
+            value = _captured_value(external, read_dtypes.get(internal.name))
+        except Exception as e:  # an uninitialized or deleted variable, typically
+            raise _fail(f"could not read the variable captured as {internal.name!r}: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if value is not None:
+            constants[internal.name] = value
+    return Captured(graph, inputs, tuple(func.outputs), constants, tuple(input_names),
+                    tuple(output_names), signature_key)
 
 
 def _output_names(structured: Any, count: int) -> list[str]:

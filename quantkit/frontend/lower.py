@@ -1,4 +1,4 @@
-"""Lowering: a frozen TF graph → quantkit IR, one TF op at a time through ``tf_ops.LOWERINGS``.
+"""Lowering: a captured TF graph → quantkit IR, one TF op at a time through ``tf_ops.LOWERINGS``.
 
 Ops whose inputs are all constant are folded as they are emitted (``fold_constants.try_fold``),
 so handlers can read weights that TF computes from variables (Keras 3 reshapes its biases,
@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 
 from quantkit.frontend.capture import Captured
 from quantkit.ir.graph import Graph, Op, Tensor, const
@@ -19,17 +20,26 @@ from quantkit.types import ConversionError, OpType, Phase
 
 # TF ops that only pass a value through (or order execution): no TFLite op at all.
 PASS_THROUGH = {"Identity", "IdentityN", "StopGradient", "Snapshot", "PreventGradient",
-                "EnsureShape", "CheckNumerics"}
+                "EnsureShape", "CheckNumerics", "ReadVariableOp"}
 IGNORED = {"NoOp", "Placeholder", "Const", "Assert"}
+# Function calls, inlined: their bodies are lowered in place of the call.
+CALLS = {"StatefulPartitionedCall", "PartitionedCall"}
 
 
 class LoweringContext:
     """What a lowering handler sees: TF tensors mapped to IR tensors, and an op sink."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, prefix: str = "", bodies: dict | None = None):
         self.graph = graph
-        self.tensors: dict[str, Tensor] = {}
+        self.prefix = prefix  # "call/" inside an inlined function body: names stay unique
+        self.tensors: dict[str, Tensor] = {}  # TF tensor name (in this scope) → IR tensor
         self.node: Any = None  # the tf.Operation being lowered, for names and errors
+        self.bodies = {} if bodies is None else bodies  # function bodies, by call node
+
+    @property
+    def name(self) -> str:
+        """The current node's name, as IR tensors and ops carry it."""
+        return self.prefix + self.node.name
 
     # --- reading TF inputs ----------------------------------------------------------------
     def input(self, index: int) -> Tensor:
@@ -43,7 +53,7 @@ class LoweringContext:
         tensor = self.input(index)
         if tensor.data is None:
             raise ConversionError(
-                Phase.LOWERING, f"op {self.node.name!r} ({self.node.type}): input {index} "
+                Phase.LOWERING, f"op {self.name!r} ({self.node.type}): input {index} "
                 f"({self.node.inputs[index].name}) must be constant for the TFLite builtin")
         return tensor.data
 
@@ -56,15 +66,15 @@ class LoweringContext:
         """The IR tensor for the node's TF output ``index``, typed and shaped by TF."""
         tf_out = self.node.outputs[index]
         shape = None if tf_out.shape.rank is None else tuple(tf_out.shape.as_list())
-        name = self.node.name if index == 0 else f"{self.node.name}:{index}"
+        name = self.name if index == 0 else f"{self.name}:{index}"
         return Tensor(name, np.dtype(tf_out.dtype.as_numpy_dtype), shape)
 
     def new_tensor(self, suffix: str, like: Tensor, shape: Any = "same") -> Tensor:
         shape = like.shape if shape == "same" else shape
-        return Tensor(f"{self.node.name}/{suffix}", like.dtype, shape)
+        return Tensor(f"{self.name}/{suffix}", like.dtype, shape)
 
     def constant(self, suffix: str, value: Any, dtype: Any = None) -> Tensor:
-        return const(f"{self.node.name}/{suffix}", value, dtype)
+        return const(f"{self.name}/{suffix}", value, dtype)
 
     def emit(self, op_type: OpType, inputs: list[Tensor | None], options: Any = None,
              outputs: list[Tensor] | None = None, out_index: int | None = 0) -> Tensor:
@@ -76,7 +86,7 @@ class LoweringContext:
         """
         if outputs is None:
             outputs = [self.output_tensor(out_index or 0)]
-        op = Op(op_type, list(inputs), outputs, options, name=self.node.name)
+        op = Op(op_type, list(inputs), outputs, options, name=self.name)
         if not try_fold(op):
             self.graph.ops.append(op)
         if out_index is not None:
@@ -90,54 +100,99 @@ class LoweringContext:
 
 
 def lower(captured: Captured, *, allow_custom_ops: bool = False) -> Graph:
-    """Lower one frozen signature to an IR graph.
+    """Lower one captured signature to an IR graph.
 
     Raises:
       ConversionError: (lowering) listing every TF op that has no TFLite builtin, unless
         ``allow_custom_ops``, in which case those become custom ops named by their TF type.
     """
-    from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
+    from quantkit.frontend.tf_ops import LOWERINGS
 
-    frozen = captured.frozen
     graph = Graph(input_names=list(captured.input_names), output_names=list(captured.output_names),
                   signature_key=captured.signature_key)
     ctx = LoweringContext(graph)
-    placeholders = {t.name for t in frozen.inputs}
-    for name, tf_in in zip(captured.input_names, frozen.inputs):
+    for name, tf_in in zip(captured.input_names, captured.inputs):
         shape = None if tf_in.shape.rank is None else tuple(tf_in.shape.as_list())
         tensor = Tensor(name, np.dtype(tf_in.dtype.as_numpy_dtype), shape)
         ctx.tensors[tf_in.name] = tensor
         graph.inputs.append(tensor)
+    for name, value in captured.constants.items():  # variables and captured tensors
+        ctx.tensors[name] = const(name.split(":")[0], value)
 
-    nodes = frozen.graph.get_operations()
-    unsupported = [n for n in nodes if n.type not in LOWERINGS and n.type not in PASS_THROUGH
-                   and n.type not in IGNORED]
+    nodes = captured.graph.get_operations()
+    unsupported = _unsupported(ctx, nodes, LOWERINGS)
     if unsupported and not allow_custom_ops:
         listed = "\n".join(f"  {n.type} (node {n.name!r})" for n in unsupported)
         raise ConversionError(
             Phase.LOWERING, f"{len(unsupported)} TF op(s) have no TFLite builtin in quantkit:\n"
             f"{listed}\nSet `allow_custom_ops=True` to emit them as custom ops (your runtime "
             f"must then provide them). Supported TF ops: {', '.join(sorted(LOWERINGS))}")
+    _lower_nodes(ctx, nodes)
+    graph.outputs = [ctx.tensors[t.name] for t in captured.outputs]
+    graph.remove_dead_ops()
+    return graph
+
+
+def _body(ctx: LoweringContext, call: Any) -> Any:
+    """The graph of the function a call node runs, its inputs shaped as at the call."""
+    key = call.name if not ctx.prefix else ctx.prefix + call.name
+    if key not in ctx.bodies:
+        function = call.graph._get_function(call.get_attr("f").name)
+        if function is None:
+            raise ConversionError(Phase.LOWERING, f"op {key!r}: function "
+                                  f"{call.get_attr('f').name!r} is not in the graph's library")
+        ctx.bodies[key] = function_def_to_graph(
+            function.definition, input_shapes=[t.shape for t in call.inputs])
+    return ctx.bodies[key]
+
+
+def _inner(ctx: LoweringContext, call: Any) -> LoweringContext:
+    return LoweringContext(ctx.graph, f"{ctx.prefix}{call.name}/", ctx.bodies)
+
+
+def _unsupported(ctx: LoweringContext, nodes: list, lowerings: dict) -> list:
+    """Every node, inlined function bodies included, that no table row lowers."""
+    missing = []
+    for node in nodes:
+        if node.type in CALLS:
+            missing += _unsupported(_inner(ctx, node), _body(ctx, node).get_operations(),
+                                    lowerings)
+        elif node.type not in lowerings and node.type not in PASS_THROUGH \
+                and node.type not in IGNORED:
+            missing.append(node)
+    return missing
+
+
+def _lower_nodes(ctx: LoweringContext, nodes: list) -> None:
+    from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
+
     for node in nodes:
         ctx.node = node
         if node.type == "Const":
             value = tf.make_ndarray(node.get_attr("value"))
-            ctx.tensors[node.outputs[0].name] = const(node.name, value)
-        elif node.type == "Placeholder":
-            if node.outputs[0].name not in placeholders:
-                raise ConversionError(Phase.LOWERING, f"placeholder {node.name!r} is not an input")
+            ctx.tensors[node.outputs[0].name] = const(ctx.name, value)
         elif node.type in PASS_THROUGH:
             for i in range(len(node.outputs)):
                 ctx.alias(ctx.input(i), i)
+        elif node.type in CALLS:
+            _lower_call(ctx, node)
         elif node.type in IGNORED:
-            continue
+            continue  # placeholders were mapped before: inputs, captures, call arguments
         elif node.type in LOWERINGS:
             _lower_node(ctx, node, LOWERINGS[node.type])
         else:
             lower_custom(ctx)
-    graph.outputs = [ctx.tensors[t.name] for t in frozen.outputs]
-    graph.remove_dead_ops()
-    return graph
+
+
+def _lower_call(ctx: LoweringContext, call: Any) -> None:
+    """Inline a function call (SavedModel signatures wrap their body in one)."""
+    body = _body(ctx, call)
+    inner = _inner(ctx, call)
+    for param, arg in zip(body.inputs, call.inputs):
+        inner.tensors[param.name] = ctx.tensors[arg.name]
+    _lower_nodes(inner, body.get_operations())
+    for result, out in zip(body.outputs, call.outputs):
+        ctx.tensors[out.name] = inner.tensors[result.name]
 
 
 def _lower_node(ctx: LoweringContext, node: Any, handler: Any) -> None:
@@ -146,5 +201,5 @@ def _lower_node(ctx: LoweringContext, node: Any, handler: Any) -> None:
     except ConversionError:
         raise
     except Exception as e:  # a handler's own bug or an unexpected attr: name the node
-        raise ConversionError(Phase.LOWERING, f"op {node.name!r} ({node.type}): "
+        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r} ({node.type}): "
                               f"{type(e).__name__}: {e}") from e

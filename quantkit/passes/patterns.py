@@ -92,7 +92,12 @@ def prelu(graph: Graph) -> bool:
 
 
 def _restores_leading_dims(uses: Uses, shape_in: Tensor, x: Tensor, units: int) -> bool:
-    """Whether ``shape_in`` is concat(gather(shape(x), [0..r-2]), [units])."""
+    """Whether ``shape_in`` is ``x``'s shape with ``units`` last: as a constant (-1 for the
+    dynamic dim, once ``static_reshapes`` has run) or as concat(gather(shape(x), [0..r-2]),
+    [units])."""
+    if shape_in.is_const:
+        lead = [-1 if d is None else d for d in x.shape[:-1]]
+        return lead.count(-1) <= 1 and shape_in.data.reshape(-1).tolist() == [*lead, units]
     concat = uses.producer_of(shape_in, OpType.CONCATENATION)
     if concat is None or len(concat.inputs) != 2 or not concat.inputs[1].is_const:
         return False
