@@ -111,3 +111,27 @@ def test_same_model_gives_identical_bytes():
     first = quantkit.TFLiteConverter.from_keras_model(model).convert()
     second = quantkit.TFLiteConverter.from_keras_model(model).convert()
     assert first == second
+
+
+def test_nested_function_calls_are_inlined(rng):
+    w = tf.constant(rng.normal(size=(4, 3)).astype(np.float32))
+
+    @tf.function
+    def innermost(x):
+        return tf.nn.relu6(x)
+
+    @tf.function
+    def inner(x):
+        return innermost(tf.matmul(x, w)) * 2.0
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def outer(x):
+        return inner(x) + inner(-x)
+
+    cf = outer.get_concrete_function()
+    assert "PartitionedCall" in {op.type for op in cf.graph.get_operations()}
+    ours = quantkit.TFLiteConverter.from_concrete_functions([cf], outer).convert()
+    types = [op.type.name for op in read_model(ours).subgraphs[0].ops]
+    assert "CUSTOM" not in types and types.count("FULLY_CONNECTED") == 2
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    assert_matches(run_litert(ours, {"x": x})["output_0"], outer(x).numpy())

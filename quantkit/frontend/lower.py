@@ -29,8 +29,10 @@ CALLS = {"StatefulPartitionedCall", "PartitionedCall"}
 class LoweringContext:
     """What a lowering handler sees: TF tensors mapped to IR tensors, and an op sink."""
 
-    def __init__(self, graph: Graph, prefix: str = "", bodies: dict | None = None):
+    def __init__(self, graph: Graph, library: Any = None, prefix: str = "",
+                 bodies: dict | None = None):
         self.graph = graph
+        self.library = library  # the traced tf.Graph: it holds every function its calls run
         self.prefix = prefix  # "call/" inside an inlined function body: names stay unique
         self.tensors: dict[str, Tensor] = {}  # TF tensor name (in this scope) → IR tensor
         self.node: Any = None  # the tf.Operation being lowered, for names and errors
@@ -110,7 +112,7 @@ def lower(captured: Captured, *, allow_custom_ops: bool = False) -> Graph:
 
     graph = Graph(input_names=list(captured.input_names), output_names=list(captured.output_names),
                   signature_key=captured.signature_key)
-    ctx = LoweringContext(graph)
+    ctx = LoweringContext(graph, captured.graph)
     for name, tf_in in zip(captured.input_names, captured.inputs):
         shape = None if tf_in.shape.rank is None else tuple(tf_in.shape.as_list())
         tensor = Tensor(name, np.dtype(tf_in.dtype.as_numpy_dtype), shape)
@@ -137,7 +139,8 @@ def _body(ctx: LoweringContext, call: Any) -> Any:
     """The graph of the function a call node runs, its inputs shaped as at the call."""
     key = call.name if not ctx.prefix else ctx.prefix + call.name
     if key not in ctx.bodies:
-        function = call.graph._get_function(call.get_attr("f").name)
+        # The traced graph's library holds nested functions too; a body graph's does not.
+        function = ctx.library._get_function(call.get_attr("f").name)
         if function is None:
             raise ConversionError(Phase.LOWERING, f"op {key!r}: function "
                                   f"{call.get_attr('f').name!r} is not in the graph's library")
@@ -147,7 +150,7 @@ def _body(ctx: LoweringContext, call: Any) -> Any:
 
 
 def _inner(ctx: LoweringContext, call: Any) -> LoweringContext:
-    return LoweringContext(ctx.graph, f"{ctx.prefix}{call.name}/", ctx.bodies)
+    return LoweringContext(ctx.graph, ctx.library, f"{ctx.prefix}{call.name}/", ctx.bodies)
 
 
 def _unsupported(ctx: LoweringContext, nodes: list, lowerings: dict) -> list:
