@@ -15,7 +15,9 @@ import quantkit
 from tests.conftest import assert_matches, assert_op_count_at_most_tf, run_single, tf_convert_keras
 from tests.models import randomize_batchnorm
 
-ARCHITECTURES = ["MobileNetV2", "ResNet50", "EfficientNetB0", "MobileNetV3Small"]
+# The four the foundation issue names, and NASNetMobile: it concatenates then applies ReLU,
+# applies one ReLU to a tensor several times and pads once for two branches.
+ARCHITECTURES = ["MobileNetV2", "ResNet50", "EfficientNetB0", "MobileNetV3Small", "NASNetMobile"]
 
 
 @pytest.mark.slow

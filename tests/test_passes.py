@@ -399,3 +399,43 @@ def test_fusion_table_rows_run_in_litert(op_type, activation):
     x = (RNG.normal(size=(2, 8, 8, 3)) * 4).astype(F32)
     assert_matches(run_single(write_model([after]), x), run_single(write_model([before]), x),
                    rel=1e-5)
+
+
+def test_deduplicate_ops_merges_repeats_and_keeps_distinct_ops():
+    from quantkit.passes.cleanup import deduplicate_ops
+
+    valid = o.Pool2DOptions(Padding.VALID, 2, 2, 2, 2)
+    b = Builder((None, 8, 8, 3))
+    r1 = b.op(OpType.RELU, [b.x], b.x.shape)
+    r2 = b.op(OpType.RELU, [b.x], b.x.shape)  # the same ReLU again
+    r3 = b.op(OpType.RELU6, [b.x], b.x.shape)  # another op on the same input
+    p1 = b.op(OpType.MAX_POOL_2D, [r1], (None, 4, 4, 3), valid)
+    p2 = b.op(OpType.MAX_POOL_2D, [r2], (None, 4, 4, 3), valid)  # repeats p1 once r2 is r1
+    p3 = b.op(OpType.MAX_POOL_2D, [r1], (None, 4, 4, 3),
+              o.Pool2DOptions(Padding.SAME, 2, 2, 2, 2))  # other options
+    p4 = b.op(OpType.MAX_POOL_2D, [r3], (None, 4, 4, 3), valid)  # another input
+    m1, m2 = mul(b, p1, 2.0), mul(b, p2, 2.0)  # equal small constants, two tensors
+    graph = b.done(b.op(OpType.CONCATENATION, [m1, m2, p3, p4], (None, 4, 4, 12),
+                        o.ConcatenationOptions(3)))
+    x = RNG.normal(size=(2, 8, 8, 3)).astype(F32)
+    expected = run_single(write_model([graph]), x)
+    assert deduplicate_ops(graph) is True
+    graph.remove_dead_ops()
+    assert [op.type.name for op in graph.ops] == [
+        "RELU", "RELU6", "MAX_POOL_2D", "MAX_POOL_2D", "MAX_POOL_2D", "MUL", "CONCATENATION"]
+    assert_matches(run_single(write_model([graph]), x), expected, rel=1e-6)
+
+
+def test_one_pad_read_by_two_convs_folds_into_both():
+    b = Builder((None, 7, 7, 3))
+    pads = const("p", [[0, 0], [1, 1], [1, 1], [0, 0]], np.int32)
+    y = b.op(OpType.PAD, [b.x, pads], (None, 9, 9, 3))
+    a = b.op(OpType.DEPTHWISE_CONV_2D, [y, const("w", W_DW), const("b", np.zeros(3, F32))],
+             (None, 7, 7, 3), o.DepthwiseConv2DOptions(Padding.VALID))
+    c = conv(b, y)
+    graph = b.done(b.op(OpType.CONCATENATION, [a, c], (None, 7, 7, 7), o.ConcatenationOptions(3)))
+    x = RNG.normal(size=(2, 7, 7, 3)).astype(F32)
+    expected = run_single(write_model([graph]), x)
+    assert fold_pad_into_conv(graph) is True
+    assert [op.type.name for op in graph.ops] == ["DEPTHWISE_CONV_2D", "CONV_2D", "CONCATENATION"]
+    assert_matches(run_single(write_model([graph]), x), expected, rel=1e-6)

@@ -91,3 +91,42 @@ def noop_elementwise(graph: Graph) -> bool:
         dead.append(op)
     graph.remove_ops(dead)
     return bool(dead)
+
+
+_SMALL_CONSTANT = 64  # elements: axes, shapes, scalars; weights are compared by identity
+
+
+def _input_key(t) -> object:
+    if t is not None and t.is_const and t.data.size <= _SMALL_CONSTANT:
+        return (t.data.dtype.str, t.data.shape, t.data.tobytes())
+    return id(t)
+
+
+def _op_key(op: Op) -> tuple:
+    """Ops with equal keys compute the same values: same type and options, and the same input
+    tensors (small constants: the same values)."""
+    return (op.type, op.options, tuple(_input_key(t) for t in op.inputs))
+
+
+def deduplicate_ops(graph: Graph) -> bool:
+    """Common-subexpression elimination: a second op that repeats an earlier one is dropped and
+    its readers read the first one's outputs (NASNet applies one ReLU to a tensor many times).
+    Custom ops are kept: their kernels may have effects quantkit cannot see."""
+    first: dict[tuple, Op] = {}
+    dead = []
+    for op in graph.ops:
+        if op.type == OpType.CUSTOM:
+            continue
+        key = _op_key(op)
+        kept = first.setdefault(key, op)
+        if kept is op:
+            continue
+        for old, new in zip(op.outputs, kept.outputs):
+            if old in graph.outputs and new in graph.outputs:
+                break  # two signature outputs must stay two tensors
+        else:
+            for old, new in zip(op.outputs, kept.outputs):
+                graph.replace_uses(old, new)
+            dead.append(op)
+    graph.remove_ops(dead)
+    return bool(dead)

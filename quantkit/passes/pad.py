@@ -34,26 +34,35 @@ def _conv_same_padding(conv: Op, shape: tuple) -> list[list[int]]:
     return [[0, 0], list(pad_h), list(pad_w), [0, 0]]
 
 
+def _pads_as_same(pad: Op, conv: Op) -> bool:
+    """Whether ``conv`` is a VALID convolution of ``pad``'s output whose SAME padding of the
+    unpadded input would be exactly ``pad``'s."""
+    x = pad.inputs[0]
+    return (conv.type in _CONVS and conv.inputs[0] is pad.outputs[0]
+            and conv.options.padding == Padding.VALID and x.shape is not None
+            and len(x.shape) == 4 and x.shape[1] is not None and x.shape[2] is not None
+            and pad.inputs[1].data.tolist() == _conv_same_padding(conv, x.shape))
+
+
 def fold_pad_into_conv(graph: Graph) -> bool:
-    """PAD + VALID conv → SAME conv, where SAME pads exactly as the PAD did."""
+    """PAD + VALID conv → SAME conv, where SAME pads exactly as the PAD did.
+
+    Every such conv reading the PAD folds it (NASNet pads once for two branches); the PAD
+    goes when nothing else reads it.
+    """
     uses = Uses(graph)
-    dead = []
+    changed = False
     for pad in graph.ops:
         if pad.type != OpType.PAD or not pad.inputs[1].is_const:
             continue
-        x = pad.inputs[0]
-        conv = uses.only_consumer(pad.outputs[0])
-        if conv is None or conv.type not in _CONVS or conv.inputs[0] is not pad.outputs[0] \
-                or conv.options.padding != Padding.VALID or x.shape is None or len(x.shape) != 4 \
-                or x.shape[1] is None or x.shape[2] is None:
-            continue
-        if pad.inputs[1].data.tolist() != _conv_same_padding(conv, x.shape):
-            continue
-        conv.inputs[0] = x
-        conv.options = dataclasses.replace(conv.options, padding=Padding.SAME)
-        dead.append(pad)
-    graph.remove_ops(dead)
-    return bool(dead)
+        for conv in uses.consumers.get(pad.outputs[0], []):
+            if _pads_as_same(pad, conv):
+                conv.inputs[0] = pad.inputs[0]
+                conv.options = dataclasses.replace(conv.options, padding=Padding.SAME)
+                changed = True
+    if changed:
+        graph.remove_dead_ops()
+    return changed
 
 
 @to_fixpoint
