@@ -15,7 +15,8 @@ from quantkit.ir import options as o
 from quantkit.ir.graph import Graph, Op, Tensor, const
 from quantkit.passes import run_passes
 from quantkit.passes.affine import fold_affine_into_next, merge_affine_chains, shift_before_scale
-from quantkit.passes.cleanup import constant_operands, noop_elementwise, static_reshapes
+from quantkit.passes.cleanup import (constant_operands, drop_zero_bias, noop_elementwise,
+                                     static_reshapes)
 from quantkit.passes.fold_batchnorm import fold_batchnorm
 from quantkit.passes.fold_constants import FOLDERS, fold_constants, try_fold
 from quantkit.passes.fuse_activations import ACTIVATIONS, FUSABLE, FUSABLE_INTO, fuse_activations
@@ -191,6 +192,13 @@ def foldable_constants():
     return b.done(b.op(OpType.MUL, [b.x, rsqrt], (None, 3), o.MulOptions())), (2, 3)
 
 
+def dense_zero_bias():
+    b = Builder((None, 6))
+    y = b.op(OpType.FULLY_CONNECTED, [b.x, const("w", W_FC), const("b", np.zeros(5, F32))],
+             (None, 5), o.FullyConnectedOptions())
+    return b.done(b.op(OpType.TANH, [y], y.shape)), (3, 6)
+
+
 def conv_relu6():
     b = Builder((None, 8, 8, 3))
     y = conv(b, b.x, Padding.SAME)
@@ -214,6 +222,7 @@ CASES: list[tuple[Callable, Callable, list[str]]] = [
     (static_reshapes, flatten_chain, ["RESHAPE"]),
     (fold_constants, foldable_constants, ["MUL"]),
     (fuse_activations, conv_relu6, ["CONV_2D"]),
+    (drop_zero_bias, dense_zero_bias, ["FULLY_CONNECTED", "TANH"]),
 ]
 
 
@@ -439,3 +448,10 @@ def test_one_pad_read_by_two_convs_folds_into_both():
     assert fold_pad_into_conv(graph) is True
     assert [op.type.name for op in graph.ops] == ["DEPTHWISE_CONV_2D", "CONV_2D", "CONCATENATION"]
     assert_matches(run_single(write_model([graph]), x), expected, rel=1e-6)
+
+
+def test_zero_bias_is_dropped_and_a_real_one_kept():
+    graph, _ = dense_zero_bias()
+    assert drop_zero_bias(graph) is True and graph.ops[0].inputs[2] is None
+    graph.ops[0].inputs[2] = const("b", CHANNELS4[:1].repeat(5))
+    assert drop_zero_bias(graph) is False and graph.ops[0].inputs[2] is not None

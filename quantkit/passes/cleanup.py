@@ -130,3 +130,15 @@ def deduplicate_ops(graph: Graph) -> bool:
             dead.append(op)
     graph.remove_ops(dead)
     return bool(dead)
+
+
+def drop_zero_bias(graph: Graph) -> bool:
+    """A FULLY_CONNECTED whose bias is all zeros gets no bias input (the bias is optional; TF's
+    converter leaves it out too, saving the buffer)."""
+    changed = False
+    for op in graph.ops:
+        if op.type == OpType.FULLY_CONNECTED and len(op.inputs) > 2 and op.inputs[2] is not None \
+                and op.inputs[2].is_const and not np.any(op.inputs[2].data):
+            op.inputs[2] = None
+            changed = True
+    return changed
