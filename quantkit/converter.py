@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from quantkit.frontend import capture
 from quantkit.frontend.lower import lower
+from quantkit.frontend.tf_ops import ONLY_IN_PATTERNS
 from quantkit.passes import run_passes
 from quantkit.tflite_io import write_model
 from quantkit.types import ConversionError, NotYetSupportedError, Optimize, OpsSet, Phase
@@ -134,7 +135,21 @@ class TFLiteConverter:
         self._check_options()
         graphs = []
         for captured in self._capture_fn():
-            graph = lower(captured, allow_custom_ops=self.allow_custom_ops)
-            graphs.append(run_passes(graph))
+            graph = run_passes(lower(captured, allow_custom_ops=self.allow_custom_ops))
+            if not self.allow_custom_ops:
+                _check_no_leftover_custom_ops(graph)
+            graphs.append(graph)
             log.info("signature %r: %d ops", graph.signature_key, len(graph.ops))
         return write_model(graphs)
+
+
+def _check_no_leftover_custom_ops(graph: Any) -> None:
+    """TF ops lowered only for a pattern pass to absorb (Erfc into GELU) must be gone."""
+    leftover = [op for op in graph.ops if op.type.name == "CUSTOM"]
+    if leftover:
+        listed = "\n".join(f"  {op.custom_code} (node {op.name!r}): only supported as part of "
+                           f"{ONLY_IN_PATTERNS.get(op.custom_code, 'a pattern')}"
+                           for op in leftover)
+        raise ConversionError(
+            Phase.PASSES, f"{len(leftover)} TF op(s) have no TFLite builtin in quantkit:\n"
+            f"{listed}\nSet `allow_custom_ops=True` to emit them as custom ops.")

@@ -15,9 +15,11 @@ import quantkit
 from tests.conftest import assert_matches, assert_op_count_at_most_tf, run_single, tf_convert_keras
 from tests.models import randomize_batchnorm
 
-# The four the foundation issue names, and NASNetMobile: it concatenates then applies ReLU,
-# applies one ReLU to a tensor several times and pads once for two branches.
-ARCHITECTURES = ["MobileNetV2", "ResNet50", "EfficientNetB0", "MobileNetV3Small", "NASNetMobile"]
+# The four the foundation issue names; NASNetMobile (concatenates then applies ReLU, applies
+# one ReLU to a tensor several times, pads once for two branches); ConvNeXtTiny (exact GELU,
+# LayerNormalization, and a grouped convolution inside a nested tf.function).
+ARCHITECTURES = ["MobileNetV2", "ResNet50", "EfficientNetB0", "MobileNetV3Small", "NASNetMobile",
+                 "ConvNeXtTiny"]
 
 
 @pytest.mark.slow

@@ -144,3 +144,21 @@ def test_an_inference_type_that_is_no_dtype():
     error = _convert_error(converter)
     assert not isinstance(error, quantkit.NotYetSupportedError)
     assert str(error) == "[options] inference_input_type='int9' is not a dtype"
+
+
+def _lone_erfc():
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def f(x):
+        return tf.math.erfc(x, name="tail") * 2.0
+    return f, f.get_concrete_function()
+
+
+def test_an_op_supported_only_inside_a_pattern_is_reported_when_alone():
+    f, cf = _lone_erfc()
+    error = _convert_error(quantkit.TFLiteConverter.from_concrete_functions([cf], f))
+    assert str(error).startswith("[passes] 1 TF op(s) have no TFLite builtin")
+    assert "Erfc (node 'tail'): only supported as part of GELU" in str(error)
+    converter = quantkit.TFLiteConverter.from_concrete_functions([cf], f)
+    converter.allow_custom_ops = True
+    ops = read_model(converter.convert()).subgraphs[0].ops
+    assert [op.custom_code for op in ops if op.type.name == "CUSTOM"] == ["Erfc"]

@@ -361,6 +361,8 @@ CASES: dict[str, Case] = {
     # Keras 3 repeats rows and columns (tf.repeat: EXPAND_DIMS, TILE, RESHAPE per axis).
     "keras/UpSampling2D_nearest": keras_case(lambda: [keras.layers.UpSampling2D(
         2, interpolation="nearest")], X, ("TILE",)),
+    # Erfc has no builtin: it is lowered only for the GELU pattern to absorb.
+    "Erfc": fn_case("Erfc", lambda x: tf.nn.gelu(x, approximate=False), ("GELU",)),
     # LiteRT's CONCATENATION refuses a fused activation (NASNet concatenates, then ReLUs).
     "ConcatV2/relu": fn_case("ConcatV2", lambda x: tf.nn.relu(tf.concat([x, -x], axis=3)),
                              ("CONCATENATION", "RELU")),

@@ -291,6 +291,12 @@ def _resize(op_type: OpType, options: type) -> Handler:
     return handler
 
 
+# TF ops with no builtin of their own that a pattern pass absorbs into one (Erfc into GELU).
+# They are lowered as custom ops; one left over after the passes is an error unless the user
+# allows custom ops (``converter`` checks).
+ONLY_IN_PATTERNS = {"Erfc": "GELU, 0.5·x·erfc(−x/√2)"}
+
+
 def lower_custom(ctx: LoweringContext) -> None:
     """An op with no builtin becomes a custom op named by its TF type (allow_custom_ops)."""
     node = ctx.node
@@ -347,6 +353,7 @@ LOWERINGS: dict[str, Handler] = {
     "Shape": shape,
     "GatherV2": gather,
     "Tile": tile,
+    "Erfc": lower_custom,
     "ResizeBilinear": _resize(OpType.RESIZE_BILINEAR, o.ResizeBilinearOptions),
     "ResizeNearestNeighbor": _resize(OpType.RESIZE_NEAREST_NEIGHBOR,
                                      o.ResizeNearestNeighborOptions),

@@ -16,7 +16,7 @@ from quantkit.passes.fold_batchnorm import fold_batchnorm
 from quantkit.passes.fold_constants import fold_constants
 from quantkit.passes.fuse_activations import fuse_activations
 from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad
-from quantkit.passes.patterns import hard_swish, nd_fully_connected, prelu
+from quantkit.passes.patterns import gelu, hard_swish, nd_fully_connected, prelu
 from quantkit.types import ConversionError, Phase
 
 Pass = Callable[[Graph], bool]
@@ -29,6 +29,7 @@ PIPELINE: tuple[Pass, ...] = (
     noop_elementwise,
     hard_swish,
     prelu,
+    gelu,
     nd_fully_connected,
     fold_batchnorm,
     merge_affine_chains,

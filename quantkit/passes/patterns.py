@@ -2,6 +2,7 @@
 
 * HARD_SWISH: ``x · relu6(x + 3) / 6`` (Keras ``hard_swish``; DIV is already MUL by 1/6);
 * PRELU: ``relu(x) + (−α) · relu(−x)`` (Keras ``PReLU``);
+* GELU: ``0.5·x · erfc(−x·(1/√2))`` (Keras/TF exact ``gelu``; Erfc arrives as a custom op);
 * FULLY_CONNECTED on N-D input: Keras ``Dense`` on a 3-D tensor traces ``Tensordot``: RESHAPE
   to 2-D, MatMul, RESHAPE back through a SHAPE/GATHER/CONCATENATION chain. One
   FULLY_CONNECTED with ``keep_num_dims`` does the same.
@@ -134,3 +135,32 @@ def nd_fully_connected(graph: Graph) -> bool:
     if changed:
         graph.remove_dead_ops()
     return changed
+
+
+_INV_SQRT2 = 0.7071067811865476
+
+
+def _match_gelu(uses: Uses, op: Op) -> Tensor | None:
+    """x if ``op`` computes (0.5·x) · erfc((−x)·(1/√2))."""
+    if op.type != OpType.MUL or op.options.fused_activation_function:
+        return None
+    for half_x, erfc_out in (op.inputs, op.inputs[::-1]):
+        erfc = uses.producer_of(erfc_out, OpType.CUSTOM)
+        half = uses.producer_of(half_x, OpType.MUL)
+        if erfc is None or erfc.custom_code != "Erfc" or half is None:
+            continue
+        scaled = uses.producer_of(erfc.inputs[0], OpType.MUL)
+        s_half, s_scaled = split_const(half), split_const(scaled) if scaled else None
+        negate = uses.producer_of(s_scaled[0], OpType.NEG) if s_scaled else None
+        if s_half and negate and is_close_scalar(s_half[1], 0.5) \
+                and is_close_scalar(s_scaled[1], _INV_SQRT2) and negate.inputs[0] is s_half[0]:
+            return s_half[0]
+    return None
+
+
+def _to_gelu(op: Op, x: Tensor) -> None:
+    op.type, op.inputs, op.options = OpType.GELU, [x], o.GeluOptions(approximate=False)
+
+
+def gelu(graph: Graph) -> bool:
+    return _rewrite_matches(graph, _match_gelu, _to_gelu)
