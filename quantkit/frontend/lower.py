@@ -2,7 +2,9 @@
 
 Ops whose inputs are all constant are folded as they are emitted (``fold_constants.try_fold``),
 so handlers can read weights that TF computes from variables (Keras 3 reshapes its biases,
-BatchNorm computes ``gamma·rsqrt(var + eps)``) as plain arrays.
+BatchNorm computes ``gamma·rsqrt(var + eps)``) as plain arrays. Function calls are inlined:
+the called function's graph is lowered in place, in a scope of its own (``LoweringContext``
+with a name prefix), its parameters bound to the call's arguments.
 """
 
 from __future__ import annotations
