@@ -1,4 +1,5 @@
-"""Canonicalization: static reshapes, DIV/SUB by constants, no-op elementwise ops."""
+"""Canonicalization: static reshapes, DIV/SUB by constants, no-op elementwise ops, repeated
+ops (CSE) and all-zero FULLY_CONNECTED biases."""
 
 from __future__ import annotations
 
