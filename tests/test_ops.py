@@ -358,9 +358,15 @@ CASES: dict[str, Case] = {
                                            ("REDUCE_MAX",)),
     "keras/UpSampling2D_bilinear": keras_case(lambda: [keras.layers.UpSampling2D(
         (2, 3), interpolation="bilinear")], X, ("RESIZE_BILINEAR",)),
-    # Keras 3 repeats rows and columns (tf.repeat: EXPAND_DIMS, TILE, RESHAPE per axis).
+    # Keras 3 repeats rows and columns (tf.repeat: EXPAND_DIMS, TILE, RESHAPE per axis); by
+    # integer factors that is one nearest resize (TF's converter keeps the repeats: no version
+    # to compare, RESIZE_NEAREST_NEIGHBOR without options that need more is version 1).
     "keras/UpSampling2D_nearest": keras_case(lambda: [keras.layers.UpSampling2D(
-        2, interpolation="nearest")], X, ("TILE",)),
+        2, interpolation="nearest")], X, ("RESIZE_NEAREST_NEIGHBOR",),
+        absent=("TILE", "EXPAND_DIMS", "RESHAPE"), versions={"RESIZE_NEAREST_NEIGHBOR": 1}),
+    "keras/UpSampling2D_nearest_2x3": keras_case(lambda: [keras.layers.UpSampling2D(
+        (2, 3), interpolation="nearest")], X, ("RESIZE_NEAREST_NEIGHBOR",),
+        absent=("TILE", "EXPAND_DIMS", "RESHAPE"), versions={"RESIZE_NEAREST_NEIGHBOR": 1}),
     # Erfc has no builtin: it is lowered only for the GELU pattern to absorb.
     "Erfc": fn_case("Erfc", lambda x: tf.nn.gelu(x, approximate=False), ("GELU",)),
     # LiteRT's CONCATENATION refuses a fused activation (NASNet concatenates, then ReLUs).

@@ -22,7 +22,7 @@ from quantkit.passes.fold_batchnorm import fold_batchnorm
 from quantkit.passes.fold_constants import FOLDERS, fold_constants, try_fold
 from quantkit.passes.fuse_activations import ACTIVATIONS, FUSABLE, FUSABLE_INTO, fuse_activations
 from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad, same_padding
-from quantkit.passes.patterns import gelu, hard_swish, nd_fully_connected, prelu
+from quantkit.passes.patterns import gelu, hard_swish, nd_fully_connected, prelu, upsample_nearest
 from quantkit.tflite_io import write_model
 from quantkit.types import Activation, OpType, Padding
 from tests.conftest import assert_matches, run_single
@@ -473,3 +473,62 @@ def test_zero_bias_is_dropped_and_a_real_one_kept():
     assert drop_zero_bias(graph) is True and graph.ops[0].inputs[2] is None
     graph.ops[0].inputs[2] = const("b", CHANNELS4[:1].repeat(5))
     assert drop_zero_bias(graph) is False and graph.ops[0].inputs[2] is not None
+
+
+def _repeat_graph(factor: int, axis: int, shape=(None, 5, 7, 2)) -> Graph:
+    """np.repeat(x, factor, axis) as Keras 3 traces it: EXPAND_DIMS, TILE, RESHAPE."""
+    b = Builder(shape)
+    expanded = list(shape)
+    expanded.insert(axis + 1, 1)
+    e = b.op(OpType.EXPAND_DIMS, [b.x, const("a", axis + 1, np.int32)], tuple(expanded))
+    multiples = [1] * 5
+    multiples[axis + 1] = factor
+    tiled = list(expanded)
+    tiled[axis + 1] = factor
+    t = b.op(OpType.TILE, [e, const("m", multiples, np.int32)], tuple(tiled))
+    out = list(shape)
+    out[axis] *= factor
+    target = [-1 if d is None else d for d in out]
+    return b.done(b.op(OpType.RESHAPE, [t, const("s", target, np.int32)], tuple(out)))
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 5, 7, 8])
+@pytest.mark.parametrize("axis", [1, 2])
+def test_repeat_becomes_a_nearest_resize_that_repeats_exactly(factor, axis):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    graph = _repeat_graph(factor, axis)
+    assert upsample_nearest(graph) is True
+    assert [op.type.name for op in graph.ops] == ["RESIZE_NEAREST_NEIGHBOR"]
+    model = write_model([graph])
+    x = RNG.normal(size=(2, 5, 7, 2)).astype(F32)
+    np.testing.assert_array_equal(run_single(model, x), np.repeat(x, factor, axis))
+    builtin = Interpreter(  # LiteRT's own kernel, not the XNNPACK delegate run_single uses
+        model_content=model,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    builtin.resize_tensor_input(0, list(x.shape))
+    builtin.allocate_tensors()
+    builtin.set_tensor(builtin.get_input_details()[0]["index"], x)
+    builtin.invoke()
+    out = builtin.get_tensor(builtin.get_output_details()[0]["index"])
+    np.testing.assert_array_equal(out, np.repeat(x, factor, axis))
+
+
+def test_repeats_along_both_axes_become_one_resize():
+    graph = _repeat_graph(2, 1)
+    rows = graph.outputs[0]
+    second = _repeat_graph(3, 2, shape=rows.shape)
+    for op in second.ops:  # chain the column repeat onto the row repeat
+        op.inputs = [rows if t is second.inputs[0] else t for t in op.inputs]
+    graph.ops += second.ops
+    graph.outputs = second.outputs
+    assert upsample_nearest(graph) is True
+    assert [op.type.name for op in graph.ops] == ["RESIZE_NEAREST_NEIGHBOR"]
+    assert graph.ops[0].inputs[0] is graph.inputs[0]
+    assert graph.ops[0].inputs[1].data.tolist() == [10, 21]
+
+
+def test_nearest_resize_index_formula_repeats_rows():
+    from quantkit.passes.patterns import _nearest_repeats
+
+    assert all(_nearest_repeats(size, factor) for size in range(1, 130) for factor in (2, 3, 7, 16))

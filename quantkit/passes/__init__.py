@@ -16,7 +16,8 @@ from quantkit.passes.fold_batchnorm import fold_batchnorm
 from quantkit.passes.fold_constants import fold_constants
 from quantkit.passes.fuse_activations import fuse_activations
 from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad
-from quantkit.passes.patterns import gelu, hard_swish, nd_fully_connected, prelu
+from quantkit.passes.patterns import (gelu, hard_swish, nd_fully_connected, prelu,
+                                      upsample_nearest)
 from quantkit.types import ConversionError, Phase
 
 Pass = Callable[[Graph], bool]
@@ -31,6 +32,7 @@ PIPELINE: tuple[Pass, ...] = (
     prelu,
     gelu,
     nd_fully_connected,
+    upsample_nearest,
     fold_batchnorm,
     merge_affine_chains,
     shift_before_scale,

@@ -3,6 +3,8 @@
 * HARD_SWISH: ``x · relu6(x + 3) / 6`` (Keras ``hard_swish``; DIV is already MUL by 1/6);
 * PRELU: ``relu(x) + (−α) · relu(−x)`` (Keras ``PReLU``);
 * GELU: ``0.5·x · erfc(−x·(1/√2))`` (Keras/TF exact ``gelu``; Erfc arrives as a custom op);
+* RESIZE_NEAREST_NEIGHBOR: Keras 3 ``UpSampling2D(interpolation="nearest")`` repeats rows, then
+  columns, each as EXPAND_DIMS → TILE → RESHAPE; by an integer factor that is a nearest resize;
 * FULLY_CONNECTED on N-D input: Keras ``Dense`` on a 3-D tensor traces ``Tensordot``: RESHAPE
   to 2-D, MatMul, RESHAPE back through a SHAPE/GATHER/CONCATENATION chain. One
   FULLY_CONNECTED with ``keep_num_dims`` does the same.
@@ -164,3 +166,69 @@ def _to_gelu(op: Op, x: Tensor) -> None:
 
 def gelu(graph: Graph) -> bool:
     return _rewrite_matches(graph, _match_gelu, _to_gelu)
+
+
+def _nearest_repeats(size: int, factor: int) -> bool:
+    """Whether LiteRT's nearest resize of ``size`` rows to ``size·factor`` repeats each row.
+
+    Its kernel reads input row ⌊i · s⌋ for output row i, with s = size / (size·factor), all in
+    float32; this evaluates exactly that and compares with i // factor. (It holds for every
+    size ≤ 1024 and factor ≤ 16; the check costs one pass over the output rows.)
+    """
+    out = size * factor
+    scale = np.float32(size) / np.float32(out)
+    rows = np.floor(np.arange(out, dtype=np.float32) * scale).astype(np.int64)
+    return bool(np.array_equal(np.minimum(rows, size - 1), np.arange(out) // factor))
+
+
+def _match_repeat(uses: Uses, reshape: Op) -> tuple[Tensor, int, int] | None:
+    """(x, axis, factor) if ``reshape`` computes a repeat of a 4-D x along H or W as Keras 3
+    does it: EXPAND_DIMS after the axis, TILE the new axis, RESHAPE it back in."""
+    if reshape.type != OpType.RESHAPE:
+        return None
+    tile = uses.producer_of(reshape.inputs[0], OpType.TILE)
+    expand = uses.producer_of(tile.inputs[0], OpType.EXPAND_DIMS) if tile else None
+    if expand is None or not expand.inputs[1].is_const or not tile.inputs[1].is_const:
+        return None
+    x, new_axis = expand.inputs[0], int(expand.inputs[1].data)
+    multiples = tile.inputs[1].data.reshape(-1).tolist()
+    if x.shape is None or len(x.shape) != 4 or new_axis not in (2, 3) \
+            or None in x.shape[1:] or len(multiples) != 5:
+        return None
+    factor = multiples[new_axis]
+    axis = new_axis - 1
+    expected = list(x.shape)
+    expected[axis] *= factor
+    if any(m != 1 for i, m in enumerate(multiples) if i != new_axis) \
+            or not _nearest_repeats(x.shape[axis], factor) or reshape.outputs[0].shape is None \
+            or list(reshape.outputs[0].shape[1:]) != expected[1:]:
+        return None
+    return x, axis, factor
+
+
+def _default_nearest(op: Op | None) -> bool:
+    return op is not None and op.type == OpType.RESIZE_NEAREST_NEIGHBOR \
+        and op.options == o.ResizeNearestNeighborOptions() and op.inputs[1].is_const
+
+
+def upsample_nearest(graph: Graph) -> bool:
+    """Keras' repeat-based nearest upsampling → one RESIZE_NEAREST_NEIGHBOR per layer."""
+    uses = Uses(graph)
+    changed = False
+    for op in graph.ops:
+        found = _match_repeat(uses, op)
+        if found is None:
+            continue
+        x, axis, factor = found
+        inner = uses.producer_of(x)
+        if _default_nearest(inner) and uses.only_consumer(x) is not None:
+            x = inner.inputs[0]  # rows were repeated by a resize already: resize once
+        height, width = op.outputs[0].shape[1:3]
+        size = const(f"{op.outputs[0].name}/size", [height, width], np.int32)
+        op.type, op.inputs = OpType.RESIZE_NEAREST_NEIGHBOR, [x, size]
+        op.options = o.ResizeNearestNeighborOptions()
+        changed = True
+        uses = Uses(graph)
+    if changed:
+        graph.remove_dead_ops()
+    return changed
