@@ -16,9 +16,10 @@ import tensorflow as tf
 from quantkit.frontend import capture
 from quantkit.frontend.lower import lower
 from quantkit.frontend.tf_ops import ONLY_IN_PATTERNS
+from quantkit.ir.graph import Graph
 from quantkit.passes import run_passes
 from quantkit.tflite_io import write_model
-from quantkit.types import ConversionError, NotYetSupportedError, Optimize, OpsSet, Phase
+from quantkit.types import ConversionError, NotYetSupportedError, Optimize, OpsSet, OpType, Phase
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,9 @@ class TFLiteConverter:
         return write_model(graphs)
 
 
-def _check_no_leftover_custom_ops(graph: Any) -> None:
+def _check_no_leftover_custom_ops(graph: Graph) -> None:
     """TF ops lowered only for a pattern pass to absorb (Erfc into GELU) must be gone."""
-    leftover = [op for op in graph.ops if op.type.name == "CUSTOM"]
+    leftover = [op for op in graph.ops if op.type == OpType.CUSTOM]
     if leftover:
         listed = "\n".join(f"  {op.custom_code} (node {op.name!r}): only supported as part of "
                            f"{ONLY_IN_PATTERNS.get(op.custom_code, 'a pattern')}"

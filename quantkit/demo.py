@@ -46,12 +46,6 @@ def train_digits_cnn(seed: int = 0, epochs: int = 8):
     return model, x[split:], y[split:]
 
 
-def op_names(model_bytes: bytes) -> list[str]:
-    from quantkit.tflite_io.reader import op_types
-
-    return op_types(model_bytes)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", help="also write quantkit's .tflite here")
@@ -60,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     import tensorflow as tf
     import quantkit
     from quantkit import litert
+    from quantkit.tflite_io.reader import op_types
 
     print("Training a digits CNN (sklearn load_digits, seeded) ...")
     model, x_test, y_test = train_digits_cnn()
@@ -74,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     tf_seconds = time.perf_counter() - start
 
     for label, blob, seconds in (("quantkit", ours, our_seconds), ("tf.lite", theirs, tf_seconds)):
-        ops = op_names(blob)
+        ops = op_types(blob)
         out = litert.run(blob, x_test)
         err = np.abs(out - reference).max() / np.abs(reference).max()
         acc = (out.argmax(1) == y_test).mean()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import numpy as np
 from tflite.ActivationFunctionType import ActivationFunctionType as _Act
 from tflite.BuiltinOperator import BuiltinOperator as _Builtin
 from tflite.Padding import Padding as _Padding
@@ -76,12 +77,14 @@ class Activation(enum.IntEnum):
     TANH = _Act.TANH
 
 
-def _builtin_members() -> dict[str, int]:
-    return {k: v for k, v in vars(_Builtin).items() if not k.startswith("_") and isinstance(v, int)}
+def schema_enum_members(binding_enum: type) -> dict[str, int]:
+    """Name → value of a schema enum as the binding generates it (a class of int constants)."""
+    members = vars(binding_enum).items()
+    return {k: v for k, v in members if not k.startswith("_") and isinstance(v, int)}
 
 
 # Every TFLite builtin operator, by its schema name (OpType.CONV_2D, OpType.HARD_SWISH, ...).
-OpType = enum.IntEnum("OpType", _builtin_members())
+OpType = enum.IntEnum("OpType", schema_enum_members(_Builtin))
 
 
 class TensorType(enum.IntEnum):
@@ -96,6 +99,19 @@ class TensorType(enum.IntEnum):
     UINT8 = _TensorType.UINT8
     BOOL = _TensorType.BOOL
     STRING = _TensorType.STRING
+
+
+# The element type of each numpy dtype quantkit writes.
+NUMPY_TENSOR_TYPES: dict[np.dtype, TensorType] = {
+    np.dtype(np.float32): TensorType.FLOAT32,
+    np.dtype(np.float16): TensorType.FLOAT16,
+    np.dtype(np.int32): TensorType.INT32,
+    np.dtype(np.int64): TensorType.INT64,
+    np.dtype(np.int16): TensorType.INT16,
+    np.dtype(np.int8): TensorType.INT8,
+    np.dtype(np.uint8): TensorType.UINT8,
+    np.dtype(np.bool_): TensorType.BOOL,
+}
 
 
 @dataclass(frozen=True)

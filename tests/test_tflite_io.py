@@ -280,10 +280,9 @@ def test_metadata_min_runtime_version_and_extras(rng):
         write_model([cnn_graph(rng)], metadata={"min_runtime_version": b"9"})
 
 
-def test_large_constants_are_written_quickly():
-    """~100 MB of weights (ResNet50 size) in well under a few seconds: one bulk copy each."""
-    import time
-
+def test_large_constants_round_trip():
+    """~100 MB of weights (ResNet50 size), each copied in bulk, come back where they belong.
+    (How fast: ``benchmarks/float32_conversion.py`` times whole conversions.)"""
     x = Tensor("x", F32, (1, 1024))
     ops, cur = [], x
     for i in range(24):
@@ -291,9 +290,7 @@ def test_large_constants_are_written_quickly():
         y = Tensor(f"y{i}", F32, (1, 1024))
         ops.append(Op(OpType.FULLY_CONNECTED, [cur, w, None], [y], o.FullyConnectedOptions()))
         cur = y
-    start = time.perf_counter()
     data = write_model([Graph(ops, [x], [cur], ["x"], ["y"])])
-    assert time.perf_counter() - start < 5.0
     assert len(data) > 24 * 4 * 1024 * 1024
     tensors = read_model(data).subgraphs[0].tensors  # x, w0, y0, w1, y1, ...
     assert tensors[1].data[5, 5] == 0.0 and tensors[3].data[5, 5] == 1.0

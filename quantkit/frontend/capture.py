@@ -43,6 +43,12 @@ def _fail(message: str) -> ConversionError:
     return ConversionError(Phase.CAPTURE, message)
 
 
+def _first_line(error: Exception) -> str:
+    """What a TF exception says, without the trace TF appends to its messages."""
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _resource_dtype(handle: Any, read_dtype: Any) -> Any:
     """The dtype of the variable behind a resource handle: from the handle's own data, else
     from a ReadVariableOp that reads it in the graph (None when neither says)."""
@@ -88,18 +94,18 @@ def freeze(func: Any, input_names: Sequence[str], output_names: Sequence[str],
             value = _captured_value(external, read_dtypes.get(internal.name))
         except Exception as e:  # an uninitialized or deleted variable, typically
             raise _fail(f"could not read the variable captured as {internal.name!r}: "
-                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                        f"{_first_line(e)}") from None
         if value is not None:
             constants[internal.name] = value
     return Captured(graph, inputs, tuple(func.outputs), constants, tuple(input_names),
                     tuple(output_names), signature_key)
 
 
-def _output_names(structured: Any, count: int) -> list[str]:
+def _output_names(structured: Any) -> list[str]:
     """Signature output names: a dict's keys (sorted, as TF flattens dicts), else output_i."""
     if isinstance(structured, dict):
         return sorted(structured)
-    return [f"output_{i}" for i in range(count)]
+    return [f"output_{i}" for i in range(len(tf.nest.flatten(structured)))]
 
 
 def _input_names(func: Any) -> list[str]:
@@ -118,10 +124,7 @@ def capture_concrete_function(func: Any, signature_key: str = DEFAULT_SIGNATURE_
     if not hasattr(func, "structured_input_signature"):
         raise _fail(f"expected a ConcreteFunction, got {type(func).__name__}; call "
                     "`f.get_concrete_function(...)` on your tf.function first")
-    outputs = func.structured_outputs
-    flat_outputs = tf.nest.flatten(outputs)
-    names = _output_names(outputs, len(flat_outputs))
-    return freeze(func, _input_names(func), names, signature_key)
+    return freeze(func, _input_names(func), _output_names(func.structured_outputs), signature_key)
 
 
 def _keras_input_specs(model: Any) -> list[tf.TensorSpec]:
@@ -151,14 +154,10 @@ def capture_keras(model: Any) -> Captured:
 
     try:
         func = serve.get_concrete_function(*specs)
-    except ConversionError:
-        raise
-    except Exception as e:
+    except Exception as e:  # whatever the model's call raised while TF traced it
         raise _fail(f"tracing model {getattr(model, 'name', '?')!r} failed: "
-                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    flat = tf.nest.flatten(func.structured_outputs)
-    names = [s.name for s in specs]
-    return freeze(func, names, _output_names(func.structured_outputs, len(flat)))
+                    f"{type(e).__name__}: {_first_line(e)}") from None
+    return freeze(func, [s.name for s in specs], _output_names(func.structured_outputs))
 
 
 def capture_saved_model(saved_model_dir: str, signature_keys: Sequence[str] | None,
@@ -168,7 +167,7 @@ def capture_saved_model(saved_model_dir: str, signature_keys: Sequence[str] | No
         loaded = tf.saved_model.load(str(saved_model_dir), tags=tags)
     except Exception as e:
         raise _fail(f"could not load a SavedModel from {str(saved_model_dir)!r}: "
-                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                    f"{_first_line(e)}") from None
     available = sorted(loaded.signatures.keys())
     keys = list(signature_keys) if signature_keys else [DEFAULT_SIGNATURE_KEY]
     captured = []
@@ -179,6 +178,5 @@ def capture_saved_model(saved_model_dir: str, signature_keys: Sequence[str] | No
         func = loaded.signatures[key]
         _, kwargs = func.structured_input_signature
         input_names = sorted(kwargs)  # signatures take keyword arguments, flattened sorted
-        outputs = func.structured_outputs
-        captured.append(freeze(func, input_names, _output_names(outputs, len(outputs)), key))
+        captured.append(freeze(func, input_names, _output_names(func.structured_outputs), key))
     return captured

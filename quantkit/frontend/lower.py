@@ -28,6 +28,12 @@ IGNORED = {"NoOp", "Placeholder", "Const", "Assert"}
 CALLS = {"StatefulPartitionedCall", "PartitionedCall"}
 
 
+def ir_tensor(name: str, tf_tensor: Any) -> Tensor:
+    """An IR tensor typed and shaped as TF inferred ``tf_tensor`` (None dims stay dynamic)."""
+    shape = None if tf_tensor.shape.rank is None else tuple(tf_tensor.shape.as_list())
+    return Tensor(name, np.dtype(tf_tensor.dtype.as_numpy_dtype), shape)
+
+
 class LoweringContext:
     """What a lowering handler sees: TF tensors mapped to IR tensors, and an op sink."""
 
@@ -68,10 +74,8 @@ class LoweringContext:
     # --- producing IR ----------------------------------------------------------------------
     def output_tensor(self, index: int = 0) -> Tensor:
         """The IR tensor for the node's TF output ``index``, typed and shaped by TF."""
-        tf_out = self.node.outputs[index]
-        shape = None if tf_out.shape.rank is None else tuple(tf_out.shape.as_list())
         name = self.name if index == 0 else f"{self.name}:{index}"
-        return Tensor(name, np.dtype(tf_out.dtype.as_numpy_dtype), shape)
+        return ir_tensor(name, self.node.outputs[index])
 
     def new_tensor(self, suffix: str, like: Tensor, shape: Any = "same") -> Tensor:
         shape = like.shape if shape == "same" else shape
@@ -116,10 +120,8 @@ def lower(captured: Captured, *, allow_custom_ops: bool = False) -> Graph:
                   signature_key=captured.signature_key)
     ctx = LoweringContext(graph, captured.graph)
     for name, tf_in in zip(captured.input_names, captured.inputs):
-        shape = None if tf_in.shape.rank is None else tuple(tf_in.shape.as_list())
-        tensor = Tensor(name, np.dtype(tf_in.dtype.as_numpy_dtype), shape)
-        ctx.tensors[tf_in.name] = tensor
-        graph.inputs.append(tensor)
+        ctx.tensors[tf_in.name] = ir_tensor(name, tf_in)
+        graph.inputs.append(ctx.tensors[tf_in.name])
     for name, value in captured.constants.items():  # variables and captured tensors
         ctx.tensors[name] = const(name.split(":")[0], value)
 
@@ -139,13 +141,14 @@ def lower(captured: Captured, *, allow_custom_ops: bool = False) -> Graph:
 
 def _body(ctx: LoweringContext, call: Any) -> Any:
     """The graph of the function a call node runs, its inputs shaped as at the call."""
-    key = call.name if not ctx.prefix else ctx.prefix + call.name
+    key = ctx.prefix + call.name
     if key not in ctx.bodies:
         # The traced graph's library holds nested functions too; a body graph's does not.
-        function = ctx.library._get_function(call.get_attr("f").name)
+        name = call.get_attr("f").name
+        function = ctx.library._get_function(name)
         if function is None:
-            raise ConversionError(Phase.LOWERING, f"op {key!r}: function "
-                                  f"{call.get_attr('f').name!r} is not in the graph's library")
+            raise ConversionError(Phase.LOWERING, f"op {key!r}: function {name!r} is not in "
+                                  "the graph's library")
         ctx.bodies[key] = function_def_to_graph(
             function.definition, input_shapes=[t.shape for t in call.inputs])
     return ctx.bodies[key]

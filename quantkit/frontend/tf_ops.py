@@ -15,7 +15,7 @@ import numpy as np
 from quantkit.frontend.lower import LoweringContext
 from quantkit.ir import options as o
 from quantkit.ir.graph import Tensor
-from quantkit.types import ConversionError, OpType, Padding, Phase, TensorType
+from quantkit.types import NUMPY_TENSOR_TYPES, ConversionError, OpType, Padding, Phase, TensorType
 
 Handler = Callable[[LoweringContext], None]
 
@@ -23,7 +23,7 @@ Handler = Callable[[LoweringContext], None]
 def _padding(ctx: LoweringContext) -> Padding:
     padding = ctx.attr("padding")
     if padding not in ("SAME", "VALID"):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: padding {padding!r} is not "
+        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: padding {padding!r} is not "
                               "supported (only SAME and VALID)")
     return Padding[padding]
 
@@ -31,7 +31,7 @@ def _padding(ctx: LoweringContext) -> Padding:
 def _check_nhwc(ctx: LoweringContext) -> None:
     fmt = ctx.attr("data_format")
     if fmt not in ("NHWC", "NDHWC"):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: data_format {fmt!r}; TFLite "
+        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: data_format {fmt!r}; TFLite "
                               "runs NHWC only")
 
 
@@ -51,6 +51,13 @@ def _reshaped(ctx: LoweringContext, tensor: Tensor, shape: tuple[int, ...], suff
     out = ctx.new_tensor(suffix, tensor, tuple(None if d == -1 else d for d in shape))
     return ctx.emit(OpType.RESHAPE, [tensor, ctx.constant(f"{suffix}/shape", shape, np.int32)],
                     outputs=[out], out_index=None)
+
+
+def _int32_operand(ctx: LoweringContext, index: int, suffix: str) -> Tensor:
+    """Input ``index`` (a shape, axis or size): a constant as int32, as TFLite wants it, or the
+    dynamic tensor as it is."""
+    tensor = ctx.input(index)
+    return ctx.constant(suffix, tensor.data, np.int32) if tensor.is_const else tensor
 
 
 def _zero_bias(ctx: LoweringContext, channels: int, dtype: np.dtype) -> Tensor:
@@ -88,7 +95,7 @@ def conv2d_transpose(ctx: LoweringContext) -> None:
     out_shape, w, x = ctx.input(0), ctx.input(1), ctx.input(2)
     sh, sw = _hw(ctx.attr("strides"))
     if _hw(ctx.attr("dilations")) != (1, 1):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: dilated transposed "
+        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: dilated transposed "
                               "convolution has no TFLite builtin")
     static = ctx.output_tensor().shape
     if not out_shape.is_const and static is not None and None not in static:
@@ -105,7 +112,7 @@ def conv2d_transpose(ctx: LoweringContext) -> None:
 def matmul(ctx: LoweringContext) -> None:
     x, w = ctx.input(0), ctx.input(1)
     if ctx.attr("transpose_a"):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: MatMul with transpose_a")
+        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: MatMul with transpose_a")
     w_oi = w if ctx.attr("transpose_b") else _transposed(ctx, w, (1, 0), "weights_oi")
     units = w_oi.shape[0]
     ctx.emit(OpType.FULLY_CONNECTED, [x, w_oi, _zero_bias(ctx, units, w.dtype)],
@@ -133,7 +140,7 @@ def fused_batch_norm(ctx: LoweringContext) -> None:
     """Inference BatchNorm: y = x·a + b, a = γ/√(σ² + ε), b = β − μ·a (folded by passes)."""
     _check_nhwc(ctx)
     if ctx.attr("is_training"):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: BatchNorm in training mode; "
+        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: BatchNorm in training mode; "
                               "trace the model with training=False")
     gamma, beta, mean, var = (ctx.const_input(i).astype(np.float64) for i in range(1, 5))
     scale = gamma / np.sqrt(var + ctx.attr("epsilon"))
@@ -199,19 +206,15 @@ def cast(ctx: LoweringContext) -> None:
 
 
 def _tensor_type(ctx: LoweringContext, dtype: np.dtype) -> TensorType:
-    try:
-        return TensorType[np.dtype(dtype).name.upper()]
-    except KeyError:
-        raise ConversionError(Phase.LOWERING, f"op {ctx.node.name!r}: dtype {np.dtype(dtype).name} "
-                              "has no TFLite tensor type") from None
+    if np.dtype(dtype) not in NUMPY_TENSOR_TYPES:
+        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: dtype {np.dtype(dtype).name} "
+                              "has no TFLite tensor type")
+    return NUMPY_TENSOR_TYPES[np.dtype(dtype)]
 
 
 # --- shapes and data movement -------------------------------------------------------------------
 def reshape(ctx: LoweringContext) -> None:
-    x, shape = ctx.input(0), ctx.input(1)
-    if shape.is_const:
-        shape = ctx.constant("shape", shape.data.astype(np.int32))
-    ctx.emit(OpType.RESHAPE, [x, shape])
+    ctx.emit(OpType.RESHAPE, [ctx.input(0), _int32_operand(ctx, 1, "shape")])
 
 
 def squeeze(ctx: LoweringContext) -> None:
@@ -220,9 +223,7 @@ def squeeze(ctx: LoweringContext) -> None:
 
 
 def expand_dims(ctx: LoweringContext) -> None:
-    axis = ctx.input(1)
-    ctx.emit(OpType.EXPAND_DIMS, [ctx.input(0), ctx.constant("axis", axis.data, np.int32)
-                                  if axis.is_const else axis])
+    ctx.emit(OpType.EXPAND_DIMS, [ctx.input(0), _int32_operand(ctx, 1, "axis")])
 
 
 def transpose(ctx: LoweringContext) -> None:
@@ -277,16 +278,12 @@ def gather(ctx: LoweringContext) -> None:
 
 def tile(ctx: LoweringContext) -> None:
     """Keras 3 ``UpSampling2D(interpolation="nearest")`` repeats rows and columns by TILE."""
-    multiples = ctx.input(1)
-    ctx.emit(OpType.TILE, [ctx.input(0), ctx.constant("multiples", multiples.data, np.int32)
-                           if multiples.is_const else multiples])
+    ctx.emit(OpType.TILE, [ctx.input(0), _int32_operand(ctx, 1, "multiples")])
 
 
 def _resize(op_type: OpType, options: type) -> Handler:
     def handler(ctx: LoweringContext) -> None:
-        size = ctx.input(1)
-        ctx.emit(op_type, [ctx.input(0), ctx.constant("size", size.data, np.int32)
-                           if size.is_const else size],
+        ctx.emit(op_type, [ctx.input(0), _int32_operand(ctx, 1, "size")],
                  options(bool(ctx.attr("align_corners")), bool(ctx.attr("half_pixel_centers"))))
     return handler
 

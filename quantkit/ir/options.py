@@ -166,7 +166,3 @@ class BatchMatMulOptions:
 @dataclass(frozen=True)
 class GeluOptions:
     approximate: bool = False
-
-
-# Activations that can be fused into a producer's ``fused_activation_function``.
-FUSABLE_ACTIVATIONS = ("RELU", "RELU6", "RELU_N1_TO_1", "TANH")

@@ -11,10 +11,13 @@ Two rewrites, both on MUL/ADD by a per-channel constant:
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 from quantkit.ir import options as o
 from quantkit.ir.graph import Graph, Op, const
+from quantkit.ir.layouts import WEIGHT_LAYOUTS
 from quantkit.passes.util import Uses, to_fixpoint, channel_vector, same_shape, split_const
 from quantkit.types import OpType, Padding
 
@@ -39,18 +42,22 @@ def _set_const(op: Op, op_type: OpType, x, vector: np.ndarray) -> None:
     op.inputs = [x, const(f"{op.outputs[0].name}/{op_type.name.lower()}", vector.astype(dtype))]
 
 
-@to_fixpoint
-def merge_affine_chains(graph: Graph) -> bool:
-    """Merge MUL/ADD-by-constant chains into at most one MUL followed by one ADD."""
+def _affine_pairs(graph: Graph) -> Iterator[tuple[Uses, Op, tuple, Op, np.ndarray]]:
+    """``(uses, first, (x, v1), second, v2)`` for each MUL/ADD by a channel constant whose one
+    reader is another; the graph is only read until the caller edits it and stops."""
     uses = Uses(graph)
     for first in graph.ops:
         a = _affine(first)
         second = uses.only_consumer(first.outputs[0]) if a else None
         b = _affine(second) if second is not None else None
-        if b is None or b[0] is not first.outputs[0]:
-            continue
-        x, v1 = a
-        v2 = b[1]
+        if b is not None:
+            yield uses, first, a, second, b[1]
+
+
+@to_fixpoint
+def merge_affine_chains(graph: Graph) -> bool:
+    """Merge MUL/ADD-by-constant chains into at most one MUL followed by one ADD."""
+    for _, first, (x, v1), second, v2 in _affine_pairs(graph):
         if first.type == second.type:  # x·m1·m2 or x + a1 + a2: one op
             merged = v1 * v2 if first.type == OpType.MUL else v1 + v2
             _set_const(second, first.type, x, merged)
@@ -73,22 +80,18 @@ def _fold_into_consumer(affine: Op, x, consumer: Op, vector: np.ndarray) -> bool
         or consumer.options.padding == Padding.VALID
     if not exact:
         return False
-    if consumer.type == OpType.CONV_2D:
-        in_axis, sum_axes = 3, (1, 2, 3)
-    elif consumer.type == OpType.DEPTHWISE_CONV_2D and consumer.options.depth_multiplier == 1:
-        in_axis, sum_axes = 3, (0, 1, 2)
-    elif consumer.type == OpType.FULLY_CONNECTED and len(affine.outputs[0].shape or ()) == 2:
-        in_axis, sum_axes = 1, (1,)
-    else:
+    if consumer.type == OpType.DEPTHWISE_CONV_2D and consumer.options.depth_multiplier != 1 \
+            or consumer.type == OpType.FULLY_CONNECTED and len(affine.outputs[0].shape or ()) != 2:
         return False
+    layout = WEIGHT_LAYOUTS[consumer.type]
     w = weights.data.astype(np.float64)
     shape = [1] * w.ndim
-    shape[in_axis] = vector.size
-    b = np.zeros(w.shape[0 if consumer.type != OpType.DEPTHWISE_CONV_2D else 3]) \
-        if bias is None else bias.data.astype(np.float64)
+    shape[layout.input_axis] = vector.size
+    b = np.zeros(w.shape[layout.output_axis]) if bias is None else bias.data.astype(np.float64)
     if affine.type == OpType.MUL:
         w = w * vector.reshape(shape)
-    else:
+    else:  # each output channel sums its weights over everything but the output axis
+        sum_axes = tuple(a for a in range(w.ndim) if a != layout.output_axis)
         b = b + (w * vector.reshape(shape)).sum(axis=sum_axes).reshape(-1)
     consumer.inputs[1] = const(weights.name, w.astype(weights.dtype))
     consumer.inputs[2] = const(f"{consumer.outputs[0].name}/bias", b.astype(weights.dtype))
@@ -119,18 +122,15 @@ def shift_before_scale(graph: Graph) -> bool:
     The ADD cannot fold through SAME padding but the MUL can; swapping them (exact for m ≠ 0)
     leaves one ADD where there were MUL and ADD.
     """
-    uses = Uses(graph)
-    for first in graph.ops:
-        a = _affine(first) if first.type == OpType.MUL else None
-        second = uses.only_consumer(first.outputs[0]) if a else None
-        b = _affine(second) if second is not None and second.type == OpType.ADD else None
-        conv = uses.only_consumer(second.outputs[0]) if b else None
+    for uses, first, (x, scale), second, shift in _affine_pairs(graph):
+        if (first.type, second.type) != (OpType.MUL, OpType.ADD):
+            continue
+        conv = uses.only_consumer(second.outputs[0])
         if conv is None or conv.type not in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D) \
-                or conv.options.padding != Padding.SAME or np.any(a[1] == 0) \
+                or conv.options.padding != Padding.SAME or np.any(scale == 0) \
                 or not conv.inputs[1].is_const or getattr(conv.options, "depth_multiplier", 1) != 1:
             continue  # only where the MUL will fold, else merge_affine_chains swaps it back
-        x, scale = a
-        _set_const(first, OpType.ADD, x, b[1] / scale)
+        _set_const(first, OpType.ADD, x, shift / scale)
         _set_const(second, OpType.MUL, first.outputs[0], scale)
         return True
     return False

@@ -12,16 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from quantkit.ir.graph import Graph, Op, const
+from quantkit.ir.layouts import WEIGHT_LAYOUTS
 from quantkit.passes.util import Uses, channel_vector, same_shape, split_const, take_outputs
 from quantkit.types import Activation, OpType
 
-# Where the output channels sit in each op's weights, and which inputs are weights and bias.
-_WEIGHT_AXIS = {OpType.CONV_2D: 0, OpType.DEPTHWISE_CONV_2D: 3, OpType.FULLY_CONNECTED: 0,
-                OpType.TRANSPOSE_CONV: 0}
-_WEIGHT_INPUT = {OpType.CONV_2D: 1, OpType.DEPTHWISE_CONV_2D: 1, OpType.FULLY_CONNECTED: 1,
-                 OpType.TRANSPOSE_CONV: 1}
-_BIAS_INPUT = {OpType.CONV_2D: 2, OpType.DEPTHWISE_CONV_2D: 2, OpType.FULLY_CONNECTED: 2,
-               OpType.TRANSPOSE_CONV: 3}
 
 
 def _foldable_producer(uses: Uses, op: Op) -> tuple[Op, np.ndarray] | None:
@@ -32,12 +26,12 @@ def _foldable_producer(uses: Uses, op: Op) -> tuple[Op, np.ndarray] | None:
     if split is None:
         return None
     x, value = split
-    conv = uses.producer_of(x, *_WEIGHT_AXIS)
+    conv = uses.producer_of(x, *WEIGHT_LAYOUTS)
     if conv is None or uses.only_consumer(x) is not op \
             or conv.options.fused_activation_function != Activation.NONE:
         return None
-    weights = conv.inputs[_WEIGHT_INPUT[conv.type]]
-    bias = conv.inputs[_BIAS_INPUT[conv.type]]
+    layout = WEIGHT_LAYOUTS[conv.type]
+    weights, bias = conv.inputs[layout.weights_input], conv.inputs[layout.bias_input]
     if not weights.is_const or (bias is not None and not bias.is_const):
         return None
     vector = channel_vector(value, op.outputs[0])
@@ -47,14 +41,15 @@ def _foldable_producer(uses: Uses, op: Op) -> tuple[Op, np.ndarray] | None:
 
 
 def _apply(conv: Op, op: Op, vector: np.ndarray) -> None:
-    w_in, b_in = _WEIGHT_INPUT[conv.type], _BIAS_INPUT[conv.type]
+    layout = WEIGHT_LAYOUTS[conv.type]
+    w_in, b_in = layout.weights_input, layout.bias_input
     weights = conv.inputs[w_in]
-    channels = weights.data.shape[_WEIGHT_AXIS[conv.type]]
+    channels = weights.data.shape[layout.output_axis]
     bias = conv.inputs[b_in]
     b = np.zeros(channels) if bias is None else bias.data.astype(np.float64)
     if op.type == OpType.MUL:
         shape = [1] * weights.data.ndim
-        shape[_WEIGHT_AXIS[conv.type]] = channels
+        shape[layout.output_axis] = channels
         w = weights.data.astype(np.float64) * vector.reshape(shape)
         conv.inputs[w_in] = const(weights.name, w.astype(weights.dtype))
         b = b * vector

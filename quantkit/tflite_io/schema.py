@@ -16,7 +16,7 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType as SchemaTensorType
 
-from quantkit.types import TensorType
+from quantkit.types import NUMPY_TENSOR_TYPES, TensorType, schema_enum_members
 
 FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
@@ -27,16 +27,7 @@ CONST_ALIGNMENT = 16  # constant buffers start on 16-byte boundaries (mmap-frien
 PLACEHOLDER_FOR_GREATER_OP_CODES = BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
 
 # Element types quantkit writes.
-NUMPY_TO_TFLITE: dict[np.dtype, TensorType] = {
-    np.dtype(np.float32): TensorType.FLOAT32,
-    np.dtype(np.float16): TensorType.FLOAT16,
-    np.dtype(np.int32): TensorType.INT32,
-    np.dtype(np.int64): TensorType.INT64,
-    np.dtype(np.int16): TensorType.INT16,
-    np.dtype(np.int8): TensorType.INT8,
-    np.dtype(np.uint8): TensorType.UINT8,
-    np.dtype(np.bool_): TensorType.BOOL,
-}
+NUMPY_TO_TFLITE: dict[np.dtype, TensorType] = NUMPY_TENSOR_TYPES
 
 # Element types the reader turns into numpy dtypes (it reads what TF writes, too).
 TFLITE_TO_NUMPY: dict[int, np.dtype] = {
@@ -50,13 +41,8 @@ TFLITE_TO_NUMPY: dict[int, np.dtype] = {
 }
 
 
-def _enum_members(enum_class: type) -> dict[str, int]:
-    members = vars(enum_class).items()
-    return {k: v for k, v in members if not k.startswith("_") and isinstance(v, int)}
-
-
 # Union member name (= options table name) ↔ BuiltinOptions code.
-OPTIONS_CODES: dict[str, int] = _enum_members(BuiltinOptions)
+OPTIONS_CODES: dict[str, int] = schema_enum_members(BuiltinOptions)
 OPTIONS_NAMES: dict[int, str] = {v: k for k, v in OPTIONS_CODES.items()}
 
 
