@@ -12,6 +12,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from calibration import CalibrationStats, ObserverKind  # noqa: E402
 from quantkit import litert  # noqa: E402
 from quantkit.calibrate import CalibrationOptions  # noqa: E402
+from quantkit.presets import Preset  # noqa: E402
 from quantkit.converter import RepresentativeDataset, TargetSpec, TFLiteConverter  # noqa: E402
 from quantkit.types import (ConversionError, Granularity, NotYetSupportedError,  # noqa: E402
                             Optimize, OpsSet)
@@ -19,5 +20,5 @@ from quantkit.types import (ConversionError, Granularity, NotYetSupportedError, 
 from quantkit._version import __version__  # noqa: E402
 
 __all__ = ["TFLiteConverter", "TargetSpec", "RepresentativeDataset", "Optimize", "OpsSet",
-           "Granularity", "CalibrationOptions", "CalibrationStats", "ObserverKind", "litert",
+           "Granularity", "Preset", "CalibrationOptions", "CalibrationStats", "ObserverKind", "litert",
            "ConversionError", "NotYetSupportedError", "__version__"]
