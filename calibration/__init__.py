@@ -13,6 +13,9 @@ protocol, one module per stage:
    for sharded runs; JSON save/load.
 5. **runner** (``runner.py``): ``calibrate`` batches the samples, calls the executor once
    per batch and feeds the observers, with a tqdm progress bar.
+6. **sources** (``sources.py``): ready-made representative datasets from ``.npy``/``.npz``
+   arrays, an image folder or a tensorflow-datasets split (``from_arrays``,
+   ``from_image_folder``, ``from_tfds``).
 
 Example::
 
@@ -37,6 +40,7 @@ from calibration.observers import (
     percentile_range,
 )
 from calibration.runner import calibrate
+from calibration.sources import from_arrays, from_image_folder, from_tfds
 from calibration.stats import CalibrationStats, SignatureStats
 from calibration.types import CalibrationError, Executor, InputSpec, ObserverKind
 
@@ -44,6 +48,7 @@ __all__ = [
     "OBSERVERS", "CalibrationError", "CalibrationStats", "ChannelMeanObserver",
     "ChannelMeanStats", "Executor", "HistogramObserver", "HistogramStats", "InputSpec",
     "MinMaxObserver", "MinMaxStats", "MovingAverageObserver", "MovingAverageStats", "Observer",
-    "ObserverKind", "Sample", "SignatureStats", "calibrate", "iter_samples", "make_observer",
-    "open_dataset", "percentile_range", "validate_samples",
+    "ObserverKind", "Sample", "SignatureStats", "calibrate", "from_arrays", "from_image_folder",
+    "from_tfds", "iter_samples", "make_observer", "open_dataset", "percentile_range",
+    "validate_samples",
 ]

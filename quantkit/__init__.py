@@ -9,8 +9,12 @@ import os as _os
 # TF's C++ logging is not quantkit's output; users who want it can set the variable first.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from quantkit._tf_import import import_tensorflow as _import_tensorflow  # noqa: E402
+
+_import_tensorflow()  # without the native banner TF prints whatever the log level
+
 from calibration import CalibrationStats, ObserverKind  # noqa: E402
-from quantkit import litert  # noqa: E402
+from quantkit import datasets, litert  # noqa: E402
 from quantkit.calibrate import CalibrationOptions  # noqa: E402
 from quantkit.presets import Preset  # noqa: E402
 from quantkit.converter import RepresentativeDataset, TargetSpec, TFLiteConverter  # noqa: E402
@@ -20,5 +24,5 @@ from quantkit.types import (ConversionError, Granularity, NotYetSupportedError, 
 from quantkit._version import __version__  # noqa: E402
 
 __all__ = ["TFLiteConverter", "TargetSpec", "RepresentativeDataset", "Optimize", "OpsSet",
-           "Granularity", "Preset", "CalibrationOptions", "CalibrationStats", "ObserverKind", "litert",
-           "ConversionError", "NotYetSupportedError", "__version__"]
+           "Granularity", "Preset", "CalibrationOptions", "CalibrationStats", "ObserverKind",
+           "datasets", "litert", "ConversionError", "NotYetSupportedError", "__version__"]

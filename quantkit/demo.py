@@ -9,8 +9,6 @@ import argparse
 import collections
 import contextlib
 import io
-import os
-import tempfile
 import time
 
 import numpy as np
@@ -96,20 +94,10 @@ def main(argv: list[str] | None = None) -> None:
                   f"accuracy {acc:.3f}")
             print("           ops:", dict(collections.Counter(ops)))
     if args.output:
-        _write_atomically(args.output, converted["int8", "quantkit"])
+        from quantkit.fileio import write_atomically
+
+        write_atomically(args.output, converted["int8", "quantkit"])
         print(f"wrote {args.output}")
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half-written model."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 if __name__ == "__main__":
