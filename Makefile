@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The quick subset of the benchmark harness (MNIST and digits CNNs, MobileNetV3Small at 96 px;
+# every mode, quantkit and
+# tf.lite side by side) into benchmarks/results/; `$(PY) -m benchmarks.harness --all` runs the
+# whole matrix.
+bench: $(STAMP)
+	$(PY) -m benchmarks.harness --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -40,24 +40,26 @@ TEST_IMAGES = 8
 MODES = ["int8", "dynamic_range", "float16", "int16x8", "uint8"]
 
 
+# This script's --mode → the shared mode table (quantkit.Preset); "uint8" is quantkit's
+# legacy_uint8, which has no Preset (TF's converter no longer writes uint8 models).
+PRESETS = {"int8": quantkit.Preset.INT8, "dynamic_range": quantkit.Preset.DYNAMIC_RANGE,
+           "float16": quantkit.Preset.FLOAT16, "int16x8": quantkit.Preset.INT16X8}
+
+
 def _converter(module, model, images, bias_correction: bool = True, mode: str = "int8"):
     """``mode``: int8 (INT8-only ops, int8 IO), dynamic_range, float16, int16x8 (with float
     fallback: the int16 kernels lack some ops), or uint8 (quantkit's legacy_uint8)."""
     converter = module.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [module.Optimize.DEFAULT]
-    if mode in ("int8", "int16x8", "uint8"):
-        converter.representative_dataset = lambda: ([x[None]] for x in images)
-    if mode == "int8":
-        converter.target_spec.supported_ops = [module.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-    if mode == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if mode == "int16x8":
-        converter.target_spec.supported_ops = [
-            module.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
-            module.OpsSet.TFLITE_BUILTINS]
+    dataset = lambda: ([x[None]] for x in images)  # noqa: E731
     if mode == "uint8":
+        converter.optimizations = [module.Optimize.DEFAULT]
+        converter.representative_dataset = dataset
         converter.legacy_uint8 = True
+    else:
+        preset = PRESETS[mode]
+        preset.configure(converter, dataset if preset.spec.calibrated else None)
+    if mode == "int8":  # this benchmark's int8 has int8 model IO (Preset.INT8 keeps float IO)
+        converter.inference_input_type = converter.inference_output_type = tf.int8
     if module is quantkit:
         converter.calibration = quantkit.CalibrationOptions(progress=False)
         converter.bias_correction = bias_correction

@@ -1,0 +1,79 @@
+"""The benchmark harness (``benchmarks.harness``) end to end on a tiny model: quantkit and
+tf.lite rows for a data-free and a calibrated mode, and its three outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import keras
+import numpy as np
+
+import quantkit
+from benchmarks import harness, report
+from benchmarks.models import BenchModel, ModelData
+
+MODES = [quantkit.Preset.FLOAT32, quantkit.Preset.INT8]
+
+
+def _tiny(samples: int) -> ModelData:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((6, 6, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3),
+    ])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, (samples + 20, 6, 6, 1)).astype(np.float32)
+    labels = np.argmax(model.predict(x[samples:], verbose=0), -1)  # the float model is right
+    return ModelData(model, x[:samples], x[samples:], labels)
+
+
+TINY = BenchModel("tiny", "a 3-layer CNN on random inputs", _tiny, default_samples=32,
+                  quick=False)
+
+
+def test_harness_writes_rows_for_both_converters(tmp_path):
+    settings = harness.Settings(threads=1, invokes=5)
+    result = harness.run([TINY], MODES, settings, str(tmp_path), "test", log=lambda _: None)
+
+    data = json.loads((tmp_path / report.JSON_NAME).read_text())
+    assert data["machine"]["cpu_count"] >= 1 and data["machine"]["tensorflow"]
+    assert data["models"][0]["labelled"] and data["models"][0]["keras_accuracy"] == 1.0
+    rows = data["rows"]
+    assert {(r["mode"], r["converter"]) for r in rows} == {
+        (m.value, c) for m in MODES for c in harness.CONVERTERS}
+    for row in rows:
+        assert row["error"] is None, row
+        assert row["size_bytes"] > 0 and row["op_count"] > 0
+        assert row["sqnr_db"] == "inf" or (math.isfinite(row["sqnr_db"])
+                                            and row["sqnr_db"] > 10)  # "inf": equal outputs
+        assert 0.8 <= row["top1_agreement"] <= 1.0 and 0.8 <= row["accuracy"] <= 1.0
+        assert row["latency_ms"] > 0 and row["latency_invokes"] == 5 and row["threads"] == 1
+        assert row["convert_s"] > 0 and row["peak_mem_mb"] is not None
+        calibrated = row["mode"] == "int8" and row["converter"] == "quantkit"
+        assert (row["calibrate_s"] is not None) == calibrated
+        if calibrated:
+            assert 0 < row["calibrate_s"] <= row["convert_s"]
+    assert len(result.rows) == len(rows)
+
+    table = (tmp_path / report.MARKDOWN_NAME).read_text()
+    for mode in MODES:
+        for converter in harness.CONVERTERS:
+            assert f"| tiny | {mode.value} | {converter} |" in table
+    assert "| n/a |" in table  # tf.lite's calibration time
+
+    png = (tmp_path / report.PLOT_NAME).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+def test_failed_conversion_is_a_row_not_a_crash(tmp_path):
+    data = _tiny(4)
+    reference = data.model.predict(data.test_inputs, verbose=0)
+    # No calibration samples: both converters fail to calibrate int8.
+    empty = ModelData(data.model, data.calibration[:0], data.test_inputs, data.test_labels)
+    row = harness.measure("tiny", empty, reference, quantkit.Preset.INT8, "quantkit",
+                          harness.Settings(invokes=3))
+    assert row.size_bytes is None and row.error.startswith("conversion: ")
+    assert "failed" in report.markdown_table([row])
