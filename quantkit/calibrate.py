@@ -27,15 +27,22 @@ class CalibrationOptions:
     """How the converter calibrates (``converter.calibration``).
 
     ``observer``: the statistic collected (min/max, as TF, by default). ``batch_size``: rows per
-    float forward pass (a model with a fixed batch dim is fed one sample at a time).
-    ``progress``: a tqdm bar; None shows it only on a terminal. ``percentile``: the share of
-    values the HISTOGRAM observer's range keeps (the rest are clipped as outliers).
+    float forward pass (a model with a fixed batch dim is fed one sample at a time); None: as
+    many rows as keep the batch's observed activations within ``batch_memory_mb``, from 1 to
+    ``MAX_AUTO_BATCH`` (every activation of a batch is alive at once, so this bounds the
+    memory calibration needs: ResNet50 at 224 holds 67 MB per row). ``progress``: a tqdm bar;
+    None shows it only on a terminal. ``percentile``: the share of values the HISTOGRAM
+    observer's range keeps (the rest are clipped as outliers).
     """
 
     observer: ObserverKind = ObserverKind.MIN_MAX
-    batch_size: int = 32
+    batch_size: int | None = None
     progress: bool | None = None
     percentile: float = 99.99
+    batch_memory_mb: float = 256.0
+
+
+MAX_AUTO_BATCH = 32
 
 
 def observed_tensors(graph: Graph) -> list[Tensor]:
@@ -58,7 +65,7 @@ def input_specs(graph: Graph) -> list[InputSpec]:
 def calibrate_graphs(graphs: list[Graph], dataset: Any,
                      options: CalibrationOptions) -> CalibrationStats:
     """Run ``dataset`` through the float ``graphs`` (one per signature); their statistics."""
-    if options.batch_size < 1:
+    if options.batch_size is not None and options.batch_size < 1:
         raise ConversionError(Phase.CALIBRATION, f"batch_size={options.batch_size}: must be ≥ 1")
     executors = {}
     for graph in graphs:
@@ -66,8 +73,26 @@ def calibrate_graphs(graphs: list[Graph], dataset: Any,
         executors[graph.signature_key] = GraphExecutor(graph, observed_tensors(graph))
     return calibration.calibrate(
         executors, dataset, {g.signature_key: input_specs(g) for g in graphs},
-        observer=options.observer, batch_size=options.batch_size, progress=options.progress,
+        observer=options.observer, batch_size=batch_rows(graphs, options),
+        progress=options.progress,
         channel_means={t.name for g in graphs for t in weighted_inputs(g)})
+
+
+def row_bytes(graph: Graph) -> int:
+    """Bytes of the observed activations per batch row (dims unknown besides the batch: 1)."""
+    def size(t: Tensor) -> int:
+        dims = [d or 1 for d in (t.shape or ())[1:]]
+        return int(np.prod(dims, dtype=np.int64)) * np.dtype(t.dtype).itemsize
+    return sum(size(t) for t in observed_tensors(graph))
+
+
+def batch_rows(graphs: list[Graph], options: CalibrationOptions) -> int:
+    """``options.batch_size``, or the rows whose activations fit ``batch_memory_mb``."""
+    if options.batch_size is not None:
+        return options.batch_size
+    largest = max((row_bytes(g) for g in graphs), default=0)
+    fitting = int(options.batch_memory_mb * 2**20 // max(largest, 1))
+    return max(1, min(MAX_AUTO_BATCH, fitting))
 
 
 RangeSetter = Callable[[Any, CalibrationOptions], tuple[float, float]]

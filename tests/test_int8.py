@@ -144,6 +144,34 @@ def test_calibration_can_be_saved_and_reused(cnn, tmp_path):
     assert reused.convert() == converter.convert()
 
 
+def test_default_batch_fits_the_activation_memory_budget(cnn):
+    """batch_size=None: rows per forward pass from the observed activations' bytes per row;
+    the ranges and channel means come out the same whatever the batch (up to float rounding)."""
+    from quantkit.calibrate import MAX_AUTO_BATCH, batch_rows, row_bytes
+
+    graphs = quantkit.TFLiteConverter.from_keras_model(cnn)._float_graphs()
+    per_row = row_bytes(graphs[0])
+    # Input 28·28·1 + conv 26·26·8 (+ BN, ReLU) + ... floats: at least the first conv's output.
+    assert per_row >= 4 * 26 * 26 * 8
+    options = quantkit.CalibrationOptions
+    assert batch_rows(graphs, options(batch_memory_mb=5 * per_row / 2**20)) == 5
+    assert batch_rows(graphs, options(batch_memory_mb=per_row / 2**21)) == 1
+    assert batch_rows(graphs, options(batch_memory_mb=1e6)) == MAX_AUTO_BATCH
+    assert batch_rows(graphs, options(batch_size=7, batch_memory_mb=1e-6)) == 7
+    stats = []
+    for budget in (1e6, 3 * per_row / 2**20):  # batches of 24 (all samples) and of 3
+        converter = int8_converter(cnn)
+        converter.calibration = options(progress=False, batch_memory_mb=budget)
+        stats.append(converter.calibrate().for_signature("serving_default"))
+    big, small = stats
+    assert big.tensors.keys() == small.tensors.keys()
+    for name, s in big.tensors.items():  # TF's matmul kernels block by batch: float rounding
+        other = small.tensors[name]
+        np.testing.assert_allclose([s.min, s.max], [other.min, other.max], rtol=1e-5, atol=1e-7)
+    for name, m in big.channel_means.items():
+        np.testing.assert_allclose(m.mean, small.channel_means[name].mean, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("form", ["list", "dict", "keyed", "tf.data", "RepresentativeDataset"])
 def test_every_dataset_form(form):
     model = models.two_in_two_out()
