@@ -21,9 +21,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # The quick subset of the benchmark harness (MNIST and digits CNNs, MobileNetV3Small at 96 px;
-# every mode, quantkit and
-# tf.lite side by side) into benchmarks/results/; `$(PY) -m benchmarks.harness --all` runs the
-# whole matrix.
+# every mode, quantkit and tf.lite side by side) into benchmarks/results/;
+# `$(PY) -m benchmarks.harness --all` runs the whole matrix.
 bench: $(STAMP)
 	$(PY) -m benchmarks.harness --out benchmarks/results
 

