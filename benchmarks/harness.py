@@ -45,7 +45,7 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 import quantkit  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.models import ALL, BY_NAME, QUICK, BenchModel, ModelData  # noqa: E402
-from quantkit.litert import dequantize_output, quantize_input  # noqa: E402
+from quantkit.litert import quantize_input, run_float  # noqa: E402
 from quantkit.metrics import sqnr_db, top1_agreement  # noqa: E402
 from quantkit.tflite_io.reader import op_types  # noqa: E402
 
@@ -183,18 +183,6 @@ def convert(converter: str, model, preset: quantkit.Preset,
     return blob, convert_s, calibrate_s, memory.peak_increase_mb
 
 
-def run_batch(blob: bytes, x: np.ndarray, threads: int) -> np.ndarray:
-    """The first output for the float batch ``x`` (integer IO quantized/dequantized)."""
-    interpreter = Interpreter(model_content=blob, num_threads=threads)
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], quantize_input(x, detail))
-    interpreter.invoke()
-    out = interpreter.get_output_details()[0]
-    return dequantize_output(interpreter.get_tensor(out["index"]), out)
-
-
 def latency(blob: bytes, sample: np.ndarray, settings: Settings) -> tuple[float, int]:
     """(median ms of single-sample invokes, how many were timed)."""
     interpreter = Interpreter(model_content=blob, num_threads=settings.threads)
@@ -235,7 +223,7 @@ def measure(name: str, data: ModelData, reference: np.ndarray, preset: quantkit.
                               convert_s=convert_s, calibrate_s=calibrate_s,
                               peak_mem_mb=peak_mb)
     try:
-        outputs = run_batch(blob, data.test_inputs, settings.threads)
+        outputs = run_float(blob, data.test_inputs, settings.threads)
         sqnr = sqnr_db(reference, outputs)
         row = dataclasses.replace(
             row, sqnr_db=sqnr,

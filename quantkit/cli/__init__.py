@@ -18,7 +18,7 @@ import logging
 import sys
 from typing import Sequence
 
-from quantkit.cli._data import CliError
+from quantkit.cli._data import CliError, one_line
 
 PROG = "quantkit"
 
@@ -40,11 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (convert, inspect, compare):
         module.add_parser(sub)
     return parser
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
-    return text or type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args)
         except (CliError, CalibrationError, ValueError, OSError) as e:
             # ValueError: quantkit's ConversionError, and TF's own for invalid settings
-            raise CliError(_one_line(e)) from None
+            raise CliError(one_line(e)) from None
     except CliError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

@@ -25,6 +25,12 @@ class CliError(Exception):
     """A user error: printed as one line ``quantkit: error: <message>``, exit code 1."""
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message as one line (a multi-line message's lines joined)."""
+    text = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
+    return text or type(error).__name__
+
+
 @dataclass(frozen=True)
 class ModelInput:
     """One model input; ``None`` in ``shape`` is a dynamic dim (dim 0 is the batch)."""

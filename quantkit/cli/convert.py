@@ -13,7 +13,8 @@ import time
 import warnings
 from typing import Any
 
-from quantkit.cli._data import DATA_SYNTAX, CliError, ModelInput, make_source, parse_fraction
+from quantkit.cli._data import (DATA_SYNTAX, CliError, ModelInput, one_line, make_source,
+                                parse_fraction)
 
 IO_TYPES = ("float32", "int8", "uint8", "int16")
 DEFAULT_MODE = "int8"
@@ -91,7 +92,7 @@ def load_model(path: str) -> tuple[Any, list[ModelInput]]:
         except KeyError:
             raise CliError(f"{path}: the SavedModel has no serving_default signature") from None
         except Exception as e:
-            raise CliError(f"could not load SavedModel {path}: {first_line(e)}") from None
+            raise CliError(f"could not load SavedModel {path}: {one_line(e)}") from None
         kwargs = signature.structured_input_signature[1]
         inputs = [ModelInput(name, tuple(kwargs[name].shape.as_list()),
                              np.dtype(kwargs[name].dtype.as_numpy_dtype))
@@ -106,14 +107,9 @@ def load_model(path: str) -> tuple[Any, list[ModelInput]]:
             warnings.simplefilter("ignore")
             model = keras.models.load_model(path, compile=False)
     except Exception as e:
-        raise CliError(f"could not load Keras model {path}: {first_line(e)}") from None
+        raise CliError(f"could not load Keras model {path}: {one_line(e)}") from None
     inputs = [ModelInput(t.name, tuple(t.shape), np.dtype(t.dtype)) for t in model.inputs]
     return quantkit.TFLiteConverter.from_keras_model(model), inputs
-
-
-def first_line(error: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
-    return text or type(error).__name__
 
 
 def default_output(model: str, mode: Any) -> str:
