@@ -77,3 +77,23 @@ def test_failed_conversion_is_a_row_not_a_crash(tmp_path):
                           harness.Settings(invokes=3))
     assert row.size_bytes is None and row.error.startswith("conversion: ")
     assert "failed" in report.markdown_table([row])
+
+
+def test_batchnorm_statistics_from_data():
+    """``tests.models.batchnorm_from_data`` (the benchmark applications' BN statistics): each
+    moving mean/variance becomes its input's statistics on the images; momentum and dropout
+    come back as they were."""
+    from tests.models import batchnorm_from_data
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 2))
+    conv = keras.layers.Conv2D(3, 3)
+    norm = keras.layers.BatchNormalization(momentum=0.9)
+    drop = keras.layers.Dropout(0.5)
+    model = keras.Model(inputs, keras.layers.Dense(2)(drop(norm(conv(inputs)))))
+    images = np.random.default_rng(1).normal(2.0, 3.0, (16, 6, 6, 2)).astype(np.float32)
+    batchnorm_from_data(model, images)
+    features = conv(images).numpy().reshape(-1, 3)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(0), rtol=1e-3)
+    assert norm.momentum == 0.9 and drop.rate == 0.5
