@@ -123,11 +123,13 @@ class _Collector:
         mean_observers = self.mean_observers.setdefault(key, {})
         for name, value in outputs.items():
             self.returned.add(name)
+            array = to_numpy(value)  # once: a tf.Tensor's .numpy() copies
             if name in self.mean_wanted:
-                mean_observers.setdefault(name, ChannelMeanObserver()).observe(to_numpy(value))
+                if name not in mean_observers:
+                    mean_observers[name] = ChannelMeanObserver()
+                mean_observers[name].observe(array)
             if self.wanted is not None and name not in self.wanted:
                 continue
-            array = to_numpy(value)
             if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
                 raise CalibrationError(f"dtype {array.dtype} cannot be observed; only "
                                        f"numeric tensors can", tensor=name, signature=signature)

@@ -15,6 +15,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import quantkit
+from quantkit.ir.layouts import WEIGHT_LAYOUTS
 from quantkit.litert import dequantize_output, quantize_input
 from quantkit.metrics import sqnr_db
 from quantkit.tflite_io.reader import op_types, read_model
@@ -89,19 +90,16 @@ def float_tensors_inside(model: bytes) -> list[str]:
 
 
 # Where each weighted op keeps its weights and their output-channel axis.
-_WEIGHT_AXES = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0, "TRANSPOSE_CONV": 0}
-
-
 def per_channel_mismatches(model: bytes) -> list[str]:
     """Weighted ops whose weight scale count is not their filter (output channel) count."""
     sub = read_model(model).subgraphs[0]
     wrong = []
     for op in sub.ops:
-        axis = _WEIGHT_AXES.get(op.type.name)
-        if axis is None:
+        layout = WEIGHT_LAYOUTS.get(op.type)
+        if layout is None:
             continue
-        w = sub.tensors[op.inputs[2 if op.type.name == "TRANSPOSE_CONV" else 1]]
-        if w.quant is None or len(w.quant.scales) != w.shape[axis]:
+        w = sub.tensors[op.inputs[layout.weights_input]]
+        if w.quant is None or len(w.quant.scales) != w.shape[layout.output_axis]:
             wrong.append(f"{op.type.name} {w.name}: {w.shape} with "
                          f"{0 if w.quant is None else len(w.quant.scales)} scales")
     return wrong
