@@ -29,7 +29,7 @@ from tests.models import randomize_batchnorm  # noqa: E402
 MODELS = ["MobileNetV2", "ResNet50", "EfficientNetB0", "MobileNetV3Small"]
 
 
-def _timed(convert) -> tuple[bytes, float]:
+def timed(convert) -> tuple[bytes, float]:
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # TF's converter prints its export
         result = convert()
@@ -46,7 +46,7 @@ def measure(name: str) -> list[tuple]:
     for label, convert in (
             ("quantkit", lambda: quantkit.TFLiteConverter.from_keras_model(model).convert()),
             ("tf.lite", lambda: tf.lite.TFLiteConverter.from_keras_model(model).convert())):
-        blob, seconds = _timed(convert)
+        blob, seconds = timed(convert)
         err = np.abs(run(blob, x) - reference).max() / np.abs(reference).max()
         rows.append((name, label, len(op_types(blob)), len(blob), seconds, err))
     return rows

@@ -46,7 +46,7 @@ import quantkit  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.models import ALL, BY_NAME, QUICK, BenchModel, ModelData  # noqa: E402
 from quantkit.litert import quantize_input, run_float  # noqa: E402
-from quantkit.metrics import sqnr_db, top1_agreement  # noqa: E402
+from quantkit.metrics import accuracy, sqnr_db, top1_agreement  # noqa: E402
 from quantkit.tflite_io.reader import op_types  # noqa: E402
 
 CONVERTERS = ("quantkit", "tf.lite")
@@ -136,8 +136,7 @@ def make_converter(converter: str, model, preset: quantkit.Preset, calibration: 
     """quantkit's or tf.lite's converter for ``model``, set to ``preset`` by the shared table."""
     module = quantkit if converter == "quantkit" else tf.lite
     conv = module.TFLiteConverter.from_keras_model(model)
-    dataset = (lambda: ([x[None]] for x in calibration)) if preset.spec.calibrated else None
-    preset.configure(conv, dataset)
+    preset.configure(conv, lambda: ([x[None]] for x in calibration))  # unread if uncalibrated
     if module is quantkit:
         conv.calibration = quantkit.CalibrationOptions(progress=False)
     return conv
@@ -229,7 +228,7 @@ def measure(name: str, data: ModelData, reference: np.ndarray, preset: quantkit.
             row, sqnr_db=sqnr,
             top1_agreement=top1_agreement(reference, outputs),
             accuracy=(None if data.test_labels is None
-                      else float(np.mean(np.argmax(outputs, -1) == data.test_labels))))
+                      else accuracy(outputs, data.test_labels)))
         ms, invokes = latency(blob, data.test_inputs[0], settings)
         return dataclasses.replace(row, latency_ms=ms, latency_invokes=invokes)
     except Exception as error:  # noqa: BLE001 - e.g. a model LiteRT cannot run
@@ -244,7 +243,7 @@ def benchmark_model(entry: BenchModel, presets: list[quantkit.Preset], settings:
     data = entry.build(samples)
     reference = np.asarray(data.model.predict(data.test_inputs, batch_size=64, verbose=0))
     keras_accuracy = (None if data.test_labels is None else
-                      float(np.mean(np.argmax(reference, -1) == data.test_labels)))
+                      accuracy(reference, data.test_labels))
     summary = ModelSummary(entry.name, entry.description, len(data.calibration),
                            len(data.test_inputs), data.test_labels is not None, keras_accuracy)
     rows = []
@@ -301,11 +300,12 @@ def main(argv: list[str] | None = None) -> Result:
                         default=[p.value for p in quantkit.Preset], metavar="MODE",
                         help="quantkit.Preset values (default: all seven)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1, help="LiteRT threads (default: 1)")
-    parser.add_argument("--invokes", type=int, default=50,
-                        help="timed single-sample invokes per row (default: 50)")
-    parser.add_argument("--latency-budget", type=float, default=10.0,
-                        help="seconds of timed invokes per row at most (default: 10)")
+    parser.add_argument("--threads", type=int, default=Settings.threads,
+                        help="LiteRT threads (default: %(default)s)")
+    parser.add_argument("--invokes", type=int, default=Settings.invokes,
+                        help="timed single-sample invokes per row (default: %(default)s)")
+    parser.add_argument("--latency-budget", type=float, default=Settings.latency_budget_s,
+                        help="seconds of timed invokes per row at most (default: %(default)s)")
     parser.add_argument("--samples", type=int,
                         help="calibration samples (default: per model, 200 for the digit "
                              "CNNs, 16 for keras.applications)")

@@ -4,7 +4,8 @@
 
 For each keras.applications architecture (weights=None, trained-looking BatchNorm statistics,
 logits heads): both converters get the same calibration images (crops of the photos
-scikit-learn ships, preprocessed as the architecture expects), int8-only ops and int8 model IO.
+scikit-learn ships, preprocessed as the architecture expects); in int8 mode int8-only ops and
+int8 model IO, in the others what ``quantkit.Preset`` sets.
 Reports conversion wall time (calibration included), op count, model size and the output SQNR
 against Keras on held-out crops, and prints a Markdown table.
 
@@ -16,10 +17,7 @@ against Keras on held-out crops, and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -30,6 +28,7 @@ import quantkit  # noqa: E402
 from quantkit.litert import run_float  # noqa: E402
 from quantkit.metrics import sqnr_db  # noqa: E402
 from quantkit.tflite_io.reader import op_types  # noqa: E402
+from benchmarks.float32_conversion import timed  # noqa: E402
 from tests.images import application_inputs  # noqa: E402
 from tests.models import randomize_batchnorm  # noqa: E402
 
@@ -37,13 +36,11 @@ MODELS = ["MobileNetV2"]
 TEST_IMAGES = 8
 
 
-MODES = ["int8", "dynamic_range", "float16", "int16x8", "uint8"]
-
-
 # This script's --mode → the shared mode table (quantkit.Preset); "uint8" is quantkit's
 # legacy_uint8, which has no Preset (TF's converter no longer writes uint8 models).
 PRESETS = {"int8": quantkit.Preset.INT8, "dynamic_range": quantkit.Preset.DYNAMIC_RANGE,
            "float16": quantkit.Preset.FLOAT16, "int16x8": quantkit.Preset.INT16X8}
+MODES = [*PRESETS, "uint8"]
 
 
 def _converter(module, model, images, bias_correction: bool = True, mode: str = "int8"):
@@ -56,21 +53,13 @@ def _converter(module, model, images, bias_correction: bool = True, mode: str = 
         converter.representative_dataset = dataset
         converter.legacy_uint8 = True
     else:
-        preset = PRESETS[mode]
-        preset.configure(converter, dataset if preset.spec.calibrated else None)
+        PRESETS[mode].configure(converter, dataset)  # the dataset is unread if uncalibrated
     if mode == "int8":  # this benchmark's int8 has int8 model IO (Preset.INT8 keeps float IO)
         converter.inference_input_type = converter.inference_output_type = tf.int8
     if module is quantkit:
         converter.calibration = quantkit.CalibrationOptions(progress=False)
         converter.bias_correction = bias_correction
     return converter
-
-
-def _timed(convert) -> tuple[bytes, float]:
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # TF's converter prints its export
-        result = convert()
-    return result, time.perf_counter() - start
 
 
 def measure(name: str, samples: int, size: int, also_without_correction: bool,
@@ -91,7 +80,7 @@ def measure(name: str, samples: int, size: int, also_without_correction: bool,
                                                    mode).convert()))
     rows = []
     for label, convert in runs:
-        blob, seconds = _timed(convert)
+        blob, seconds = timed(convert)
         try:
             sqnr = sqnr_db(reference, run_float(blob, test))
         except RuntimeError:  # a model LiteRT cannot run (TF's int16x8 ConvNeXtTiny)

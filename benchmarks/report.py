@@ -183,14 +183,20 @@ def from_json(data: dict) -> Result:
 def write_all(result: Result, out_dir: str) -> list[str]:
     """Write the three outputs into ``out_dir`` (created if needed); their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, name) for name in (JSON_NAME, MARKDOWN_NAME, PLOT_NAME)]
-    with open(paths[0], "w") as f:
+    path = os.path.join(out_dir, JSON_NAME)
+    with open(path, "w") as f:
         json.dump(to_json(result), f, indent=1, allow_nan=False)
         f.write("\n")
-    with open(paths[1], "w") as f:
+    return [path, *_render(result, out_dir)]
+
+
+def _render(result: Result, out_dir: str) -> list[str]:
+    """Write the Markdown table and the plot into ``out_dir``; their paths."""
+    table, figure = os.path.join(out_dir, MARKDOWN_NAME), os.path.join(out_dir, PLOT_NAME)
+    with open(table, "w") as f:
         f.write(markdown(result))
-    plot(result, paths[2])
-    return paths
+    plot(result, figure)
+    return [table, figure]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,10 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with open(args.json) as f:
         result = from_json(json.load(f))
-    out_dir = os.path.dirname(os.path.abspath(args.json))
-    with open(os.path.join(out_dir, MARKDOWN_NAME), "w") as f:
-        f.write(markdown(result))
-    plot(result, os.path.join(out_dir, PLOT_NAME))
+    _render(result, os.path.dirname(os.path.abspath(args.json)))
 
 
 if __name__ == "__main__":

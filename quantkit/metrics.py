@@ -14,6 +14,11 @@ def sqnr_db(reference: np.ndarray, actual: np.ndarray) -> float:
     return float("inf") if noise == 0.0 else 10.0 * np.log10(signal / noise)
 
 
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of rows whose arg-max class is the label."""
+    return float(np.mean(np.argmax(logits, -1) == labels))
+
+
 def top1_agreement(reference: np.ndarray, actual: np.ndarray) -> float:
     """Share of rows whose arg-max class is the same in both (logits or probabilities)."""
     return float(np.mean(np.argmax(reference, -1) == np.argmax(actual, -1)))

@@ -12,6 +12,8 @@ import functools
 import keras
 import numpy as np
 
+from quantkit.metrics import accuracy  # noqa: F401  (tests call mnist.accuracy)
+
 SEED = 0
 N_TRAIN = 4000
 EPOCHS = 8
@@ -89,10 +91,6 @@ def trained_mnist_cnn() -> keras.Model:
     )
     model.fit(x, y, epochs=EPOCHS, batch_size=BATCH_SIZE, shuffle=True, verbose=0)
     return model
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
 if __name__ == "__main__":
