@@ -29,17 +29,21 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 class Samples:
-    """A re-iterable of ``count`` samples, each made on demand by ``make(i)``."""
+    """A re-iterable of ``count`` samples: each iteration is a fresh ``make()`` iterator."""
 
-    def __init__(self, count: int, make: Callable[[int], Any]):
-        self._count = count
-        self._make = make
+    def __init__(self, count: int, make: Callable[[], Iterator[Any]]):
+        self._count, self._make = count, make
+
+    @classmethod
+    def indexed(cls, count: int, sample: Callable[[int], Any]) -> Samples:
+        """Samples ``sample(0) … sample(count − 1)``, each made on demand."""
+        return cls(count, lambda: (sample(i) for i in range(count)))
 
     def __len__(self) -> int:
         return self._count
 
     def __iter__(self) -> Iterator[Any]:
-        return (self._make(i) for i in range(self._count))
+        return self._make()
 
 
 def _limit(count: int, samples: int | None) -> int:
@@ -50,26 +54,26 @@ def _limit(count: int, samples: int | None) -> int:
     return min(count, samples)
 
 
-def _cast(array: np.ndarray, dtype: Any) -> np.ndarray:
-    return array if dtype is None else np.asarray(array, dtype)
-
-
 @dataclass(frozen=True)
 class ArraySource:
     """Samples taken along the first axis of one array, or of several named arrays."""
 
     arrays: Mapping[str, np.ndarray] = field(repr=False)
-    named: bool  # dict samples by name (several arrays) or one-input list samples
     count: int
     dtype: Any = None
     origin: str = "arrays"
 
+    @property
+    def named(self) -> bool:
+        """Dict samples by name (several arrays), else one-input list samples."""
+        return len(self.arrays) > 1
+
     def __call__(self) -> Samples:
         def sample(i: int) -> Any:
-            values = {k: _cast(a[i:i + 1], self.dtype) for k, a in self.arrays.items()}
+            values = {k: np.asarray(a[i:i + 1], self.dtype) for k, a in self.arrays.items()}
             return values if self.named else [next(iter(values.values()))]
 
-        return Samples(self.count, sample)
+        return Samples.indexed(self.count, sample)
 
 
 def from_arrays(data: str | os.PathLike | np.ndarray | Mapping[str, np.ndarray],
@@ -107,7 +111,7 @@ def from_arrays(data: str | os.PathLike | np.ndarray | Mapping[str, np.ndarray],
     count = next(iter(counts.values()))
     if count == 0:
         raise CalibrationError(f"{origin}: no samples (the first axis is empty)")
-    return ArraySource(arrays, len(arrays) > 1, _limit(count, samples), dtype, origin)
+    return ArraySource(arrays, _limit(count, samples), dtype, origin)
 
 
 def _load_arrays(path: str) -> np.ndarray | dict[str, np.ndarray]:
@@ -143,7 +147,7 @@ class ImageFolderSource:
     origin: str = ""
 
     def __call__(self) -> Samples:
-        return Samples(len(self.files), lambda i: [self.load(i)[None]])
+        return Samples.indexed(len(self.files), lambda i: [self.load(i)[None]])
 
     def load(self, i: int) -> np.ndarray:
         """Image ``i`` as an ``(height, width, channels)`` array, after ``preprocess``."""
@@ -214,7 +218,7 @@ class TfdsSource:
             for example in tfds.as_numpy(self.dataset.take(self.count)):
                 yield self._sample(example)
 
-        return _Counted(self.count, examples)
+        return Samples(self.count, examples)
 
     def _sample(self, example: Any) -> Any:
         if self.key is not None:
@@ -226,23 +230,10 @@ class TfdsSource:
         if self.preprocess is not None:
             example = self.preprocess(example)
         if isinstance(example, Mapping):
-            return {k: _cast(np.asarray(v), self.dtype)[None] for k, v in example.items()}
+            return {k: np.asarray(v, self.dtype)[None] for k, v in example.items()}
         if isinstance(example, (list, tuple)):
-            return [_cast(np.asarray(v), self.dtype)[None] for v in example]
-        return [_cast(np.asarray(example), self.dtype)[None]]
-
-
-class _Counted:
-    """A re-iterable of a known length over what ``make()`` yields."""
-
-    def __init__(self, count: int, make: Callable[[], Iterator[Any]]):
-        self._count, self._make = count, make
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[Any]:
-        return self._make()
+            return [np.asarray(v, self.dtype)[None] for v in example]
+        return [np.asarray(example, self.dtype)[None]]
 
 
 def from_tfds(name: str, split: str = "train", *, data_dir: str | os.PathLike | None = None,
