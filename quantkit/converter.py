@@ -23,6 +23,7 @@ from quantkit.ir.graph import Graph
 from quantkit.mode import resolve_mode
 from quantkit.passes import run_passes
 from quantkit.quantize import quantize_integer
+from quantkit.quantize.schemes import SCHEMES
 from quantkit.quantize.weight_only import quantize_dynamic_range, quantize_float16
 from quantkit.tflite_io import write_model
 from quantkit.tflite_io.metadata import ModelType, model_description, model_metadata
@@ -250,13 +251,14 @@ class TFLiteConverter:
         return calibrate_graphs(graphs, dataset, self.calibration)
 
 
-# Modes that calibrate, then rewrite to integers; modes that rewrite without data.
-_CALIBRATED = (QuantMode.FULL_INTEGER, QuantMode.INT16X8, QuantMode.LEGACY_UINT8)
-_WEIGHT_ONLY = (QuantMode.DYNAMIC_RANGE, QuantMode.FLOAT16)  # their activations stay float
+# Modes that rewrite without data (their activations stay float); modes that calibrate, then
+# rewrite to integers (one per integer scheme).
 _REWRITES: dict[QuantMode, Callable[[Graph, ConversionMode], Any]] = {
     QuantMode.DYNAMIC_RANGE: quantize_dynamic_range,
     QuantMode.FLOAT16: quantize_float16,
 }
+_WEIGHT_ONLY = frozenset(_REWRITES)
+_CALIBRATED = frozenset(SCHEMES)
 
 
 def _check_no_leftover_custom_ops(graph: Graph) -> None:

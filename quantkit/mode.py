@@ -59,29 +59,32 @@ def resolve_mode(*, optimizations: Iterable[Any], representative_dataset: Any,
     # float only when TFLITE_BUILTINS is in the op set.
     int8_required = OpsSet.TFLITE_BUILTINS_INT8 in ops or types == {tf.int8}
     integer_only = OpsSet.TFLITE_BUILTINS not in ops
+    integer_target = int8_required or int16x8 or legacy_uint8
     if int8_required and types and min(t.size for t in types) != 1:
         raise ConversionError(Phase.OPTIONS, "TFLITE_BUILTINS_INT8 requires smallest supported "
                               "type to be INT8.")
-    if (int8_required or int16x8 or legacy_uint8) and representative_dataset is None:
+    if integer_target and representative_dataset is None:
         raise ConversionError(Phase.OPTIONS, "For full integer quantization, a "
                               "`representative_dataset` must be specified.")
     dense = Granularity.PER_TENSOR if dense_per_tensor else granularity
     common = dict(granularity=granularity, dense_granularity=dense,
                   bias_correction=bool(bias_correction))
     bias = as_tf_dtype(int16x8_bias_type, "_experimental_full_integer_quantization_bias_type")
-    integer = representative_dataset is not None and quantizing and tf.float16 not in types
+    # as TF: an integer target makes it full integer even with float16 among the types
+    integer = representative_dataset is not None and quantizing and (
+        integer_target or tf.float16 not in types)
     if bias is not None and not integer:
         raise ConversionError(Phase.OPTIONS, "`full_integer_quantization_bias_type` is only "
                               "supported for full integer quantization.")
     if not quantizing:
-        if int8_required or int16x8 or legacy_uint8:
+        if integer_target:
             raise ConversionError(
                 Phase.OPTIONS, "integer targets (TFLITE_BUILTINS_INT8, the int16x8 op set, "
                 "supported_types=[tf.int8], legacy_uint8) need quantization: set "
                 "`optimizations=[Optimize.DEFAULT]`")
         _check_io_types(in_type, out_type, [tf.float32])
         return ConversionMode()
-    if tf.float16 in types and not (int8_required or int16x8 or legacy_uint8):
+    if tf.float16 in types and not integer_target:
         _check_io_types(in_type, out_type, [tf.float32])
         return ConversionMode(QuantMode.FLOAT16, **common)
     if representative_dataset is None:

@@ -145,12 +145,13 @@ class Granularity(enum.Enum):
 
 @dataclass(frozen=True)
 class ConversionMode:
-    """Everything about *how* to convert, decided up front (``converter.resolve_mode``).
+    """Everything about *how* to convert, decided up front (``quantkit.mode.resolve_mode``).
 
-    ``integer_only``: the op set is ``TFLITE_BUILTINS_INT8``, so an op without an int8 kernel
-    is an error instead of staying float. ``input_type``/``output_type``: the element types of
-    the model's inputs and outputs (float32, int8 or uint8). ``bias_correction``: biases absorb
-    the mean error of the weights' rounding, measured on the calibration data.
+    ``integer_only``: ``TFLITE_BUILTINS`` is not in the op set (e.g. INT8 or int16x8 only),
+    so an op without an integer kernel is an error instead of staying float.
+    ``input_type``/``output_type``: the element types of the model's inputs and outputs
+    (float32, int8, uint8 or int16). ``bias_correction``: biases absorb the mean error of the
+    weights' rounding, measured on the calibration data.
     """
 
     quant: QuantMode = QuantMode.FLOAT32

@@ -13,6 +13,7 @@ from calibration import CalibrationStats
 from quantkit.litert import run_float
 from quantkit.metrics import sqnr_db
 from quantkit.tflite_io.reader import op_types, read_model
+from quantkit.types import QuantMode
 from tests import models
 
 RNG = np.random.default_rng(0)
@@ -318,3 +319,13 @@ def test_tf_attributes_are_accepted_with_tfs_defaults(cnn):
     for name, default in quantkit.converter.TF_COMPAT_ATTRIBUTES.items():
         assert getattr(ours, name) == default
         assert getattr(theirs, name) == default, name
+
+
+def test_int8_ops_with_float16_among_the_types_take_a_bias_type(cnn):
+    """As TF: the INT8 op set makes it full integer even with float16 in supported_types, so
+    the int32 bias type is accepted there as it is without float16."""
+    converter = int8_converter(cnn)
+    converter.target_spec.supported_types = [tf.int8, tf.float16]
+    assert converter.resolve_mode().quant is QuantMode.FULL_INTEGER
+    converter._experimental_full_integer_quantization_bias_type = tf.int32
+    assert converter.resolve_mode().quant is QuantMode.FULL_INTEGER

@@ -277,8 +277,7 @@ def _lower_function(func: Any, pairs: list[tuple[str, np.ndarray]]) -> Graph:
         graph.outputs = [_output(ctx, t, v, i)
                          for i, (t, v) in enumerate(zip(results, main_results))]
     graph.output_names = [f"output_{i}" for i in range(len(graph.outputs))]
-    rewrite_patterns(graph)
-    graph.remove_dead_ops()
+    rewrite_patterns(graph)  # it ends with remove_dead_ops
     return graph
 
 

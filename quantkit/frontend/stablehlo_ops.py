@@ -14,8 +14,11 @@ from typing import Any, Callable
 import numpy as np
 
 from quantkit.frontend.jax_capture import Comparison, StableHLOContext, tensor_type
+from quantkit.frontend.stablehlo_patterns import all_equal
+from quantkit.frontend.tf_ops import zero_bias
 from quantkit.ir import options as o
 from quantkit.ir.graph import Tensor, const
+from quantkit.passes.pad import same_padding
 from quantkit.types import NUMPY_TENSOR_TYPES, OpType, Padding
 
 Handler = Callable[[StableHLOContext], None]
@@ -31,19 +34,8 @@ def _permuted(ctx: StableHLOContext, x: Tensor, perm: tuple[int, ...], suffix: s
                     out=out)
 
 
-def _zero_bias(ctx: StableHLOContext, channels: int, dtype: np.dtype) -> Tensor:
-    return ctx.constant("bias", np.zeros([channels], dtype))
-
-
 def _broadcast_shape(*tensors: Tensor) -> tuple[int, ...]:
     return tuple(np.broadcast_shapes(*(t.shape for t in tensors)))
-
-
-def _same_padding(size: int, window: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TF's SAME: out = ⌈size/stride⌉, the padding split with the extra cell after."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (window - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
 
 
 def _spatial_padding(ctx: StableHLOContext, x: Tensor, pads: Any, window: tuple[int, int],
@@ -54,7 +46,7 @@ def _spatial_padding(ctx: StableHLOContext, x: Tensor, pads: Any, window: tuple[
     pads = np.asarray(pads, np.int64).reshape(2, 2)
     if not pads.any():
         return x, Padding.VALID
-    same = [_same_padding(x.shape[1 + i], window[i], strides[i], dilations[i]) for i in (0, 1)]
+    same = [same_padding(x.shape[1 + i], window[i], strides[i], dilations[i]) for i in (0, 1)]
     if same_ok and [tuple(p) for p in pads.tolist()] == same:
         return x, Padding.SAME
     if not explicit_ok or (pads < 0).any():
@@ -115,12 +107,12 @@ def convolution(ctx: StableHLOContext) -> None:
         "nhwc", dtype, [shape[p] for p in out_perm])
     groups, cout, cin = ctx.attr("feature_group_count", 1), w.shape[0], x.shape[3]
     if groups == 1:
-        y = ctx.emit(OpType.CONV_2D, [x, w, _zero_bias(ctx, cout, w.dtype)],
+        y = ctx.emit(OpType.CONV_2D, [x, w, zero_bias(ctx, cout, w.dtype)],
                      o.Conv2DOptions(padding, sw, sh_, dilation_w_factor=dw,
                                      dilation_h_factor=dh), out=nhwc)
     elif groups == cin and w.shape[3] == 1:  # depthwise: output channel c·m + j
         w_1hwc = _permuted(ctx, w, (3, 1, 2, 0), "filter_1hwc")
-        y = ctx.emit(OpType.DEPTHWISE_CONV_2D, [x, w_1hwc, _zero_bias(ctx, cout, w.dtype)],
+        y = ctx.emit(OpType.DEPTHWISE_CONV_2D, [x, w_1hwc, zero_bias(ctx, cout, w.dtype)],
                      o.DepthwiseConv2DOptions(padding, sw, sh_, cout // cin,
                                               dilation_w_factor=dw, dilation_h_factor=dh),
                      out=nhwc)
@@ -145,7 +137,7 @@ def dot_general(ctx: StableHLOContext) -> None:
     if not lb and rank >= 2 and lc == [rank - 1] and w.is_const and w.data.ndim == 2:
         w_oi = w.data.T if rc == [0] else w.data
         ctx.emit(OpType.FULLY_CONNECTED, [x, ctx.constant("weights_oi", w_oi),
-                                          _zero_bias(ctx, w_oi.shape[0], w.dtype)],
+                                          zero_bias(ctx, w_oi.shape[0], w.dtype)],
                  o.FullyConnectedOptions(keep_num_dims=rank > 2))
         return
     nb = len(lb)
@@ -251,10 +243,6 @@ def compare(ctx: StableHLOContext) -> None:
         ctx.set_result(Comparison(direction, lhs, rhs))
 
 
-def _is_zero(t: Tensor) -> bool:
-    return t.is_const and bool(np.all(t.data == 0))
-
-
 def select(ctx: StableHLOContext) -> None:
     """where(x > 0, x, 0) → RELU; where(x ≥ 0, x, α·x) → LEAKY_RELU (also mirrored); a
     constant condition picks its branch."""
@@ -266,12 +254,12 @@ def select(ctx: StableHLOContext) -> None:
     if not isinstance(cond, Comparison):
         raise ctx.error("select is supported only on a comparison with zero (ReLU, leaky ReLU)")
     direction, x, zero = cond.direction, cond.lhs, cond.rhs
-    if _is_zero(x):  # 0 < x reads as x > 0
+    if all_equal(x, 0):  # 0 < x reads as x > 0
         direction, x, zero = {"LT": "GT", "LE": "GE", "GT": "LT", "GE": "LE"}.get(
             direction, direction), zero, x
     pos, neg = (on_true, on_false) if direction in ("GT", "GE") else (on_false, on_true)
-    if _is_zero(zero) and direction in ("GT", "GE", "LT", "LE") and pos is x:
-        if _is_zero(neg):
+    if all_equal(zero, 0) and direction in ("GT", "GE", "LT", "LE") and pos is x:
+        if all_equal(neg, 0):
             ctx.emit(OpType.RELU, [x], shape=x.shape)
             return
         mul = ctx.producer(neg, OpType.MUL)

@@ -24,7 +24,7 @@ from quantkit.types import OpType
 Rule = Callable[[Graph, Op, Uses], bool]
 
 
-def _all_equal(t: Tensor | None, value: float) -> bool:
+def all_equal(t: Tensor | None, value: float) -> bool:
     return t is not None and t.is_const and bool(np.all(t.data == value))
 
 
@@ -52,8 +52,8 @@ def _skip(uses: Uses, t: Tensor) -> Tensor:
             return t
         if op.type == OpType.MAXIMUM:
             split = split_const(op)
-            if split is None or not _all_equal(op.inputs[op.inputs.index(split[0]) ^ 1],
-                                               -np.inf):
+            if split is None or not all_equal(op.inputs[op.inputs.index(split[0]) ^ 1],
+                                              -np.inf):
                 return t
             t = split[0]
         else:
@@ -109,7 +109,7 @@ def clamp(graph: Graph, op: Op, uses: Uses) -> bool:
 
 def logistic(graph: Graph, op: Op, uses: Uses) -> bool:
     """1 / (1 + exp(−x)) → LOGISTIC."""
-    if op.type != OpType.DIV or not _all_equal(op.inputs[0], 1):
+    if op.type != OpType.DIV or not all_equal(op.inputs[0], 1):
         return False
     add = uses.producer_of(op.inputs[1], OpType.ADD)
     split = split_const(add) if add else None

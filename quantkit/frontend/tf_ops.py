@@ -8,7 +8,7 @@ by ``passes.fuse_activations``.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from quantkit.frontend.lower import LoweringContext
 from quantkit.ir import options as o
 from quantkit.ir.graph import Tensor
 from quantkit.types import NUMPY_TENSOR_TYPES, ConversionError, OpType, Padding, Phase, TensorType
+
+if TYPE_CHECKING:
+    from quantkit.frontend.jax_capture import StableHLOContext
 
 Handler = Callable[[LoweringContext], None]
 
@@ -60,7 +63,8 @@ def _int32_operand(ctx: LoweringContext, index: int, suffix: str) -> Tensor:
     return ctx.constant(suffix, tensor.data, np.int32) if tensor.is_const else tensor
 
 
-def _zero_bias(ctx: LoweringContext, channels: int, dtype: np.dtype) -> Tensor:
+def zero_bias(ctx: LoweringContext | StableHLOContext, channels: int, dtype: np.dtype) -> Tensor:
+    """A zero bias for a conv or fully connected op that has none (both frontends)."""
     return ctx.constant("bias", np.zeros([channels], dtype))
 
 
@@ -71,7 +75,7 @@ def conv2d(ctx: LoweringContext) -> None:
     sh, sw = _hw(ctx.attr("strides"))
     dh, dw = _hw(ctx.attr("dilations"))
     w_ohwi = _transposed(ctx, w, (3, 0, 1, 2), "filter_ohwi")
-    bias = _zero_bias(ctx, w.shape[3], w.dtype)
+    bias = zero_bias(ctx, w.shape[3], w.dtype)
     ctx.emit(OpType.CONV_2D, [x, w_ohwi, bias],
              o.Conv2DOptions(_padding(ctx), sw, sh, dilation_w_factor=dw, dilation_h_factor=dh))
 
@@ -83,7 +87,7 @@ def depthwise_conv2d(ctx: LoweringContext) -> None:
     sh, sw = _hw(ctx.attr("strides"))
     dh, dw = _hw(ctx.attr("dilations"))
     w_1hwc = _reshaped(ctx, w, (1, kh, kw, cin * mult), "filter_1hwc")
-    bias = _zero_bias(ctx, cin * mult, w.dtype)
+    bias = zero_bias(ctx, cin * mult, w.dtype)
     ctx.emit(OpType.DEPTHWISE_CONV_2D, [x, w_1hwc, bias],
              o.DepthwiseConv2DOptions(_padding(ctx), sw, sh, mult, dilation_w_factor=dw,
                                       dilation_h_factor=dh))
@@ -115,7 +119,7 @@ def matmul(ctx: LoweringContext) -> None:
         raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: MatMul with transpose_a")
     w_oi = w if ctx.attr("transpose_b") else _transposed(ctx, w, (1, 0), "weights_oi")
     units = w_oi.shape[0]
-    ctx.emit(OpType.FULLY_CONNECTED, [x, w_oi, _zero_bias(ctx, units, w.dtype)],
+    ctx.emit(OpType.FULLY_CONNECTED, [x, w_oi, zero_bias(ctx, units, w.dtype)],
              o.FullyConnectedOptions())
 
 
@@ -125,7 +129,7 @@ def batch_matmul(ctx: LoweringContext) -> None:
     adj_x, adj_y = bool(ctx.attr("adj_x")), bool(ctx.attr("adj_y"))
     if w.is_const and w.data.ndim == 2 and not adj_x:
         w_oi = w if adj_y else _transposed(ctx, w, (1, 0), "weights_oi")
-        ctx.emit(OpType.FULLY_CONNECTED, [x, w_oi, _zero_bias(ctx, w_oi.shape[0], w.dtype)],
+        ctx.emit(OpType.FULLY_CONNECTED, [x, w_oi, zero_bias(ctx, w_oi.shape[0], w.dtype)],
                  o.FullyConnectedOptions(keep_num_dims=True))
     else:
         ctx.emit(OpType.BATCH_MATMUL, [x, w], o.BatchMatMulOptions(adj_x, adj_y))

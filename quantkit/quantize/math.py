@@ -198,7 +198,8 @@ def quantize_activation(r: np.ndarray, params: QuantParams,
 
 def weight_error_bias(op_kind: str, w: np.ndarray, w_params: QuantParams,
                       input_mean: np.ndarray,
-                      storage: Storage = INT8_WEIGHTS) -> np.ndarray | None:
+                      storage: Storage = INT8_WEIGHTS,
+                      quantized: np.ndarray | None = None) -> np.ndarray | None:
     """The mean error the weights' rounding adds to each output channel (bias correction).
 
     ``E[ŷ − y] = Σ (Ŵ − W)·E[x]`` with ``Ŵ = s·q`` the dequantized weights and ``E[x]`` the
@@ -207,9 +208,12 @@ def weight_error_bias(op_kind: str, w: np.ndarray, w_params: QuantParams,
     inputs are far from zero-mean, e.g. a normalization folded into the first convolution).
     ``op_kind``: ``"conv"`` (OHWI, grouped when the input has a multiple of I channels),
     ``"depthwise"`` (``[1, H, W, C·m]``) or ``"fc"`` (``[O, I]``). None when the shapes do not
-    fit (the bias is then left as it is).
+    fit (the bias is then left as it is). ``quantized``: ``quantize_weights(w, w_params,
+    storage)`` where the caller already has it (computed here when None).
     """
-    delta = dequantize(quantize_weights(w, w_params, storage), w_params).astype(np.float64) - w
+    if quantized is None:
+        quantized = quantize_weights(w, w_params, storage)
+    delta = dequantize(quantized, w_params).astype(np.float64) - w
     mean = np.asarray(input_mean, np.float64)
     if op_kind == "fc" and delta.shape[1] == mean.size:
         return delta @ mean

@@ -30,7 +30,7 @@ from quantkit.quantize import math as qm
 from quantkit.quantize.edits import (Convert, Edit, Retype, SetGraphOutput, SetInput,
                                      SetOptions)
 from quantkit.quantize.rules import INT8_RULES, OutputRule, QuantRule
-from quantkit.quantize.schemes import Scheme, scheme_for
+from quantkit.quantize.schemes import Scheme, scheme_for, weight_granularity
 from quantkit.types import (NUMPY_TENSOR_TYPES, Activation, ConversionError, ConversionMode,
                             Granularity, OpType, Phase, QuantParams)
 from quantkit.types import TensorType
@@ -101,7 +101,8 @@ class _Groups:
 
 def plan_integer(graph: Graph, ranges: Ranges, mode: ConversionMode,
                       means: Means | None = None) -> Plan:
-    """The edits that make ``graph`` int8 (see the module docstring for the steps).
+    """The edits that make ``graph`` integer in the mode's scheme (int8, int16x8 or legacy
+    uint8; see the module docstring for the steps).
 
     ``means``: per-channel means of weighted ops' inputs; with ``mode.bias_correction`` their
     biases absorb the weights' mean rounding error (``math.weight_error_bias``)."""
@@ -213,8 +214,8 @@ def _choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
 
 
 def _int_boundary_tensors(graph: Graph, mode: ConversionMode) -> list[Tensor]:
-    """Model inputs and outputs the user wants as int8/uint8 (they need params even when the
-    op next to them stays float)."""
+    """Model inputs and outputs the user wants as integers (int8, uint8 or int16: they need
+    params even when the op next to them stays float)."""
     chosen = []
     if mode.input_type != TensorType.FLOAT32:
         chosen += [t for t in graph.inputs if np.dtype(t.dtype) == _FLOAT]
@@ -234,8 +235,9 @@ def _range(t: Tensor, ranges: Ranges) -> tuple[float, float]:
 
 
 class _Rewire:
-    """Plans the int8 versions of tensors, the converted copies at float/int8 borders, the
-    quantized constants, and the model's typed inputs and outputs."""
+    """Plans the integer versions of tensors (in the scheme's activation type: int8, int16 or
+    uint8), the converted copies at float/integer borders, the quantized constants, and the
+    model's typed inputs and outputs."""
 
     def __init__(self, graph: Graph, rules: dict[Op, QuantRule],
                  params: dict[Tensor, QuantParams], mode: ConversionMode, scheme: Scheme,
@@ -275,7 +277,8 @@ class _Rewire:
 
     # --- versions of a value -------------------------------------------------------------
     def int8_version(self, t: Tensor) -> Tensor:
-        """``t`` as int8 with its planned params (``t`` itself, or a QUANTIZE of it)."""
+        """``t`` in the scheme's integer type with its planned params (``t`` itself, or a
+        QUANTIZE of it)."""
         if t in self.in_place:
             return t
         if t not in self._int8:
@@ -328,12 +331,11 @@ class _Rewire:
     def _weights(self, op: Op, rule: QuantRule) -> None:
         layout, storage = rule.weights, self.scheme.weights
         w = op.inputs[layout.weights_input]
-        granularity = (self.mode.dense_granularity if op.type == OpType.FULLY_CONNECTED
-                       else self.mode.granularity)
-        per_channel = granularity is Granularity.PER_CHANNEL and self.scheme.per_channel
+        per_channel = (weight_granularity(self.mode, op.type) is Granularity.PER_CHANNEL
+                       and self.scheme.per_channel)
         w_params = qm.weight_params(w.data, layout.output_axis if per_channel else None, storage)
-        self.plan.edits.append(SetInput(op, layout.weights_input,
-                                        self._constant(w, w_params, qm.quantize_weights, storage)))
+        w_quantized = self._constant(w, w_params, qm.quantize_weights, storage)
+        self.plan.edits.append(SetInput(op, layout.weights_input, w_quantized))
         bias = _input(op, layout.bias_input)
         if bias is None:
             return
@@ -342,7 +344,8 @@ class _Rewire:
         correction = None
         if activation.name in self.means and op.type in _BIAS_CORRECTION_KIND:
             correction = qm.weight_error_bias(_BIAS_CORRECTION_KIND[op.type], w.data, w_params,
-                                              self.means[activation.name], storage)
+                                              self.means[activation.name], storage,
+                                              quantized=w_quantized.data)
         bias_storage = self.scheme.bias
         if self.scheme.activations == qm.INT16 and op.type == OpType.DEPTHWISE_CONV_2D:
             bias_storage = qm.INT64_BIAS  # LiteRT's int16 depthwise kernel takes int64 only

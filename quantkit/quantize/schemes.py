@@ -13,7 +13,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from quantkit.quantize import math as qm
-from quantkit.types import ConversionMode, OpType, QuantMode, QuantParams, TensorType
+from quantkit.types import (ConversionMode, Granularity, OpType, QuantMode, QuantParams,
+                            TensorType)
 
 # Fixed outputs in int16: LiteRT's int16 LOGISTIC, TANH and SOFTMAX all write s = 1/32768, z = 0.
 _INT16_FIXED = QuantParams((1 / 32768,), (0,))
@@ -61,3 +62,8 @@ def scheme_for(mode: ConversionMode) -> Scheme:
     if mode.quant is QuantMode.INT16X8 and mode.int16x8_bias == TensorType.INT32:
         scheme = dataclasses.replace(scheme, bias=qm.INT32_BIAS)
     return scheme
+
+
+def weight_granularity(mode: ConversionMode, op_type: OpType) -> Granularity:
+    """The weight granularity ``mode`` asks for ``op_type`` (FULLY_CONNECTED has its own)."""
+    return mode.dense_granularity if op_type == OpType.FULLY_CONNECTED else mode.granularity

@@ -19,6 +19,7 @@ import numpy as np
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.quantize import math as qm
 from quantkit.quantize.edits import Convert, Edit, SetInput, SetOptions, apply
+from quantkit.quantize.schemes import weight_granularity
 from quantkit.types import ConversionMode, Granularity, OpType
 
 MIN_ELEMENTS = 1024  # TF's min_elements_for_weights: smaller weights stay float
@@ -49,14 +50,12 @@ def plan_dynamic_range(graph: Graph, mode: ConversionMode) -> list[Edit]:
     quantized: dict[tuple[int, int | None], Tensor] = {}
     for op in graph.ops:
         rule = HYBRID_RULES.get(op.type)
-        if rule is None or rule.weights_input >= len(op.inputs):
+        if rule is None:
             continue
         w = op.inputs[rule.weights_input]
         if not w.is_const or w.data.dtype != _FLOAT or w.data.size < MIN_ELEMENTS:
             continue
-        granularity = (mode.dense_granularity if op.type == OpType.FULLY_CONNECTED
-                       else mode.granularity)
-        per_channel = granularity is Granularity.PER_CHANNEL
+        per_channel = weight_granularity(mode, op.type) is Granularity.PER_CHANNEL
         axis = rule.channel_axis if per_channel else None
         key = (id(w), axis)
         if key not in quantized:
@@ -75,12 +74,15 @@ def plan_float16(graph: Graph, mode: ConversionMode) -> list[Edit]:
     shared by all readers of constants with the same float16 values (as TF shares them)."""
     edits: list[Edit] = []
     dequantized: dict[tuple, Tensor] = {}
+    halves: dict[int, tuple[np.ndarray, tuple]] = {}  # id(constant) → (float16 data, key)
     for op in graph.ops:
         for i, t in enumerate(op.inputs):
             if t is None or not t.is_const or t.data.dtype != _FLOAT:
                 continue
-            half = t.data.astype(np.float16)
-            key = (t.data.shape, half.tobytes())
+            if id(t) not in halves:
+                half = t.data.astype(np.float16)
+                halves[id(t)] = half, (t.data.shape, half.tobytes())
+            half, key = halves[id(t)]
             if key not in dequantized:
                 dequantized[key] = Tensor(f"{t.name}/float32", _FLOAT, t.shape)
                 source = Tensor(t.name, half.dtype, t.shape, half)
