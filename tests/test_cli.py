@@ -121,7 +121,8 @@ def test_inspect(pair, capsys):
                      "size: ", "weights ", "metadata ", "rest ",
                      "signature 'serving_default'", "input 'pixels'"):
         assert expected in out, expected
-    code, out, _ = _run(capsys, "inspect", pair["int8"], "--json")
+    code, out, err = _run(capsys, "inspect", pair["int8"], "--json")
+    assert code == 0, err
     summary = json.loads(out)
     size = summary["size"]
     assert size["total"] == pair["int8"].stat().st_size
@@ -161,16 +162,39 @@ def _bad_inputs(d):
     }
 
 
+USAGE_ERRORS = {"compare missing data"}  # argparse rejects the command line: exit code 2
+
+
 @pytest.mark.parametrize("case", list(_bad_inputs(pathlib.Path())))
 def test_bad_input_one_line_error_no_file(work, capsys, case):
     d = work["dir"]
     argv = _bad_inputs(d)[case]
     before = sorted(p.name for p in d.rglob("*"))
     code, out, err = _run(capsys, *argv)
-    assert code != 0
+    assert code == (2 if case in USAGE_ERRORS else 1), err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("quantkit: error: "), err
     assert sorted(p.name for p in d.rglob("*")) == before  # no .tflite, no temp file
+
+
+def test_output_file_mode_follows_umask(work, capsys, tmp_path):
+    """A new model file gets 0o666 less the umask, as open() would give it (not mkstemp's
+    0o600); an existing file keeps its mode."""
+    umask = os.umask(0o027)
+    try:
+        out = tmp_path / "mode.tflite"
+        code, _, err = _run(capsys, "convert", work["dir"] / "model.keras", "--mode", "float32",
+                            "-o", out)
+        assert code == 0, err
+        assert out.stat().st_mode & 0o777 == 0o666 & ~0o027
+        out.chmod(0o604)
+        code, _, err = _run(capsys, "convert", work["dir"] / "model.keras", "--mode", "float32",
+                            "-o", out)
+        assert code == 0, err
+        assert out.stat().st_mode & 0o777 == 0o604
+    finally:
+        os.umask(umask)
+    assert [p.name for p in tmp_path.iterdir()] == ["mode.tflite"]  # no temp file left
 
 
 def test_bad_input_with_explicit_output_writes_nothing(work, capsys, tmp_path):

@@ -20,7 +20,7 @@ from quantkit.litert import run_float
 from quantkit.metrics import sqnr_db
 from quantkit.tflite_io.reader import op_types, read_model
 from tests import mnist, models
-from tests.side_by_side import run_all
+from tests.side_by_side import SIZE_RATIO, SQNR_MARGIN_DB, run_all
 
 RNG = np.random.default_rng(5)
 INT16X8 = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
@@ -60,8 +60,8 @@ def convert(module, model, mode: str, calibration=None, fallback: bool = False) 
 
 def side_by_side(model, mode: str, calibration, test, fallback: bool = False
                  ) -> tuple[float, float]:
-    """Both converters in ``mode`` on the same model and data: SQNR ≥ TF's − 0.5 dB,
-    size ≤ 1.01 × TF's, op count ≤ TF's."""
+    """Both converters in ``mode`` on the same model and data: SQNR ≥ TF's − SQNR_MARGIN_DB,
+    size ≤ SIZE_RATIO × TF's, op count ≤ TF's."""
     reference = model(test, training=False).numpy()
     ours = convert(quantkit, model, mode, calibration, fallback)
     theirs = convert(tf.lite, model, mode, calibration, fallback)
@@ -71,11 +71,12 @@ def side_by_side(model, mode: str, calibration, test, fallback: bool = False
     except RuntimeError:  # TF's model does not run in LiteRT (int16x8 SQUARED_DIFFERENCE)
         assert our_sqnr >= 30, f"{mode}: quantkit {our_sqnr:.2f} dB; TF's model cannot run"
         return our_sqnr, float("nan")
-    report = (f"{mode}: quantkit {our_sqnr:.2f} dB {len(ours)} B {len(op_types(ours))} ops; "
-              f"TF {tf_sqnr:.2f} dB {len(theirs)} B {len(op_types(theirs))} ops")
-    assert our_sqnr >= tf_sqnr - 0.5, report
-    assert len(ours) <= 1.01 * len(theirs), report
-    assert len(op_types(ours)) <= len(op_types(theirs)), report
+    our_ops, tf_ops = len(op_types(ours)), len(op_types(theirs))
+    report = (f"{mode}: quantkit {our_sqnr:.2f} dB {len(ours)} B {our_ops} ops; "
+              f"TF {tf_sqnr:.2f} dB {len(theirs)} B {tf_ops} ops")
+    assert our_sqnr >= tf_sqnr - SQNR_MARGIN_DB, report
+    assert len(ours) <= SIZE_RATIO * len(theirs), report
+    assert our_ops <= tf_ops, report
     return our_sqnr, tf_sqnr
 
 
@@ -209,13 +210,14 @@ def test_conversion_metadata(cnn, mode, optimization_modes):
     converter = quantkit.TFLiteConverter.from_keras_model(cnn)
     if mode != "float32":
         _configure(mode, CNN_DATA[:4])(quantkit, converter)
-    metadata = dict(read_model(converter.convert()).metadata)
+    converted = read_model(converter.convert())
+    metadata = dict(converted.metadata)
     record = schema.ConversionMetadataT.InitFromPackedBuf(metadata["CONVERSION_METADATA"], 0)
     assert record.environment.modelType == schema.ModelType.KERAS_MODEL
     assert record.environment.tensorflowVersion == tf.__version__.encode()
     modes = record.options.modelOptimizationModes
     assert ([] if modes is None else list(modes)) == optimization_modes
-    assert read_model(converter.convert()).description == f"quantkit {quantkit.__version__}"
+    assert converted.description == f"quantkit {quantkit.__version__}"
     converter.exclude_conversion_metadata = True
     assert set(dict(read_model(converter.convert()).metadata)) == {"min_runtime_version"} | (
         {"reduced_precision_support"} if mode == "float16" else set())

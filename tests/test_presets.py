@@ -1,5 +1,6 @@
-"""A test per row of ``quantkit.PRESETS``: each preset, applied to quantkit's and to tf.lite's
-converter, gives the tensor types it promises, and both converters agree on them."""
+"""A test per row of ``quantkit.PRESETS``: each preset, applied to quantkit's converter, gives
+the IO, weight and activation types and the weight scale counts it promises; applied to
+tf.lite's converter, it gives the same IO and weight types."""
 
 from __future__ import annotations
 
@@ -85,8 +86,9 @@ def test_preset_row(model, preset):
     assert got["weights"] == weights
     assert got["weight_scales"] == scales
     # TF's converter, configured by the same preset, writes the same IO and weight types.
-    assert _summary(theirs)["io"] == {io_type}
-    assert _summary(theirs)["weights"] == weights
+    tf_got = _summary(theirs)
+    assert tf_got["io"] == {io_type}
+    assert tf_got["weights"] == weights
     reference = model(TEST).numpy()
     assert sqnr_db(reference, run_float(ours, TEST)) > 25.0
 

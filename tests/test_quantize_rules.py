@@ -15,12 +15,10 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter
 
 from quantkit.calibrate import CalibrationOptions, calibrate_graphs, ranges
 from quantkit.ir import options as o
 from quantkit.ir.graph import Graph, Op, Tensor, const
-from quantkit.litert import dequantize_output, quantize_input
 from quantkit.metrics import sqnr_db
 from quantkit.quantize import quantize_integer
 from quantkit.quantize.rules import INT8_RULES, OutputRule
@@ -29,6 +27,7 @@ from quantkit.tflite_io import write_model
 from quantkit.tflite_io.reader import read_model
 from quantkit.types import (ConversionMode, Granularity, OpType, Padding, QuantMode,
                             TensorType)
+from tests.side_by_side import run_all
 
 F32 = np.dtype(np.float32)
 W = np.random.default_rng(7)
@@ -154,19 +153,9 @@ def _calibration_data(case: Case, n: int = 24) -> list[list[np.ndarray]]:
             for _ in range(n)]
 
 
-def _run(model: bytes, xs: list[np.ndarray]) -> list[np.ndarray]:
-    """Run in LiteRT, quantizing integer inputs and dequantizing integer outputs."""
-    interpreter = Interpreter(model_content=model)
-    interpreter.allocate_tensors()
-    for detail, x in zip(interpreter.get_input_details(), xs):
-        interpreter.set_tensor(detail["index"], quantize_input(x, detail))
-    interpreter.invoke()
-    return [dequantize_output(interpreter.get_tensor(d["index"]), d)
-            for d in interpreter.get_output_details()]
-
-
 def quantized(case: Case, mode: ConversionMode = INT8_IO) -> tuple[bytes, bytes]:
-    """(float model, int8 model) of the case's graph, calibrated on its data."""
+    """(float model, quantized model) of the case's graph, calibrated on its data and
+    quantized in ``mode`` (int8, int16x8 or legacy uint8)."""
     data = _calibration_data(case)
     float_model = write_model([case.graph()])
     graph = case.graph()
@@ -219,7 +208,7 @@ def test_rule(scheme, op_type):
             w.quant.scales), rtol=1e-6)
 
     (xs,) = _calibration_data(case, 1)
-    expected, actual = _run(float_model, xs), _run(int_model, xs)
+    expected, actual = run_all(float_model, xs), run_all(int_model, xs)
     for ref, y in zip(expected, actual):
         if case.int_output:
             np.testing.assert_array_equal(y, ref)

@@ -18,13 +18,14 @@ import logging
 import sys
 from typing import Sequence
 
+from calibration import CalibrationError
 from quantkit.cli._data import CliError, one_line
 
 PROG = "quantkit"
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr, exit code 2 (argparse prints usage first)."""
+    """Usage errors as one line on stderr, exit code 2 (without argparse's usage block)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
@@ -61,17 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import tensorflow as tf
 
-        from calibration import CalibrationError
-
         tf.get_logger().setLevel(logging.ERROR)
-
-        try:
-            return args.run(args)
-        except (CliError, CalibrationError, ValueError, OSError) as e:
-            # ValueError: quantkit's ConversionError, and TF's own for invalid settings
-            raise CliError(one_line(e)) from None
-    except CliError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return args.run(args)
+    except (CliError, CalibrationError, ValueError, OSError) as e:
+        # ValueError: quantkit's ConversionError, and TF's own for invalid settings
+        print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: error: interrupted", file=sys.stderr)

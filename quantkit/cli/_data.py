@@ -15,7 +15,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from calibration import sources
-from calibration.types import CalibrationError
 
 TFDS_PREFIX = "tfds:"
 DATA_SYNTAX = f"an .npy/.npz file, an image folder, or {TFDS_PREFIX}NAME[:SPLIT]"
@@ -119,7 +118,7 @@ def _tfds(spec: str, inputs: Sequence[ModelInput], samples: int | None, scale: f
         return x * np.float32(scale) if scale != 1.0 else x
 
     return sources.from_tfds(name, split or "train", data_dir=data_dir, preprocess=preprocess,
-                             samples=samples or 100, key=key, dtype=model_input.dtype)
+                             samples=samples, key=key, dtype=model_input.dtype)
 
 
 def check_sample(sample: Any, inputs: Sequence[ModelInput], spec: str) -> None:
@@ -144,5 +143,5 @@ def check_sample(sample: Any, inputs: Sequence[ModelInput], spec: str) -> None:
                            f"{model_input.describe()}, got {got} per sample")
 
 
-__all__ = ["CalibrationError", "CliError", "DATA_SYNTAX", "ModelInput", "check_sample",
-           "make_source", "parse_fraction"]
+__all__ = ["CliError", "DATA_SYNTAX", "ModelInput", "check_sample", "make_source",
+           "one_line", "parse_fraction"]

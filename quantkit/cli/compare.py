@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from quantkit.cli._data import DATA_SYNTAX, CliError, ModelInput, make_source, parse_fraction
+from quantkit.cli._data import (DATA_SYNTAX, CliError, ModelInput, make_source, one_line,
+                               parse_fraction)
 from quantkit.cli.convert import add_data_options
 
 DEFAULT_SAMPLES = 100
@@ -51,17 +52,12 @@ class Runner:
                 self.interpreter = Interpreter(model_content=self.data, num_threads=threads)
                 self.interpreter.allocate_tensors()
         except Exception as e:
-            raise CliError(f"{path}: LiteRT cannot load it ({str(e).strip()[:200]})") from None
+            raise CliError(f"{path}: LiteRT cannot load it ({one_line(e)[:200]})") from None
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
-        names = {}
-        for sig in info.signatures[:1]:
-            names = {index: name for name, index in sig.inputs.items()}
-        self.input_names = [names.get(d["index"], d["name"]) for d in self.inputs]
-        self.output_names = [d["name"] for d in self.outputs]
-        for sig in info.signatures[:1]:
-            by_index = {index: name for name, index in sig.outputs.items()}
-            self.output_names = [by_index.get(d["index"], d["name"]) for d in self.outputs]
+        sig = info.signatures[0] if info.signatures else None
+        self.input_names = _names(self.inputs, sig.inputs if sig else {})
+        self.output_names = _names(self.outputs, sig.outputs if sig else {})
 
     def model_inputs(self) -> list[ModelInput]:
         """The inputs as float data sources see them (integer IO is quantized here)."""
@@ -88,6 +84,12 @@ class Runner:
         seconds = time.perf_counter() - start
         return [dequantize_output(self.interpreter.get_tensor(d["index"]), d)
                 for d in self.outputs], seconds
+
+
+def _names(details: list[dict], by_name: dict[str, int]) -> list[str]:
+    """Each tensor's signature name (``by_name``: name → tensor index), else its own name."""
+    by_index = {index: name for name, index in by_name.items()}
+    return [by_index.get(d["index"], d["name"]) for d in details]
 
 
 def _check_compatible(a: Runner, b: Runner) -> None:
