@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test mutation bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The suite with every quantkit-written model fed noise instead of its input (tests/mutation.py):
+# lists the tests that still pass; fails when more than 1 % of those that ran one do.
+mutation: $(STAMP)
+	$(PY) -m pytest -q -p tests.mutation
 
 # The quick subset of the benchmark harness (MNIST and digits CNNs, MobileNetV3Small at 96 px;
 # every mode, quantkit and tf.lite side by side) into benchmarks/results/;
