@@ -49,11 +49,13 @@ MAX_ROUNDS = 50
 def run_passes(graph: Graph, keep_offsets: bool = False) -> Graph:
     """Run the pipeline until nothing changes, then the final passes. Edits ``graph`` in place.
 
-    ``keep_offsets``: constant ADDs are not folded into the next layer's bias (for the
-    weight-only modes, see ``fold_scale_into_next``).
+    ``keep_offsets``: constant ADDs are not folded into the next layer's bias, nor moved
+    before a scale so that the scale folds (for the weight-only modes, see
+    ``fold_scale_into_next``).
     """
-    pipeline = tuple(fold_scale_into_next if keep_offsets and p is fold_affine_into_next else p
-                     for p in PIPELINE)
+    pipeline = PIPELINE if not keep_offsets else tuple(
+        fold_scale_into_next if p is fold_affine_into_next else p
+        for p in PIPELINE if p is not shift_before_scale)
     for _ in range(MAX_ROUNDS):
         if not any([_run(p, graph) for p in pipeline]):
             break
