@@ -193,8 +193,8 @@ def test_tiny_ranges_keep_their_scale_unless_floored():
 
 
 @pytest.mark.parametrize("rmin, rmax, scale", [
-    (-3.0, 1.0, 3 / 32767),  # symmetric: s = max(|min|, |max|) / 32767, z = 0
-    (0.0, 6.0, 6 / 32767),
+    (-3.0, 1.0, 6 / 32767),  # symmetric, headroom 2: s = 2·max(|min|, |max|) / 32767, z = 0
+    (0.0, 6.0, 12 / 32767),
     (0.0, 0.0, 1.0),
 ])
 def test_int16_activations_are_symmetric(rmin, rmax, scale):
