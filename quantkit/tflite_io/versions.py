@@ -129,7 +129,6 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
     OpType.TANH: INT16_IO_3_INT8_2,
     OpType.MEAN: INT16_3_INT8_2,
     OpType.REDUCE_MAX: INT16_3_INT8_2,
-    OpType.REDUCE_MIN: INT16_3_INT8_2,
     OpType.SOFTMAX: INT16_3_INT8_2,
     OpType.RELU6: INT16_3_INT8_2,
     OpType.RSQRT: INT16_3_INT8_2,
@@ -221,16 +220,6 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
     OpType.PRELU: ALWAYS_1,
     OpType.HARD_SWISH: ALWAYS_1,
     OpType.CUSTOM: ALWAYS_1,
-    # Ops with options in quantkit.ir.options, and common ones the lowering may emit.
-    OpType.SPLIT: (
-        (4, Types(in1=I16)),  # input 0 is the axis
-        (3, Types(in1="int32")),
-        (2, Types(in1=I8)),
-        (1, ALWAYS),
-    ),
-    OpType.SPLIT_V: INT8_ONLY,
-    OpType.ARG_MAX: ((3, Types(in0="bool")), (2, Types(in0=I8)), (1, ALWAYS)),
-    OpType.ARG_MIN: ((3, Types(in0="bool")), (2, Types(in0=I8)), (1, ALWAYS)),
     OpType.BATCH_MATMUL: (
         (3, Types(in0=I16)),
         (2, Types(in0=I8)),
@@ -238,42 +227,20 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
         (1, ALWAYS),
     ),
     OpType.GELU: INT8_OR_UINT8,
-    OpType.SLICE: ((5, RankAbove(4)), (4, Types(in0=I16)), (2, Types(in0=I8)), (1, ALWAYS)),
     OpType.SUM: INT8_ONLY,
     OpType.REDUCE_PROD: INT8_OR_INT16,
     OpType.EXP: INT8_OR_INT16,
-    OpType.LOG: INT8_OR_INT16,
-    OpType.ABS: (
-        (5, Types(in0="int32")),
-        (3, both(Types(in0=I16), Quantized("in0"))),
-        (4, Types(in0=I16)),
-        (2, Types(in0=(I8, "uint8"))),
-        (1, ALWAYS),
-    ),
     OpType.NEG: ALWAYS_1,
     OpType.SQUARE: ALWAYS_1,
-    OpType.POW: ALWAYS_1,
     OpType.SQUARED_DIFFERENCE: INT8_ONLY,
-    OpType.LOG_SOFTMAX: INT8_ONLY,
-    OpType.DEPTH_TO_SPACE: INT8_ONLY,
-    OpType.SPACE_TO_DEPTH: INT8_ONLY,
     OpType.TILE: ((3, Types(in0=I8)), (1, ALWAYS)),
-    OpType.BROADCAST_TO: ((3, Types(in0=(I8, I16))), (2, ALWAYS)),  # version 1 was withdrawn
-    OpType.UNPACK: (
-        (2, Types(in0=(I8, "uint8"))),
-        (3, Types(in0="bool")),
-        (4, Types(in0=I16, out0=I16)),
-        (5, Types(in0="float16")),
-        (1, ALWAYS),
-    ),
 }
 
 # --- the runtime table -----------------------------------------------------------------------
 # RUNTIME_VERSIONS[op][v - 1]: the first TFLite runtime that runs version v of op.
-# None where a version does not exist (BROADCAST_TO v1 was rolled back).
+# None would mark a version that does not exist (TF's table has such gaps: BROADCAST_TO's v1).
 
 _MAXMIN = ("1.14.0", "1.14.0", "2.3.0", "2.3.0")
-_ARGMAXMIN = ("1.9.0", "1.14.0", "2.9.0")
 _PADS = ("1.14.0", "2.4.0", "2.6.0", "2.20.0")
 
 RUNTIME_VERSIONS: dict[OpType, tuple[str | None, ...]] = {
@@ -294,7 +261,6 @@ RUNTIME_VERSIONS: dict[OpType, tuple[str | None, ...]] = {
     OpType.TANH: ("1.14.0", "1.14.0", "2.3.0"),
     OpType.MEAN: ("1.6.0", "1.14.0", "2.4.0"),
     OpType.REDUCE_MAX: ("1.11.0", "1.14.0", "2.5.0"),
-    OpType.REDUCE_MIN: ("1.11.0", "1.14.0", "2.5.0"),
     OpType.SOFTMAX: ("1.5.0", "1.14.0", "2.3.0"),
     OpType.RELU6: ("1.5.0", "1.14.0", "2.5.0"),
     OpType.RSQRT: ("1.10.0", "2.5.0", "2.15.0"),
@@ -328,28 +294,15 @@ RUNTIME_VERSIONS: dict[OpType, tuple[str | None, ...]] = {
     OpType.RELU_N1_TO_1: ("1.5.0",),
     OpType.PRELU: ("1.8.0",),
     OpType.HARD_SWISH: ("1.15.0",),
-    OpType.SPLIT: ("1.5.0", "1.14.0", "1.14.0", "2.3.0"),
-    OpType.SPLIT_V: ("1.13.1", "2.3.0"),
-    OpType.ARG_MAX: _ARGMAXMIN,
-    OpType.ARG_MIN: _ARGMAXMIN,
     OpType.BATCH_MATMUL: ("2.3.0", "2.3.0", "2.4.0", "2.5.0"),
     OpType.GELU: ("2.9.0", "2.9.0"),
-    OpType.SLICE: ("1.14.0", "1.14.0", "1.14.0", "2.4.0", "2.5.0", "2.14.0", "2.21.0"),
     OpType.SUM: ("1.10.0", "1.15.0"),
     OpType.REDUCE_PROD: ("1.11.0", "2.6.0"),
     OpType.EXP: ("1.7.0", "2.12.0"),
-    OpType.LOG: ("1.14.0", "2.15.0"),
-    OpType.ABS: ("1.13.0", "2.4.0", "2.5.0", "2.6.0", "2.12.0"),
     OpType.NEG: ("1.9.0",),
     OpType.SQUARE: ("1.12.0",),
-    OpType.POW: ("1.10.0",),
     OpType.SQUARED_DIFFERENCE: ("1.13.1", "2.5.0"),
-    OpType.LOG_SOFTMAX: ("1.14.0", "1.14.0"),
-    OpType.DEPTH_TO_SPACE: ("2.1.0", "2.5.0"),
-    OpType.SPACE_TO_DEPTH: ("1.5.0", "1.14.0"),
     OpType.TILE: ("1.10.1", "2.2.0", "2.8.0"),
-    OpType.BROADCAST_TO: (None, "2.5.0", "2.5.0"),
-    OpType.UNPACK: ("1.11.0", "1.14.0", "2.2.0", "2.3.0", "2.22.0"),
 }
 
 # Ops whose versions need no runtime entry (TF's runtime table has none for them).
