@@ -1,7 +1,9 @@
 """Operator versions and minimum runtime versions, as tables.
 
 Facts from TF's ``tensorflow/compiler/mlir/lite/tools/versioning/op_version.cc``
-(``GetBuiltinOperatorVersion``) and ``runtime_version.cc`` (``FindMinimumRuntimeVersionForOp``).
+(``GetBuiltinOperatorVersion``) and ``runtime_version.cc`` (``FindMinimumRuntimeVersionForOp``),
+checked against what TF 2.21's converter writes for the same ops in each of its modes
+(``tests/test_versions_vs_tf.py``, which also lists the rows TF cannot write and why).
 
 ``VERSION_RULES`` maps an op type to ordered rows ``(version, condition)``: the first row whose
 condition holds for the op gives its version, the order in which TF checks its cases. The last
@@ -12,25 +14,41 @@ Rules kept on purpose:
 * An op type with no row raises ``ConversionError`` naming the op and listing what the table
   covers. TF silently uses version 1 for unlisted ops, but some ops start above 1
   (``BROADCAST_TO`` starts at 2), so a guessed version could make LiteRT refuse the model.
-* ``CUSTOM`` ops have version 1 and no runtime requirement; TF's runtime table has no rows for
-  them either.
-* Only rows for element types quantkit writes (float32, float16, int32, int64, int16, int8,
-  uint8, bool) are kept; TF's int4/int2/uint32/string/bfloat16 cases are left out.
-* Options missing from the IR dataclasses (``pot_scale_int16``, ``quantized_bias_type``,
-  ``asymmetric_quantize_inputs``, ``offset``) read as their schema defaults, so their rows are
-  inert until the IR grows those fields.
-* Float32 and int8 versions equal what TF 2.21's converter writes (tests check). For 16x8 models
-  (int16 activations, int8 weights) TF's converter instead stamps the int8 versions of its old
-  quantizer (int16 LOGISTIC: 2 there, 3 here); these tables follow ``op_version.cc``, which keys
-  the int16 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED rows on int16 *weights*, so 16x8
-  convolutions get version 1 here (LiteRT runs them: kernels check types, not versions).
+* The table has rows for exactly the op types quantkit's lowerings, passes and quantizer can
+  emit (a test reads them from the source): a type nothing emits has no rows until something
+  does. ``CUSTOM`` ops have version 1 and no runtime requirement, as in TF's tables.
+* Within a type, only rows that something quantkit writes can reach: not TF's int4/int2/
+  uint32/string/bfloat16 cases, int16 weights, two-input FULLY_CONNECTED (quantkit always
+  writes the bias slot), symmetric hybrid FULLY_CONNECTED (quantkit asks for asymmetric
+  inputs, as TF does), per-channel QUANTIZE/DEQUANTIZE, STRIDED_SLICE's ``offset`` (not in
+  the IR), nor the int16 rows keyed on ``pot_scale_int16``/``quantized_bias_type``, which only
+  int16x8 models set (versioned as below).
+* Where TF's converter writes another version than ``op_version.cc`` and LiteRT runs the model
+  either way, the table follows the converter: its versions are what LiteRT receives from TF
+  (and what selective op resolvers register). int16 integer (unquantized) ADD is 1 and MUL 4,
+  where op_version.cc says 5 and 7.
+
+int16x8 models (int16 activations, int8 weights) are versioned as TF's converter writes them:
+it quantizes them with its older quantizer (``tensorflow/lite/tools/optimize``), which does not
+use op_version.cc. Every op of a type in that quantizer's table keeps the version of its float
+form, raised to the type's minimum (``INT16X8_MIN_VERSIONS``); so int16 LOGISTIC is 2
+(op_version.cc: 3), a 16x8 CONV_2D 3 (op_version.cc: 8), and int32 shape arithmetic in the
+model is raised too (STRIDED_SLICE 2). QUANTIZE float → int16 is 1, an int16 requantize 2,
+DEQUANTIZE int16 → float 2. One difference is kept: TF also raises to 2 a QUANTIZE that
+follows an op left float, whose OperatorCode the input's QUANTIZE then shares; quantkit writes
+1 there (which QUANTIZE follows a float op is a fact of the graph, not of the op). LiteRT runs
+every one of these versions: its kernels check tensor types, not versions. The model's
+``min_runtime_version`` follows its versions, so an int16x8 model names as old a runtime as
+TF's versions do, older than LiteRT's int16 kernels (TF's own metadata keeps the float model's).
 """
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from quantkit.ir.graph import Op
+import numpy as np
+
+from quantkit.ir.graph import Op, Tensor
 from quantkit.tflite_io.op_conditions import (
     ALWAYS,
     BroadcastAbove4D,
@@ -40,9 +58,7 @@ from quantkit.tflite_io.op_conditions import (
     InputCount,
     MulRescaleAtLeastOne,
     NonDefault,
-    Not,
     PerChannel,
-    Quantized,
     RankAbove,
     Types,
     both,
@@ -64,14 +80,11 @@ HYBRID = Types(in0=F32, in1=I8, out0=F32)  # float activations, int8 weights
 VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
     OpType.ADD: (
         (6, Types(in0="float16")),
-        (5, both(Types(in0=I16), Not(Quantized("in0")))),
         (4, Types(in0="int64")),
-        (3, both(Types(in0=I16, out0=I16), NonDefault("pot_scale_int16", True))),
         (2, Types(in0=I8)),
         (1, ALWAYS),
     ),
     OpType.SUB: (
-        (5, both(Types(in0=I16, out0=I16), NonDefault("pot_scale_int16", True))),
         (4, Types(in0="int64")),
         (3, BroadcastAbove4D()),
         (2, Types(in0=I8)),
@@ -79,7 +92,6 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
     ),
     OpType.MUL: (
         (8, Types(in0="float16")),
-        (7, both(Types(in0=I16), Not(either(Quantized("in0"), Quantized("in1"))))),
         (5, Types(in0="int64")),
         (4, Types(in0=I16)),
         (3, MulRescaleAtLeastOne()),
@@ -88,17 +100,13 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
     ),
     OpType.DIV: ((2, BroadcastAbove4D()), (1, ALWAYS)),
     OpType.CONV_2D: (
-        (8, both(Types(in0=I16, in1=I8, out0=I16), NonDefault("quantized_bias_type", 0))),
         (6, GroupedConv()),
-        # TF keys the int16 kernel on int16 *weights*: 16x8 (int8 weights) falls through to 1.
-        (4, Types(in0=I16, in1=I16, out0=I16)),
         (3, Types(in0=I8, in1=I8, out0=I8)),
         (5, both(HYBRID, PerChannel("in1", 0))),
         (2, HYBRID),
         (1, ALWAYS),
     ),
     OpType.DEPTHWISE_CONV_2D: (
-        (5, Types(in0=I16, in1=I16, out0=I16)),
         (6, both(HYBRID, PerChannel("in1", 3))),
         (4, HYBRID),
         (3, Types(in0=I8, in1=I8, out0=I8)),
@@ -107,17 +115,12 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
     ),
     OpType.FULLY_CONNECTED: (
         (12, both(HYBRID, PerChannel("in1", 0))),
-        (11, both(Types(in0=I16, in1=I8, out0=I16), NonDefault("quantized_bias_type", 0))),
-        (7, Types(in0=I16, in1=I16, out0=I16)),
-        (6, InputCount(2)),
         (5, NonDefault("keep_num_dims", False)),
         (4, Types(in0=I8, in1=I8, out0=I8)),
         (9, both(HYBRID, NonDefault("asymmetric_quantize_inputs", False))),
-        (3, HYBRID),
         (1, ALWAYS),
     ),
     OpType.TRANSPOSE_CONV: (
-        (5, both(Types(in0=I16, in1=I8, out0=I16), NonDefault("quantized_bias_type", 0))),
         (4, NonDefault("fused_activation_function", Activation.NONE)),
         (3, both(InputCount(4), HasInput(3))),
         (2, Types(in1=I8)),
@@ -129,7 +132,6 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
     OpType.TANH: INT16_IO_3_INT8_2,
     OpType.MEAN: INT16_3_INT8_2,
     OpType.REDUCE_MAX: INT16_3_INT8_2,
-    OpType.REDUCE_MIN: INT16_3_INT8_2,
     OpType.SOFTMAX: INT16_3_INT8_2,
     OpType.RELU6: INT16_3_INT8_2,
     OpType.RSQRT: INT16_3_INT8_2,
@@ -171,7 +173,6 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
         (1, ALWAYS),
     ),
     OpType.STRIDED_SLICE: (
-        (8, NonDefault("offset", False)),
         (6, either(NonDefault("ellipsis_mask", 0), NonDefault("new_axis_mask", 0))),
         (4, RankAbove(4)),
         (3, Types(in0="bool")),
@@ -198,13 +199,10 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
         (3, either(Types(in0=I8), Types(out0=I8))),
         (1, ALWAYS),
     ),
-    OpType.QUANTIZE: ((3, PerChannel("out0")), (2, Types(out0=I16)), (1, ALWAYS)),
-    OpType.DEQUANTIZE: (
-        (3, Types(in0=(I16, "float16"))),
-        (5, both(Types(in0=I8), PerChannel("in0"))),
-        (2, Types(in0=I8)),
-        (1, ALWAYS),
-    ),
+    # int16 as TF's int16x8 quantizer writes them (op_version.cc: QUANTIZE to int16 2,
+    # DEQUANTIZE from int16 3).
+    OpType.QUANTIZE: ((2, Types(in0=I16, out0=I16)), (1, ALWAYS)),
+    OpType.DEQUANTIZE: ((3, Types(in0="float16")), (2, Types(in0=(I8, I16))), (1, ALWAYS)),
     OpType.GATHER: (
         (6, Types(in1=I16)),
         (5, NonDefault("batch_dims", 0)),
@@ -221,16 +219,6 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
     OpType.PRELU: ALWAYS_1,
     OpType.HARD_SWISH: ALWAYS_1,
     OpType.CUSTOM: ALWAYS_1,
-    # Ops with options in quantkit.ir.options, and common ones the lowering may emit.
-    OpType.SPLIT: (
-        (4, Types(in1=I16)),  # input 0 is the axis
-        (3, Types(in1="int32")),
-        (2, Types(in1=I8)),
-        (1, ALWAYS),
-    ),
-    OpType.SPLIT_V: INT8_ONLY,
-    OpType.ARG_MAX: ((3, Types(in0="bool")), (2, Types(in0=I8)), (1, ALWAYS)),
-    OpType.ARG_MIN: ((3, Types(in0="bool")), (2, Types(in0=I8)), (1, ALWAYS)),
     OpType.BATCH_MATMUL: (
         (3, Types(in0=I16)),
         (2, Types(in0=I8)),
@@ -238,42 +226,46 @@ VERSION_RULES: dict[OpType, tuple[tuple[int, Condition], ...]] = {
         (1, ALWAYS),
     ),
     OpType.GELU: INT8_OR_UINT8,
-    OpType.SLICE: ((5, RankAbove(4)), (4, Types(in0=I16)), (2, Types(in0=I8)), (1, ALWAYS)),
     OpType.SUM: INT8_ONLY,
     OpType.REDUCE_PROD: INT8_OR_INT16,
     OpType.EXP: INT8_OR_INT16,
-    OpType.LOG: INT8_OR_INT16,
-    OpType.ABS: (
-        (5, Types(in0="int32")),
-        (3, both(Types(in0=I16), Quantized("in0"))),
-        (4, Types(in0=I16)),
-        (2, Types(in0=(I8, "uint8"))),
-        (1, ALWAYS),
-    ),
     OpType.NEG: ALWAYS_1,
     OpType.SQUARE: ALWAYS_1,
-    OpType.POW: ALWAYS_1,
     OpType.SQUARED_DIFFERENCE: INT8_ONLY,
-    OpType.LOG_SOFTMAX: INT8_ONLY,
-    OpType.DEPTH_TO_SPACE: INT8_ONLY,
-    OpType.SPACE_TO_DEPTH: INT8_ONLY,
     OpType.TILE: ((3, Types(in0=I8)), (1, ALWAYS)),
-    OpType.BROADCAST_TO: ((3, Types(in0=(I8, I16))), (2, ALWAYS)),  # version 1 was withdrawn
-    OpType.UNPACK: (
-        (2, Types(in0=(I8, "uint8"))),
-        (3, Types(in0="bool")),
-        (4, Types(in0=I16, out0=I16)),
-        (5, Types(in0="float16")),
-        (1, ALWAYS),
-    ),
 }
+
+# --- int16x8 models -------------------------------------------------------------------------
+# TF's converter quantizes int16x8 models with its older quantizer (tensorflow/lite/tools/
+# optimize), whose versions do not come from op_version.cc: every op of a type it lists keeps
+# the version of its float form, raised to the type's minimum (operator_property.cc's
+# `version`, the type's int8 version; model_utils.cc's SetOperatorCodeVersion). Types listed
+# there with minimum 1 are left out here: their rows give the same.
+INT16X8_MIN_VERSIONS: dict[OpType, int] = {
+    OpType.CONV_2D: 3,
+    OpType.DEPTHWISE_CONV_2D: 3,
+    OpType.TRANSPOSE_CONV: 3,
+    OpType.FULLY_CONNECTED: 4,
+    OpType.TILE: 3,
+    **dict.fromkeys((
+        OpType.ADD, OpType.SUB, OpType.MUL, OpType.SQUARED_DIFFERENCE, OpType.BATCH_MATMUL,
+        OpType.MAXIMUM, OpType.MINIMUM, OpType.MAX_POOL_2D, OpType.AVERAGE_POOL_2D,
+        OpType.MEAN, OpType.SUM, OpType.REDUCE_MAX, OpType.REDUCE_PROD, OpType.RELU,
+        OpType.RELU6, OpType.LEAKY_RELU, OpType.LOGISTIC, OpType.TANH, OpType.SOFTMAX,
+        OpType.GELU, OpType.EXP, OpType.RSQRT, OpType.CONCATENATION, OpType.PACK, OpType.PAD,
+        OpType.PADV2, OpType.TRANSPOSE, OpType.STRIDED_SLICE, OpType.GATHER,
+        OpType.RESIZE_BILINEAR, OpType.RESIZE_NEAREST_NEIGHBOR,
+    ), 2),
+}
+_FLOAT32 = np.dtype(np.float32)
+_INT16 = np.dtype(np.int16)
+
 
 # --- the runtime table -----------------------------------------------------------------------
 # RUNTIME_VERSIONS[op][v - 1]: the first TFLite runtime that runs version v of op.
-# None where a version does not exist (BROADCAST_TO v1 was rolled back).
+# None would mark a version that does not exist (TF's table has such gaps: BROADCAST_TO's v1).
 
 _MAXMIN = ("1.14.0", "1.14.0", "2.3.0", "2.3.0")
-_ARGMAXMIN = ("1.9.0", "1.14.0", "2.9.0")
 _PADS = ("1.14.0", "2.4.0", "2.6.0", "2.20.0")
 
 RUNTIME_VERSIONS: dict[OpType, tuple[str | None, ...]] = {
@@ -294,7 +286,6 @@ RUNTIME_VERSIONS: dict[OpType, tuple[str | None, ...]] = {
     OpType.TANH: ("1.14.0", "1.14.0", "2.3.0"),
     OpType.MEAN: ("1.6.0", "1.14.0", "2.4.0"),
     OpType.REDUCE_MAX: ("1.11.0", "1.14.0", "2.5.0"),
-    OpType.REDUCE_MIN: ("1.11.0", "1.14.0", "2.5.0"),
     OpType.SOFTMAX: ("1.5.0", "1.14.0", "2.3.0"),
     OpType.RELU6: ("1.5.0", "1.14.0", "2.5.0"),
     OpType.RSQRT: ("1.10.0", "2.5.0", "2.15.0"),
@@ -328,28 +319,15 @@ RUNTIME_VERSIONS: dict[OpType, tuple[str | None, ...]] = {
     OpType.RELU_N1_TO_1: ("1.5.0",),
     OpType.PRELU: ("1.8.0",),
     OpType.HARD_SWISH: ("1.15.0",),
-    OpType.SPLIT: ("1.5.0", "1.14.0", "1.14.0", "2.3.0"),
-    OpType.SPLIT_V: ("1.13.1", "2.3.0"),
-    OpType.ARG_MAX: _ARGMAXMIN,
-    OpType.ARG_MIN: _ARGMAXMIN,
     OpType.BATCH_MATMUL: ("2.3.0", "2.3.0", "2.4.0", "2.5.0"),
     OpType.GELU: ("2.9.0", "2.9.0"),
-    OpType.SLICE: ("1.14.0", "1.14.0", "1.14.0", "2.4.0", "2.5.0", "2.14.0", "2.21.0"),
     OpType.SUM: ("1.10.0", "1.15.0"),
     OpType.REDUCE_PROD: ("1.11.0", "2.6.0"),
     OpType.EXP: ("1.7.0", "2.12.0"),
-    OpType.LOG: ("1.14.0", "2.15.0"),
-    OpType.ABS: ("1.13.0", "2.4.0", "2.5.0", "2.6.0", "2.12.0"),
     OpType.NEG: ("1.9.0",),
     OpType.SQUARE: ("1.12.0",),
-    OpType.POW: ("1.10.0",),
     OpType.SQUARED_DIFFERENCE: ("1.13.1", "2.5.0"),
-    OpType.LOG_SOFTMAX: ("1.14.0", "1.14.0"),
-    OpType.DEPTH_TO_SPACE: ("2.1.0", "2.5.0"),
-    OpType.SPACE_TO_DEPTH: ("1.5.0", "1.14.0"),
     OpType.TILE: ("1.10.1", "2.2.0", "2.8.0"),
-    OpType.BROADCAST_TO: (None, "2.5.0", "2.5.0"),
-    OpType.UNPACK: ("1.11.0", "1.14.0", "2.2.0", "2.3.0", "2.22.0"),
 }
 
 # Ops whose versions need no runtime entry (TF's runtime table has none for them).
@@ -359,11 +337,21 @@ NO_RUNTIME_REQUIREMENT = frozenset({OpType.CUSTOM})
 # --- lookups ---------------------------------------------------------------------------------
 
 
-def op_version(op: Op) -> int:
+def is_int16x8_model(ops: Iterable[Op]) -> bool:
+    """Whether a model with these ops is an int16x8 one: some tensor is quantized int16."""
+    return any(t is not None and t.quant is not None and np.dtype(t.dtype) == _INT16
+               for op in ops for t in (*op.inputs, *op.outputs))
+
+
+def op_version(op: Op, int16x8: bool = False) -> int:
     """The schema version of ``op``: the first row of ``VERSION_RULES[op.type]`` that holds.
+
+    In an int16x8 model, an op whose type has a minimum in ``INT16X8_MIN_VERSIONS`` gets
+    ``max(version of its float form, minimum)``, as TF's int16x8 quantizer writes it.
 
     Args:
         op: an IR op; its tensors' dtypes, shapes and quantization and its options are read.
+        int16x8: the op is in an int16x8 model (``is_int16x8_model`` of all its ops).
 
     Returns:
         The operator version to write in the op's ``OperatorCode``.
@@ -371,6 +359,22 @@ def op_version(op: Op) -> int:
     Raises:
         ConversionError: the op type has no rows (the message lists the covered op types).
     """
+    minimum = INT16X8_MIN_VERSIONS.get(op.type) if int16x8 else None
+    if minimum is not None:
+        return max(_first_row(float_form(op)), minimum)
+    return _first_row(op)
+
+
+def float_form(op: Op) -> Op:
+    """``op`` before quantization: each quantized tensor as float32."""
+    def unquantized(t: Tensor | None) -> Tensor | None:
+        return t if t is None or t.quant is None else Tensor(t.name, _FLOAT32, t.shape)
+
+    return Op(op.type, [unquantized(t) for t in op.inputs], [unquantized(t) for t in op.outputs],
+              op.options, op.name, op.custom_code)
+
+
+def _first_row(op: Op) -> int:
     rows = VERSION_RULES.get(op.type)
     if rows is None:
         covered = ", ".join(sorted(t.name for t in VERSION_RULES))

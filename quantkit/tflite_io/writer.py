@@ -18,7 +18,7 @@ import numpy as np
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.tflite_io import schema
 from quantkit.tflite_io.options_codec import check_options, write_options
-from quantkit.tflite_io.versions import min_runtime_version, op_version
+from quantkit.tflite_io.versions import is_int16x8_model, min_runtime_version, op_version
 from quantkit.types import ConversionError, OpType, Phase, TensorType
 
 _Buffer = schema.module("Buffer")
@@ -122,13 +122,14 @@ def write_model(
 def _plan(graphs: list[Graph]) -> _Plan:
     plan = _Plan()
     by_content: dict[tuple[int, bytes], list[int]] = {}  # (size, digest) → buffer indices
+    int16x8 = is_int16x8_model(op for g in graphs for op in g.ops)
     for g in graphs:
         for t in g.tensors():
             if t.is_const and t not in plan.const_buffer:
                 plan.const_buffer[t] = _buffer_for(plan, by_content, _const_bytes(t))
         for op in g.ops:
             check_options(op.type, op.options, f"{op.type.name} op {op.name!r}")
-            key = _OpCode(op.type, _custom_code(op), op_version(op))
+            key = _OpCode(op.type, _custom_code(op), op_version(op, int16x8))
             plan.op_code_of[op] = plan.op_codes.setdefault(key, len(plan.op_codes))
     return plan
 
