@@ -80,7 +80,8 @@ def seed_models() -> dict[str, bytes]:
         return converter.convert()
 
     int8 = {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": rep}
-    ours, theirs = quantkit.TFLiteConverter.from_keras_model, tf.lite.TFLiteConverter.from_keras_model
+    ours = quantkit.TFLiteConverter.from_keras_model
+    theirs = tf.lite.TFLiteConverter.from_keras_model
     return {
         "quantkit_float32": convert(ours),
         "quantkit_int8": convert(ours, **int8),

@@ -249,15 +249,21 @@ class Table:
         except UnicodeDecodeError as e:
             raise MalformedModelError(where, start + e.start, "not UTF-8") from None
 
+    def position(self, name: str, item: int | None = None, item_size: int = 4) -> int | None:
+        """Where field ``name`` (or its vector's ``item``) lies; None when absent."""
+        f, pos = self._field_pos(name)
+        if item is None or pos is None:
+            return pos
+        start, _ = self._vector(name, item_size) or (0, 0)
+        return start + item * item_size
+
     def fail(self, name: str, problem: str, item: int | None = None,
              item_size: int = 4) -> MalformedModelError:
-        """An error about field ``name`` (or its vector's ``item``), placed at its bytes."""
-        _, pos = self._field_pos(name)
-        if item is not None:
-            start, _ = self._vector(name, item_size) or (self.pos, 0)
-            return MalformedModelError(f"{self._where(name)}[{item}]",
-                                       start + item * item_size, problem)
-        return MalformedModelError(self._where(name), self.pos if pos is None else pos, problem)
+        """An error about field ``name`` (or its vector's ``item``), placed at its bytes (at
+        the table when the field is absent)."""
+        pos = self.position(name, item, item_size)
+        where = self._where(name) if item is None else f"{self._where(name)}[{item}]"
+        return MalformedModelError(where, self.pos if pos is None else pos, problem)
 
 
 def _check_span(data: bytes, start: int, size: int, where: str, what: str, *, align: int = 1,
@@ -276,4 +282,6 @@ def _check_span(data: bytes, start: int, size: int, where: str, what: str, *, al
 def root(data: bytes, kind: str) -> Table:
     """The root table of ``data`` (its offset is the first 4 bytes)."""
     _check_span(data, 0, 8, "", "file header")
-    return Table(data, _U32.unpack_from(data, 0)[0], kind, "")
+    pos = _U32.unpack_from(data, 0)[0]
+    _check_span(data, pos, 4, "", "table", align=4, origin=0)
+    return Table(data, pos, kind, "")
