@@ -58,8 +58,7 @@ class Field:
 
     name: str  # snake case, as the schema
     slot: int
-    kind: str  # Prepend<kind>Slot: Int8, ..., Float64; UOffsetTRelative for tables, vectors
-    # and strings
+    kind: str  # of Prepend<kind>Slot: Int8 ... Float64, or UOffsetTRelative (table, vector)
     default: Any
     item_size: int | None = None
 
@@ -122,8 +121,7 @@ class Table:
         self.data, self.pos, self.kind, self.path = data, pos, kind, path
         _check_span(data, pos, 4, path, "table", align=4)
         vtable = pos - _I32.unpack_from(data, pos)[0]
-        _check_span(data, vtable, 4, path, "vtable", align=2,
-                    origin=pos)
+        _check_span(data, vtable, 4, path, "vtable", align=2, origin=pos)
         self._vtable = vtable
         self._vtable_size, self._size = struct.unpack_from("<HH", data, vtable)
         if self._vtable_size < 4 or self._vtable_size % 2:
