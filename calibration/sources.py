@@ -27,6 +27,11 @@ from calibration.types import CalibrationError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
+# Array kinds (numpy's dtype.kind) that are not real numbers, and what they hold: refused
+# rather than cast (a complex cast drops the imaginary part, a string cast fails mid-run).
+_NOT_NUMBERS = {"c": "complex numbers", "U": "strings", "S": "byte strings",
+                "O": "Python objects", "V": "raw records", "M": "dates", "m": "time spans"}
+
 
 class Samples:
     """A re-iterable of ``count`` samples: each iteration is a fresh ``make()`` iterator."""
@@ -62,6 +67,8 @@ class ArraySource:
     count: int
     dtype: Any = None
     origin: str = "arrays"
+    scale: float = 1.0
+    offset: float = 0.0
 
     @property
     def named(self) -> bool:
@@ -69,15 +76,20 @@ class ArraySource:
         return len(self.arrays) > 1
 
     def __call__(self) -> Samples:
+        affine = self.scale != 1.0 or self.offset != 0.0
+
         def sample(i: int) -> Any:
-            values = {k: np.asarray(a[i:i + 1], self.dtype) for k, a in self.arrays.items()}
+            values = {k: np.asarray(a[i:i + 1] * self.scale + self.offset if affine
+                                    else a[i:i + 1], self.dtype)
+                      for k, a in self.arrays.items()}
             return values if self.named else [next(iter(values.values()))]
 
         return Samples.indexed(self.count, sample)
 
 
 def from_arrays(data: str | os.PathLike | np.ndarray | Mapping[str, np.ndarray],
-                samples: int | None = None, dtype: Any = None) -> ArraySource:
+                samples: int | None = None, dtype: Any = None, *, scale: float = 1.0,
+                offset: float = 0.0) -> ArraySource:
     """Samples from arrays whose first axis is the sample axis.
 
     Args:
@@ -85,10 +97,13 @@ def from_arrays(data: str | os.PathLike | np.ndarray | Mapping[str, np.ndarray],
             arrays, keyed by model input name (one array: a single input, any key).
         samples: use at most this many samples (default: all).
         dtype: cast each sample to this dtype (default: keep the stored one).
+        scale, offset: each sample becomes ``x · scale + offset`` before the cast (e.g.
+            ``scale=1/255`` for 0..255 pixels stored as uint8, fed to a 0..1 model).
 
     Raises:
-        CalibrationError: the file is missing or unreadable, an array has no sample axis,
-            or the arrays hold different numbers of samples.
+        CalibrationError: the file is missing or unreadable, an array holds something other
+            than real numbers (complex, strings, objects), has no sample axis, or the arrays
+            hold different numbers of samples.
     """
     origin = "arrays"
     if isinstance(data, (str, os.PathLike)):
@@ -101,6 +116,10 @@ def from_arrays(data: str | os.PathLike | np.ndarray | Mapping[str, np.ndarray],
     if not arrays:
         raise CalibrationError(f"{origin}: no arrays")
     for key, array in arrays.items():
+        if array.dtype.kind in _NOT_NUMBERS:
+            raise CalibrationError(f"{origin}: array {key!r} holds "
+                                   f"{_NOT_NUMBERS[array.dtype.kind]} ({array.dtype}); "
+                                   f"calibration data must be real numbers (bool, int, float)")
         if array.ndim == 0:
             raise CalibrationError(f"{origin}: array {key!r} is a scalar; the first axis must "
                                    f"be the sample axis")
@@ -111,7 +130,7 @@ def from_arrays(data: str | os.PathLike | np.ndarray | Mapping[str, np.ndarray],
     count = next(iter(counts.values()))
     if count == 0:
         raise CalibrationError(f"{origin}: no samples (the first axis is empty)")
-    return ArraySource(arrays, _limit(count, samples), dtype, origin)
+    return ArraySource(arrays, _limit(count, samples), dtype, origin, scale, offset)
 
 
 def _load_arrays(path: str) -> np.ndarray | dict[str, np.ndarray]:
@@ -122,12 +141,27 @@ def _load_arrays(path: str) -> np.ndarray | dict[str, np.ndarray]:
         raise CalibrationError(f"{path}: expected an .npy or .npz file")
     try:
         loaded = np.load(path, allow_pickle=False)
-        if suffix == ".npz":
-            with loaded:
-                return {key: loaded[key] for key in loaded.files}
-        return loaded
     except Exception as e:  # a truncated or foreign file: numpy raises several kinds
         raise CalibrationError(f"could not read {path}: {_first_line(e)}") from None
+    if suffix == ".npy":
+        return loaded
+    with loaded:
+        return {key: _npz_array(path, loaded, key) for key in loaded.files}
+
+
+def _npz_array(path: str, npz: Any, key: str) -> np.ndarray:
+    try:
+        return npz[key]
+    except ValueError as e:
+        if "allow_pickle" in str(e):  # arrays of Python objects are stored pickled
+            raise CalibrationError(f"{path}: array {key!r} holds Python objects (pickled), "
+                                   f"which quantkit does not load; calibration data must be "
+                                   f"real numbers (bool, int, float)") from None
+        raise CalibrationError(f"could not read array {key!r} of {path}: "
+                               f"{_first_line(e)}") from None
+    except Exception as e:
+        raise CalibrationError(f"could not read array {key!r} of {path}: "
+                               f"{_first_line(e)}") from None
 
 
 def _first_line(error: BaseException) -> str:
@@ -145,6 +179,7 @@ class ImageFolderSource:
     scale: float = 1.0
     preprocess: Callable[[np.ndarray], Any] | None = None
     origin: str = ""
+    offset: float = 0.0
 
     def __call__(self) -> Samples:
         return Samples.indexed(len(self.files), lambda i: [self.load(i)[None]])
@@ -163,14 +198,15 @@ class ImageFolderSource:
             raise CalibrationError(f"could not read image {path}: {_first_line(e)}") from None
         if self.channels == 1:
             pixels = pixels[..., None]
-        pixels = pixels * np.float32(self.scale) if self.scale != 1.0 else pixels
+        if self.scale != 1.0 or self.offset != 0.0:
+            pixels = pixels * np.float32(self.scale) + np.float32(self.offset)
         if self.preprocess is not None:
             pixels = np.asarray(self.preprocess(pixels), np.float32)
         return pixels
 
 
 def from_image_folder(path: str | os.PathLike, size: Sequence[int], *, channels: int = 3,
-                      samples: int | None = None, scale: float = 1.0,
+                      samples: int | None = None, scale: float = 1.0, offset: float = 0.0,
                       preprocess: Callable[[np.ndarray], Any] | None = None
                       ) -> ImageFolderSource:
     """One single-input sample per image file of ``path`` (subfolders included).
@@ -178,7 +214,8 @@ def from_image_folder(path: str | os.PathLike, size: Sequence[int], *, channels:
     Files are taken in sorted path order (``.png``, ``.jpg``/``.jpeg``, ``.bmp``, ``.gif``,
     ``.webp``), converted to RGB (``channels=3``) or grayscale (``channels=1``), resized to
     ``size`` = (height, width) bilinearly, and given as float32 pixel values in 0..255
-    multiplied by ``scale`` (``scale=1/255`` gives 0..1). ``preprocess``, when given, then
+    times ``scale`` plus ``offset`` (``scale=1/255`` gives 0..1; ``scale=2/255, offset=-1``
+    gives -1..1). ``preprocess``, when given, then
     maps each ``(height, width, channels)`` image to the model's input (without batch dim).
 
     Raises:
@@ -196,7 +233,8 @@ def from_image_folder(path: str | os.PathLike, size: Sequence[int], *, channels:
     if not files:
         raise CalibrationError(f"{origin}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
     files = files[:_limit(len(files), samples)]
-    return ImageFolderSource(tuple(files), (height, width), channels, scale, preprocess, origin)
+    return ImageFolderSource(tuple(files), (height, width), channels, scale, preprocess, origin,
+                             offset)
 
 
 @dataclass(frozen=True)

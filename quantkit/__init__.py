@@ -2,27 +2,53 @@
 
     conv = quantkit.TFLiteConverter.from_keras_model(model)
     tflite_bytes = conv.convert()
+
+The names below load on first use (PEP 562), so ``import quantkit`` (and the ``quantkit``
+command's ``--help``) does not start TensorFlow; the first name that needs it imports TF
+without its native start-up banner. Importing quantkit changes no environment variable: set
+``TF_CPP_MIN_LOG_LEVEL`` yourself to quiet TF's C++ logging.
 """
 
-import os as _os
+from __future__ import annotations
 
-# TF's C++ logging is not quantkit's output; users who want it can set the variable first.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import importlib
+from typing import Any
 
-from quantkit._tf_import import import_tensorflow as _import_tensorflow  # noqa: E402
+from quantkit._version import __version__
 
-_import_tensorflow()  # without the native banner TF prints whatever the log level
+# Public name → the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "TFLiteConverter": "quantkit.converter",
+    "TargetSpec": "quantkit.converter",
+    "RepresentativeDataset": "quantkit.converter",
+    "Optimize": "quantkit.types",
+    "OpsSet": "quantkit.types",
+    "Granularity": "quantkit.types",
+    "ConversionError": "quantkit.types",
+    "NotYetSupportedError": "quantkit.types",
+    "Preset": "quantkit.presets",
+    "CalibrationOptions": "quantkit.calibrate",
+    "CalibrationStats": "calibration",
+    "ObserverKind": "calibration",
+}
+_SUBMODULES = ("datasets", "litert")
 
-from calibration import CalibrationStats, ObserverKind  # noqa: E402
-from quantkit import datasets, litert  # noqa: E402
-from quantkit.calibrate import CalibrationOptions  # noqa: E402
-from quantkit.presets import Preset  # noqa: E402
-from quantkit.converter import RepresentativeDataset, TargetSpec, TFLiteConverter  # noqa: E402
-from quantkit.types import (ConversionError, Granularity, NotYetSupportedError,  # noqa: E402
-                            Optimize, OpsSet)
+__all__ = [*_EXPORTS, *_SUBMODULES, "__version__"]
 
-from quantkit._version import __version__  # noqa: E402
 
-__all__ = ["TFLiteConverter", "TargetSpec", "RepresentativeDataset", "Optimize", "OpsSet",
-           "Granularity", "Preset", "CalibrationOptions", "CalibrationStats", "ObserverKind",
-           "datasets", "litert", "ConversionError", "NotYetSupportedError", "__version__"]
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value: Any = importlib.import_module(f"quantkit.{name}")
+    elif name in _EXPORTS:
+        from quantkit._tf_import import import_tensorflow
+
+        import_tensorflow()  # without the native banner TF prints whatever the log level
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'quantkit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,6 +9,7 @@ those lines and passes on anything else written to stderr meanwhile.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -53,3 +54,16 @@ def import_tensorflow() -> None:
         return
     with native_banners_filtered():
         import tensorflow  # noqa: F401
+
+
+def start_tensorflow_for_cli() -> None:
+    """Import TF for the ``quantkit`` command, which is an application, not a library import:
+    TF's C++ INFO and WARNING lines off unless the user set ``TF_CPP_MIN_LOG_LEVEL`` (set
+    in this process only, before TF reads it), its native banner filtered, TF's and absl's
+    Python loggers at ERROR (tfds warns about its folders through absl)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow()
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)

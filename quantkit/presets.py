@@ -15,16 +15,14 @@ import dataclasses
 import enum
 from typing import Any, Callable
 
-import tensorflow as tf
-
 
 @dataclasses.dataclass(frozen=True)
 class PresetSpec:
     quantize: bool                  # optimizations = [Optimize.DEFAULT]
     calibrated: bool                # needs a representative_dataset
     supported_ops: tuple[str, ...] = ()    # OpsSet member names; () keeps the default
-    supported_types: tuple[tf.DType, ...] = ()
-    io_type: tf.DType | None = None  # inference_input_type and inference_output_type
+    supported_types: tuple[str, ...] = ()  # tf.DType names
+    io_type: str | None = None  # inference_input_type and inference_output_type, by name
     per_tensor: bool = False        # one weight scale per tensor instead of per channel
     summary: str = ""
 
@@ -49,6 +47,8 @@ class Preset(enum.Enum):
 
         Raises ``ValueError`` when the mode needs calibration data and none is given.
         """
+        import tensorflow as tf  # here: the CLI lists and checks modes without starting TF
+
         spec = self.spec
         if spec.calibrated and representative_dataset is None:
             raise ValueError(f"mode {self.value} needs calibration data (a "
@@ -62,10 +62,10 @@ class Preset(enum.Enum):
             converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, name)
                                                    for name in spec.supported_ops]
         if spec.supported_types:
-            converter.target_spec.supported_types = list(spec.supported_types)
+            converter.target_spec.supported_types = [tf.as_dtype(t) for t in spec.supported_types]
         if spec.io_type is not None:
-            converter.inference_input_type = spec.io_type
-            converter.inference_output_type = spec.io_type
+            converter.inference_input_type = tf.as_dtype(spec.io_type)
+            converter.inference_output_type = tf.as_dtype(spec.io_type)
         if spec.per_tensor:
             converter._experimental_disable_per_channel = True
         return converter
@@ -79,7 +79,7 @@ _INT16X8_WITH_FALLBACK = ("EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHT
 PRESETS: dict[Preset, PresetSpec] = {
     Preset.FLOAT32: PresetSpec(False, False, summary="float32, no quantization"),
     Preset.DYNAMIC_RANGE: PresetSpec(True, False, summary="int8 weights, float activations"),
-    Preset.FLOAT16: PresetSpec(True, False, supported_types=(tf.float16,),
+    Preset.FLOAT16: PresetSpec(True, False, supported_types=("float16",),
                                summary="float16 weights"),
     Preset.INT8: PresetSpec(True, True, _INT8_ONLY,
                             summary="int8 weights (per channel) and activations, float IO"),
@@ -87,6 +87,6 @@ PRESETS: dict[Preset, PresetSpec] = {
                                        summary="int8, one weight scale per tensor, float IO"),
     Preset.INT16X8: PresetSpec(True, True, _INT16X8_WITH_FALLBACK,
                                summary="int16 activations, int8 weights, float IO"),
-    Preset.UINT8_IO: PresetSpec(True, True, _INT8_ONLY, io_type=tf.uint8,
+    Preset.UINT8_IO: PresetSpec(True, True, _INT8_ONLY, io_type="uint8",
                                 summary="int8 inside, uint8 model input and output"),
 }

@@ -51,10 +51,10 @@ class Runner:
             with native_banners_filtered():  # LiteRT announces its XNNPACK delegate
                 self.interpreter = Interpreter(model_content=self.data, num_threads=threads)
                 self.interpreter.allocate_tensors()
+            self.inputs = self.interpreter.get_input_details()
+            self.outputs = self.interpreter.get_output_details()
         except Exception as e:
             raise CliError(f"{path}: LiteRT cannot load it ({one_line(e)[:200]})") from None
-        self.inputs = self.interpreter.get_input_details()
-        self.outputs = self.interpreter.get_output_details()
         sig = info.signatures[0] if info.signatures else None
         self.input_names = _names(self.inputs, sig.inputs if sig else {})
         self.output_names = _names(self.outputs, sig.outputs if sig else {})
@@ -73,17 +73,20 @@ class Runner:
         from quantkit.litert import dequantize_output, quantize_input
 
         values = [sample[n] for n in self.input_names] if isinstance(sample, dict) else sample
-        for d, x in zip(self.inputs, values):
-            x = np.asarray(x)
-            if tuple(d["shape"]) != x.shape:
-                self.interpreter.resize_tensor_input(d["index"], list(x.shape))
-                self.interpreter.allocate_tensors()
-            self.interpreter.set_tensor(d["index"], quantize_input(x, d))
-        start = time.perf_counter()
-        self.interpreter.invoke()
-        seconds = time.perf_counter() - start
-        return [dequantize_output(self.interpreter.get_tensor(d["index"]), d)
-                for d in self.outputs], seconds
+        try:
+            for d, x in zip(self.inputs, values):
+                x = np.asarray(x)
+                if tuple(d["shape"]) != x.shape:
+                    self.interpreter.resize_tensor_input(d["index"], list(x.shape))
+                    self.interpreter.allocate_tensors()
+                self.interpreter.set_tensor(d["index"], quantize_input(x, d))
+            start = time.perf_counter()
+            self.interpreter.invoke()
+            seconds = time.perf_counter() - start
+            return [dequantize_output(self.interpreter.get_tensor(d["index"]), d)
+                    for d in self.outputs], seconds
+        except Exception as e:  # a model LiteRT loads but cannot run, or data it refuses
+            raise CliError(f"{self.path}: LiteRT cannot run it ({one_line(e)[:200]})") from None
 
 
 def _names(details: list[dict], by_name: dict[str, int]) -> list[str]:

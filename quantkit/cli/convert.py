@@ -1,20 +1,26 @@
 """``quantkit convert MODEL``: a SavedModel folder or a ``.keras``/``.h5`` file → ``.tflite``.
 
 The mode is a ``quantkit.Preset``; calibrated modes read ``--calibration`` (see ``_data``),
-checked against the model's inputs before anything is converted. The output is written
-atomically, and only when the conversion succeeded.
+checked against the model's inputs before anything is converted. The model file's format and
+the output folder are checked before TensorFlow starts. On a terminal, a status line precedes
+each long silent phase (starting TF and loading, tracing). The output is written atomically,
+and only when the conversion succeeded; the summary gives each input's calibrated range.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import warnings
+import zipfile
 from typing import Any
 
-from quantkit.cli._data import (DATA_SYNTAX, CliError, ModelInput, one_line, make_source,
-                                parse_fraction)
+import numpy as np
+
+from quantkit.cli._data import (DATA_SYNTAX, CliError, ModelInput, PixelRange, one_line,
+                                make_source, parse_fraction)
 
 IO_TYPES = ("float32", "int8", "uint8", "int16")
 DEFAULT_MODE = "int8"
@@ -51,8 +57,13 @@ def add_parser(subparsers: Any) -> None:
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``--calibration`` and ``--data``."""
-    p.add_argument("--scale", default="1", metavar="S",
-                   help="multiply image pixels (0..255) by S, e.g. 1/255 (image folder, tfds)")
+    ranges = [r.value for r in PixelRange]
+    scaling = p.add_mutually_exclusive_group()
+    scaling.add_argument("--pixel-range", dest="scale", choices=ranges, metavar="RANGE",
+                         help=f"the range the model takes image pixels (0..255) or other "
+                              f"integer data in: {', '.join(ranges)}; needed for image data")
+    scaling.add_argument("--scale", dest="scale", metavar="S",
+                         help="or: multiply the data by S, e.g. 1/255")
     p.add_argument("--tfds-data-dir", metavar="DIR",
                    help="where tfds datasets are prepared (never downloaded)")
     p.add_argument("--tfds-key", default="image", metavar="FEATURE",
@@ -75,18 +86,52 @@ def resolve_mode(name: str, per_tensor: bool) -> Any:
     return mode
 
 
-def load_model(path: str) -> tuple[Any, list[ModelInput]]:
-    """A converter for ``path`` and the model's inputs (as the converter names them)."""
-    import numpy as np
-    import tensorflow as tf
+def _is_hdf5(path: str) -> bool:
+    """HDF5's signature sits at byte 0, or 512, 1024, ... after a user block."""
+    with open(path, "rb") as f:
+        for offset in (0, 512, 1024, 2048):
+            f.seek(offset)
+            if f.read(8) == b"\x89HDF\r\n\x1a\n":
+                return True
+    return False
 
-    import quantkit
 
+# Keras file suffix → (its container format's test, what a file of that suffix is).
+_KERAS_FORMATS = {
+    ".keras": (zipfile.is_zipfile, "a .keras file is a zip archive"),
+    ".h5": (_is_hdf5, "a .h5 file is HDF5"),
+}
+
+
+def check_model_path(path: str) -> None:
+    """What can be checked before TF starts: the path exists, is readable and has the form
+    of a SavedModel folder or a Keras file."""
     if not os.path.exists(path):
         raise CliError(f"model not found: {path}")
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise CliError(f"{path}: not a SavedModel folder (no saved_model.pb)")
+        return
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in _KERAS_FORMATS:
+        raise CliError(f"{path}: expected a SavedModel folder or a .keras/.h5 file")
+    test, what = _KERAS_FORMATS[suffix]
+    try:
+        valid = test(path)
+    except OSError as e:
+        raise CliError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if not valid:
+        raise CliError(f"{path}: not a Keras model file ({what}, this one is not)")
+
+
+def load_model(path: str) -> tuple[Any, list[ModelInput]]:
+    """A converter for ``path`` (checked by ``check_model_path``) and the model's inputs (as
+    the converter names them)."""
+    import tensorflow as tf
+
+    import quantkit
+
+    if os.path.isdir(path):
         try:
             signature = tf.saved_model.load(path).signatures["serving_default"]
         except KeyError:
@@ -98,8 +143,6 @@ def load_model(path: str) -> tuple[Any, list[ModelInput]]:
                              np.dtype(kwargs[name].dtype.as_numpy_dtype))
                   for name in sorted(kwargs)]  # the converter's order
         return quantkit.TFLiteConverter.from_saved_model(path), inputs
-    if not path.lower().endswith((".keras", ".h5")):
-        raise CliError(f"{path}: expected a SavedModel folder or a .keras/.h5 file")
     import keras
 
     try:
@@ -118,11 +161,51 @@ def default_output(model: str, mode: Any) -> str:
     return f"{stem}_{mode.value}.tflite"
 
 
-def run(args: argparse.Namespace) -> int:
-    import tensorflow as tf
+def check_output(output: str) -> None:
+    """The output can be written: its folder exists and is writable, it is not a folder."""
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise CliError(f"output folder does not exist: {out_dir}")
+    if os.path.isdir(output):
+        raise CliError(f"-o {output}: is a folder; give a file name")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write {output}: the folder {out_dir} is not writable")
 
-    import quantkit
-    from quantkit.fileio import write_atomically
+
+def input_ranges(blob: bytes) -> dict[str, tuple[float, float]]:
+    """Each quantized input's float range, ``s·(qmin − z) .. s·(qmax − z)``, from its own
+    parameters (integer IO) or those of the QUANTIZE op that reads it (float IO)."""
+    from quantkit.tflite_io.reader import read_model
+    from quantkit.types import OpType
+
+    info = read_model(blob)
+    sg = info.subgraphs[0]
+    names = {i: n for n, i in info.signatures[0].inputs.items()} if info.signatures else {}
+    quantizers = {op.inputs[0]: op.outputs[0] for op in sg.ops if op.type == OpType.QUANTIZE}
+    ranges = {}
+    for index in sg.inputs:
+        tensor = sg.tensors[index]
+        if tensor.quant is None and index in quantizers:
+            tensor = sg.tensors[quantizers[index]]
+        q = tensor.quant
+        if q is None or len(q.scales) != 1 or tensor.dtype is None or tensor.dtype.kind != "i" \
+                and tensor.dtype.kind != "u":
+            continue
+        limits = np.iinfo(tensor.dtype)
+        zero = q.zero_points[0] if q.zero_points else 0
+        ranges[names.get(index, tensor.name)] = (q.scales[0] * (limits.min - zero),
+                                                 q.scales[0] * (limits.max - zero))
+    return ranges
+
+
+def _status(args: argparse.Namespace, text: str) -> None:
+    """A line on stderr before a long silent phase, on a terminal (as the progress bar)."""
+    if not args.no_progress and sys.stderr.isatty():
+        print(f"quantkit: {text} …", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from quantkit._tf_import import start_tensorflow_for_cli
     from quantkit.tflite_io.reader import op_types
 
     mode = resolve_mode(args.mode, args.per_tensor)
@@ -130,16 +213,41 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"mode {mode.value} needs calibration data: give --calibration "
                        f"({DATA_SYNTAX}), or choose float32, dynamic_range or float16")
     output = args.output or default_output(args.model, mode)
-    out_dir = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(out_dir):
-        raise CliError(f"output folder does not exist: {out_dir}")
+    check_output(output)
+    check_model_path(args.model)
+    scale = parse_fraction(args.scale)
     start = time.perf_counter()
+    _status(args, f"starting TensorFlow and loading {args.model}")
+    start_tensorflow_for_cli()
     converter, inputs = load_model(args.model)
     dataset = None
     if mode.spec.calibrated:
-        dataset = make_source(args.calibration, inputs, samples=args.samples,
-                              scale=parse_fraction(args.scale),
+        dataset = make_source(args.calibration, inputs, samples=args.samples, scale=scale,
                               tfds_data_dir=args.tfds_data_dir, tfds_key=args.tfds_key)
+    configure(converter, mode, args, dataset)
+    _status(args, f"tracing the model and converting it to {mode.value}"
+            + (f", calibrating on {len(dataset())} samples" if dataset else ""))
+    try:
+        blob = converter.convert()
+    except ValueError as e:  # ConversionError, CalibrationError: they name phase and culprit
+        raise CliError(f"{args.model}: {one_line(e)}") from None
+    write_output(output, blob)
+    print(f"wrote {output}: {len(blob):,} bytes, {len(op_types(blob))} ops, mode "
+          f"{mode.value}, in {time.perf_counter() - start:.1f} s")
+    if mode.spec.calibrated:
+        stated = f", {scale.text}" if scale else ""
+        for name, (low, high) in input_ranges(blob).items():
+            print(f"input {name!r} calibrated for {low:.4g}..{high:.4g} ({args.calibration}"
+                  f"{stated})")
+    return 0
+
+
+def configure(converter: Any, mode: Any, args: argparse.Namespace, dataset: Any) -> None:
+    """The converter's settings from the mode and the command line."""
+    import tensorflow as tf
+
+    import quantkit
+
     mode.configure(converter, representative_dataset=dataset)
     if args.per_tensor:
         converter._experimental_disable_per_channel = True
@@ -149,8 +257,12 @@ def run(args: argparse.Namespace) -> int:
         converter.inference_output_type = tf.as_dtype(args.output_type)
     converter.calibration = quantkit.CalibrationOptions(
         progress=False if args.no_progress else None)
-    blob = converter.convert()
-    write_atomically(output, blob)
-    print(f"wrote {output}: {len(blob):,} bytes, {len(op_types(blob))} ops, mode "
-          f"{mode.value}, in {time.perf_counter() - start:.1f} s")
-    return 0
+
+
+def write_output(output: str, blob: bytes) -> None:
+    from quantkit.fileio import write_atomically
+
+    try:
+        write_atomically(output, blob)
+    except OSError as e:
+        raise CliError(f"cannot write {output}: {e.strerror or e}") from None

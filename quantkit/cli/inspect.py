@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from quantkit.cli._data import CliError
+from quantkit.cli._data import CliError, one_line
 
 
 def add_parser(subparsers: Any) -> None:
@@ -24,17 +24,21 @@ def add_parser(subparsers: Any) -> None:
 
 
 def read(path: str) -> tuple[bytes, Any]:
-    """The file's bytes and its ``ModelInfo``; a ``CliError`` for anything unreadable."""
+    """The file's bytes and its checked ``ModelInfo``; a ``CliError`` naming the file (and
+    for a corrupt one, the field and byte) for anything unreadable."""
     from quantkit.tflite_io.reader import read_model
 
     if not os.path.isfile(path):
         raise CliError(f"model not found: {path}")
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CliError(f"{path}: cannot read it ({e.strerror or e})") from None
     try:
         return data, read_model(data)
-    except Exception as e:  # a corrupt flatbuffer fails anywhere in the parse
-        raise CliError(f"{path}: not a valid TFLite model ({e})") from None
+    except ValueError as e:  # the reader's MalformedModelError: field and byte
+        raise CliError(f"{path}: {one_line(e)}") from None
 
 
 def quant_text(q: dict[str, Any] | None) -> str:
@@ -50,13 +54,22 @@ def quant_text(q: dict[str, Any] | None) -> str:
 
 
 def dtype_text(tensor: Any) -> str:
-    return str(tensor.dtype) if tensor.dtype is not None else f"type{tensor.tflite_type}"
+    """numpy's name, else the schema's (``string``, ``int4``, ``resource``)."""
+    from quantkit.tflite_io.schema import TENSOR_TYPE_NAMES
+
+    if tensor.dtype is not None:
+        return str(tensor.dtype)
+    return TENSOR_TYPE_NAMES.get(tensor.tflite_type, f"type{tensor.tflite_type}").lower()
 
 
-def shape_text(tensor: Any) -> str:
+def shape_list(tensor: Any) -> list[int | None] | None:
+    """The shape with None for a dynamic dim (the signature's -1); None for unknown rank."""
     shape = tensor.shape_signature or tensor.shape
-    return "?" if shape is None else "(" + ", ".join(
-        "None" if d < 0 else str(d) for d in shape) + ")"
+    return None if shape is None else [None if d < 0 else d for d in shape]
+
+
+def shape_text(shape: list[int | None] | None) -> str:
+    return "?" if shape is None else "(" + ", ".join(str(d) for d in shape) + ")"
 
 
 def nbytes(tensor: Any) -> int:
@@ -75,7 +88,7 @@ def sizes(data: bytes, info: Any) -> dict[str, int]:
 def summary(data: bytes, info: Any) -> dict[str, Any]:
     def tensor(t: Any, index: int) -> dict[str, Any]:
         q = t.quant
-        return {"index": index, "name": t.name, "dtype": dtype_text(t), "shape": shape_text(t),
+        return {"index": index, "name": t.name, "dtype": dtype_text(t), "shape": shape_list(t),
                 "quantization": None if q is None else {
                     "scales": list(q.scales), "zero_points": list(q.zero_points),
                     "axis": q.axis},
@@ -115,14 +128,14 @@ def render(path: str, s: dict[str, Any]) -> str:
                       f"{len(sg['tensors'])} tensors"]
         for kind in ("inputs", "outputs"):
             for t in sg[kind]:
-                lines.append(f"  {kind[:-1]} {t['name']!r}: {t['dtype']} {t['shape']} "
+                lines.append(f"  {kind[:-1]} {t['name']!r}: {t['dtype']} {shape_text(t['shape'])} "
                              f"{quant_text(t['quantization'])}")
         lines += ["", "  ops:"] + table(
             [[o["index"], o["type"], o["version"], _ids(o["inputs"]), _ids(o["outputs"])]
              for o in sg["ops"]], ["#", "op", "v", "inputs", "outputs"])
         lines += ["", "  tensors:"] + table(
-            [[t["index"], t["name"], t["dtype"], t["shape"], quant_text(t["quantization"]),
-              t["bytes"] or ""]
+            [[t["index"], t["name"], t["dtype"], shape_text(t["shape"]),
+              quant_text(t["quantization"]), t["bytes"] or ""]
              for t in sg["tensors"]], ["#", "name", "dtype", "shape", "quantization", "bytes"])
     size = s["size"]
     lines += ["", f"size: {size['total']:,} bytes = weights {size['weights']:,} "

@@ -16,9 +16,10 @@ import typing
 from typing import Any
 
 import flatbuffers
+import numpy as np
 
 from quantkit.ir import options as ir_options
-from quantkit.tflite_io import schema
+from quantkit.tflite_io import checked, schema
 from quantkit.types import ConversionError, OpType, Phase
 
 # The options table each op type reads in LiteRT; any other table would be read as defaults.
@@ -156,9 +157,12 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _convert(hint: Any, raw: Any) -> Any:
+def _convert(hint: Any, raw: Any, table: checked.Table, name: str) -> Any:
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return hint(raw)
+        try:
+            return hint(raw)
+        except ValueError:
+            raise table.fail(name, f"{raw} is not a {hint.__name__}") from None
     if hint is bool:
         return bool(raw)
     if hint is float:
@@ -166,31 +170,35 @@ def _convert(hint: Any, raw: Any) -> Any:
     return int(raw)
 
 
-def read_options(code: int, table: flatbuffers.table.Table | None) -> Any:
+def read_options(code: int, table: checked.Table | flatbuffers.table.Table | None) -> Any:
     """The IR options dataclass for a serialized options union; None when there is none.
 
     Args:
-        code: ``Operator.BuiltinOptionsType()``.
-        table: ``Operator.BuiltinOptions()`` (the union's table).
+        code: ``Operator.builtin_options_type``.
+        table: ``Operator.builtin_options`` (the union's table): the reader's checked table,
+            or the binding's (``Operator.BuiltinOptions()``), which is checked here.
 
     Returns:
         An instance of the ``quantkit.ir.options`` class named like the table, built from the
         table's fields (absent fields read as schema defaults), or None when the op has no
         options or quantkit has no class for that table. Floats come back as stored (float32).
+
+    Raises:
+        MalformedModelError: a field lies outside the table or the file, or holds a value
+            its enum lacks.
     """
     name = schema.OPTIONS_NAMES.get(code)
     cls = _ir_options_class(name) if name else None
     if cls is None or table is None:
         return None
-    accessor = getattr(schema.module(name), name)()
-    accessor.Init(table.Bytes, table.Pos)
+    if not isinstance(table, checked.Table):
+        table = checked.Table(table.Bytes, table.Pos, name, "builtin_options")
     kwargs = {}
     for f in dataclasses.fields(cls):
         hint = _field_types(cls)[f.name]
-        getter = getattr(accessor, schema.camel(f.name))
         if typing.get_origin(hint) is tuple:
-            n = getattr(accessor, f"{schema.camel(f.name)}Length")()
-            kwargs[f.name] = tuple(int(getter(j)) for j in range(n))
+            values = table.array(f.name, np.int32)  # write_options writes int32 items
+            kwargs[f.name] = () if values is None else tuple(int(v) for v in values)
         else:
-            kwargs[f.name] = _convert(hint, getter())
+            kwargs[f.name] = _convert(hint, table.scalar(f.name), table, f.name)
     return cls(**kwargs)

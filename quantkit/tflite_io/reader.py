@@ -2,20 +2,29 @@
 
 Reads quantkit's files and TF's alike. Constant data comes back as read-only numpy views into
 the given bytes, so reading a large model copies nothing.
+
+Every file is checked as it is read (``checked.py``: offsets, lengths, alignment, UTF-8; here:
+the schema version, tensor, buffer, operator-code and subgraph indices, enum values, buffer
+sizes against tensor shapes and against the file, quantization parameters against shapes).
+A file that fails raises ``MalformedModelError``, a ``ValueError`` naming the field and its
+byte position: ``invalid TFLite model: subgraphs[0].inputs[0] at byte 612: tensor index 99
+is out of range (the subgraph has 7 tensors)``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from quantkit.tflite_io import schema
-from quantkit.tflite_io.options_codec import read_options
+from quantkit.tflite_io.checked import MalformedModelError, Table, root
+from quantkit.tflite_io.options_codec import OPTIONS_TABLE, read_options
 from quantkit.types import OpType, QuantParams
 
-_Model = schema.module("Model")
+_TENSOR_TYPES = frozenset(schema.TENSOR_TYPE_NAMES)
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ class ModelInfo:
 
 
 def read_model(data: bytes) -> ModelInfo:
-    """Parse a TFLite model.
+    """Parse and check a TFLite model.
 
     Args:
         data: the flatbuffer bytes (schema v3, identifier ``TFL3``).
@@ -94,31 +103,34 @@ def read_model(data: bytes) -> ModelInfo:
         Its subgraphs, signatures, operator codes and metadata.
 
     Raises:
-        ValueError: the bytes are not a TFLite model.
+        MalformedModelError: (a ValueError) the bytes are not a well-formed TFLite model; the
+            message names the field and its byte position.
     """
     data = bytes(data)
-    if len(data) < 8 or not _Model.Model.ModelBufferHasIdentifier(data, 0):
-        raise ValueError("not a TFLite model: file identifier TFL3 missing")
-    model = _Model.Model.GetRootAs(data, 0)
-    buffers = [model.Buffers(i) for i in range(model.BuffersLength())]
-    op_codes = tuple(_op_code(model.OperatorCodes(i)) for i in range(model.OperatorCodesLength()))
-    metadata = {}
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        metadata[entry.Name().decode()] = bytes(_buffer_bytes(buffers[entry.Buffer()]))
-    runtime = metadata.get(schema.MIN_RUNTIME_METADATA, b"").rstrip(b"\0").decode()
+    if len(data) < 8 or data[4:8] != schema.FILE_IDENTIFIER:
+        raise MalformedModelError("file identifier", 4, f"{data[4:8]!r}, expected "
+                                  f"{schema.FILE_IDENTIFIER!r}: not a TFLite model")
+    model = root(data, "Model")
+    version = model.scalar("version")
+    if version != schema.SCHEMA_VERSION:
+        raise model.fail("version", f"schema version {version}; quantkit reads version "
+                                    f"{schema.SCHEMA_VERSION}")
+    buffers = [_buffer(b, data) for b in model.tables("buffers", "Buffer")]
+    op_codes = tuple(_op_code(c) for c in model.tables("operator_codes", "OperatorCode"))
+    metadata = _metadata(model, buffers)
+    subgraph_tables = model.tables("subgraphs", "SubGraph")
+    if not subgraph_tables:
+        raise model.fail("subgraphs", "the model has no subgraph")
+    subgraphs = tuple(_subgraph(sg, buffers, op_codes) for sg in subgraph_tables)
     return ModelInfo(
-        version=model.Version(),
-        description=(model.Description() or b"").decode(),
-        subgraphs=tuple(
-            _subgraph(model.Subgraphs(i), buffers, op_codes) for i in range(model.SubgraphsLength())
-        ),
-        signatures=tuple(
-            _signature(model.SignatureDefs(i)) for i in range(model.SignatureDefsLength())
-        ),
+        version=version,
+        description=model.string("description") or "",
+        subgraphs=subgraphs,
+        signatures=tuple(_signature(s, subgraphs)
+                         for s in model.tables("signature_defs", "SignatureDef")),
         op_codes=op_codes,
         metadata=metadata,
-        min_runtime_version=runtime,
+        min_runtime_version=_min_runtime(model, metadata),
     )
 
 
@@ -127,97 +139,193 @@ def op_types(data: bytes) -> list[str]:
     return [op.type.name for op in read_model(data).subgraphs[0].ops]
 
 
-def _op_code(code: Any) -> OpCodeInfo:
-    # The builtin code is the larger of the two fields (deprecated one holds ≤ 127).
-    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    custom = code.CustomCode()
-    return OpCodeInfo(OpType(builtin), code.Version(), custom.decode() if custom else None)
+def _index(table: Table, name: str, count: int, what: str) -> int:
+    """An index field that must address one of ``count`` ``what``."""
+    value = int(table.scalar(name))
+    if not 0 <= value < count:
+        raise table.fail(name, f"index {value} is out of range (the model has {count} {what})")
+    return value
 
 
-def _buffer_bytes(buffer: Any) -> np.ndarray:
-    if buffer is None or buffer.DataIsNone():
-        return np.zeros(0, np.uint8)
-    return buffer.DataAsNumpy()
+def _indices(table: Table, name: str, count: int, what: str) -> tuple[int, ...]:
+    """A vector of tensor indices, each in ``[0, count)`` or −1 (an absent optional tensor)."""
+    values = table.array(name, np.int32)
+    if values is None:
+        return ()
+    bad = np.flatnonzero((values < -1) | (values >= count))
+    if bad.size:
+        i = int(bad[0])
+        raise table.fail(name, f"tensor index {int(values[i])} is out of range ({what} has "
+                               f"{count} tensors)", item=i)
+    return tuple(int(i) for i in values)
 
 
-def _subgraph(sg: Any, buffers: list[Any], op_codes: tuple[OpCodeInfo, ...]) -> SubgraphInfo:
+def _buffer(buffer: Table, data: bytes) -> np.ndarray:
+    """A buffer's bytes: its ``data`` vector, or ``size`` bytes at file ``offset`` (models over
+    2 GB keep constants after the flatbuffer; an offset of 0 or 1 means "none", as LiteRT)."""
+    offset, size = buffer.scalar("offset"), buffer.scalar("size")
+    if offset > 1:
+        if offset + size > len(data):
+            raise buffer.fail("offset", f"{size} bytes at byte {offset} lie outside the file "
+                                        f"({len(data)} bytes)")
+        return np.frombuffer(data, np.uint8, size, offset)
+    raw = buffer.array("data", np.uint8)
+    return np.zeros(0, np.uint8) if raw is None else raw
+
+
+def _op_code(code: Table) -> OpCodeInfo:
+    # The builtin code is the larger of the two fields (the deprecated one holds ≤ 127).
+    builtin = max(code.scalar("builtin_code"), code.scalar("deprecated_builtin_code"))
+    try:
+        op_type = OpType(builtin)
+    except ValueError:
+        raise code.fail("builtin_code", f"{builtin} is not a builtin operator of the "
+                                        f"schema") from None
+    version = code.scalar("version")
+    if version < 1:
+        raise code.fail("version", f"operator version {version} (≥ 1 expected)")
+    custom = code.string("custom_code")
+    if op_type == OpType.CUSTOM and not custom:
+        raise code.fail("custom_code", "a CUSTOM operator code without its custom_code")
+    return OpCodeInfo(op_type, version, custom)
+
+
+def _metadata(model: Table, buffers: list[np.ndarray]) -> dict[str, bytes]:
+    return {entry.string("name") or "": bytes(buffers[_index(entry, "buffer", len(buffers),
+                                                             "buffers")])
+            for entry in model.tables("metadata", "Metadata")}
+
+
+def _min_runtime(model: Table, metadata: dict[str, bytes]) -> str:
+    try:
+        return metadata.get(schema.MIN_RUNTIME_METADATA, b"").rstrip(b"\0").decode("ascii")
+    except UnicodeDecodeError:
+        raise model.fail("metadata", f"{schema.MIN_RUNTIME_METADATA} is not a version "
+                                     f"string") from None
+
+
+def _subgraph(sg: Table, buffers: list[np.ndarray],
+              op_codes: tuple[OpCodeInfo, ...]) -> SubgraphInfo:
+    tensors = tuple(_tensor(t, buffers) for t in sg.tables("tensors", "Tensor"))
+    n = len(tensors)
     return SubgraphInfo(
-        name=(sg.Name() or b"").decode(),
-        tensors=tuple(_tensor(sg.Tensors(i), buffers) for i in range(sg.TensorsLength())),
-        ops=tuple(_op(sg.Operators(i), op_codes) for i in range(sg.OperatorsLength())),
-        inputs=tuple(int(i) for i in _ints(sg, "Inputs")),
-        outputs=tuple(int(i) for i in _ints(sg, "Outputs")),
+        name=sg.string("name") or "",
+        tensors=tensors,
+        ops=tuple(_op(op, op_codes, n) for op in sg.tables("operators", "Operator")),
+        inputs=_indices(sg, "inputs", n, "the subgraph"),
+        outputs=_indices(sg, "outputs", n, "the subgraph"),
     )
 
 
-def _ints(table: Any, name: str) -> np.ndarray:
-    if getattr(table, f"{name}IsNone")():
-        return np.zeros(0, np.int32)
-    return getattr(table, f"{name}AsNumpy")()
+def _dims(t: Table, name: str) -> tuple[int, ...] | None:
+    dims = t.array(name, np.int32)
+    if dims is None:
+        return None
+    bad = np.flatnonzero(dims < -1)
+    if bad.size:
+        raise t.fail(name, f"dimension {int(dims[bad[0]])} (≥ -1 expected)", item=int(bad[0]))
+    return tuple(int(d) for d in dims)
 
 
-def _tensor(t: Any, buffers: list[Any]) -> TensorInfo:
-    dtype = schema.TFLITE_TO_NUMPY.get(t.Type())
-    shape = None if t.ShapeIsNone() else tuple(int(d) for d in _ints(t, "Shape"))
-    signature = None
-    if not t.ShapeSignatureIsNone():
-        signature = tuple(int(d) for d in _ints(t, "ShapeSignature"))
-    raw = _buffer_bytes(buffers[t.Buffer()]) if t.Buffer() < len(buffers) else np.zeros(0, np.uint8)
-    data = None
-    if raw.size:
-        data = raw if dtype is None else raw.view(dtype)
-        if dtype is not None and shape is not None and data.size == int(np.prod(shape)):
-            data = data.reshape(shape)
+def _tensor(t: Table, buffers: list[np.ndarray]) -> TensorInfo:
+    tflite_type = t.scalar("type")
+    if tflite_type not in _TENSOR_TYPES:
+        raise t.fail("type", f"{tflite_type} is not a tensor type of the schema")
+    dtype = schema.TFLITE_TO_NUMPY.get(tflite_type)
+    shape = _dims(t, "shape")
+    buffer = _index(t, "buffer", len(buffers), "buffers")
     return TensorInfo(
-        name=(t.Name() or b"").decode(),
-        tflite_type=t.Type(),
+        name=t.string("name") or "",
+        tflite_type=tflite_type,
         dtype=dtype,
         shape=shape,
-        shape_signature=signature,
-        buffer=t.Buffer(),
-        quant=_quant(t.Quantization()),
-        data=data,
+        shape_signature=_dims(t, "shape_signature"),
+        buffer=buffer,
+        quant=_quant(t.table("quantization", "QuantizationParameters"), shape),
+        data=_tensor_data(t, buffers[buffer], dtype, shape),
     )
 
 
-def _quant(q: Any) -> QuantParams | None:
+def _tensor_data(t: Table, raw: np.ndarray, dtype: np.dtype | None,
+                 shape: tuple[int, ...] | None) -> np.ndarray | None:
+    """The constant's values in its dtype and shape; raw bytes for types numpy lacks and for
+    sparse tensors (their buffer holds only the stored values)."""
+    if not raw.size:
+        return None
+    if dtype is None or t.has("sparsity"):
+        return raw
+    if shape is None or min(shape, default=0) < 0:
+        if raw.size % dtype.itemsize:
+            raise t.fail("buffer", f"{raw.size} bytes are not a whole number of {dtype} values")
+        return raw.view(dtype)
+    needed = math.prod(shape) * dtype.itemsize
+    if raw.size != needed:
+        raise t.fail("buffer", f"the buffer holds {raw.size} bytes; a {dtype} tensor of shape "
+                               f"{shape} takes {needed}")
+    return raw.view(dtype).reshape(shape)
+
+
+def _quant(q: Table | None, shape: tuple[int, ...] | None) -> QuantParams | None:
     """Affine parameters; None when absent or empty (TF writes an empty table for float tensors).
 
     ``axis`` is the quantized dimension when there is more than one scale or it is nonzero, so a
-    per-tensor tensor (written with dimension 0) reads back with ``axis=None``.
+    per-tensor tensor (written with dimension 0) reads back with ``axis=None``. Per channel,
+    the axis must exist and hold one scale per channel (LiteRT checks the same).
     """
-    if q is None or q.ScaleIsNone() or q.ScaleLength() == 0:
+    scales = None if q is None else q.array("scale", np.float32)
+    if scales is None or not scales.size:
         return None
-    scales = tuple(float(s) for s in q.ScaleAsNumpy())
-    zero_points = tuple(int(z) for z in q.ZeroPointAsNumpy()) if not q.ZeroPointIsNone() else ()
-    dim = q.QuantizedDimension()
-    axis = dim if len(scales) > 1 or dim != 0 else None
-    return QuantParams(scales, zero_points, axis)
+    zero_points = q.array("zero_point", np.int64)
+    if zero_points is not None and zero_points.size not in (0, scales.size):
+        raise q.fail("zero_point", f"{zero_points.size} zero points for {scales.size} scales")
+    dim = q.scalar("quantized_dimension")
+    rank = None if shape is None else len(shape)
+    if dim < 0 or (rank is not None and dim >= max(rank, 1)):
+        raise q.fail("quantized_dimension", f"axis {dim} of a tensor of rank {rank}")
+    channels = None if shape is None else shape[dim] if dim < len(shape) else 1
+    if scales.size > 1 and channels is not None and channels != scales.size:
+        raise q.fail("scale", f"{scales.size} scales for {channels} channels (axis {dim} of "
+                              f"shape {shape})")
+    axis = dim if scales.size > 1 or dim != 0 else None
+    return QuantParams(tuple(float(s) for s in scales),
+                       () if zero_points is None else tuple(int(z) for z in zero_points), axis)
 
 
-def _op(op: Any, op_codes: tuple[OpCodeInfo, ...]) -> OpInfo:
-    code = op_codes[op.OpcodeIndex()]
-    options_type = op.BuiltinOptionsType()
+def _op(op: Table, op_codes: tuple[OpCodeInfo, ...], n_tensors: int) -> OpInfo:
+    code = op_codes[_index(op, "opcode_index", len(op_codes), "operator codes")]
+    options_type = op.scalar("builtin_options_type")
+    table_name = schema.OPTIONS_NAMES.get(options_type) if options_type else None
+    if options_type and table_name is None:
+        raise op.fail("builtin_options_type", f"{options_type} is not an options table of "
+                                              f"the schema")
+    expected = OPTIONS_TABLE.get(code.type)
+    if table_name and expected and table_name != expected:
+        raise op.fail("builtin_options_type", f"{table_name} for a {code.type.name} operator, "
+                                              f"which reads {expected}")
+    table = op.table("builtin_options", table_name) if table_name else None
     return OpInfo(
         type=code.type,
         version=code.version,
-        inputs=tuple(int(i) for i in _ints(op, "Inputs")),
-        outputs=tuple(int(i) for i in _ints(op, "Outputs")),
-        options=read_options(options_type, op.BuiltinOptions()),
-        options_table=schema.OPTIONS_NAMES.get(options_type) if options_type else None,
+        inputs=_indices(op, "inputs", n_tensors, "the subgraph"),
+        outputs=_indices(op, "outputs", n_tensors, "the subgraph"),
+        options=None if table is None else read_options(options_type, table),
+        options_table=table_name,
         custom_code=code.custom_code,
     )
 
 
-def _signature(sig: Any) -> SignatureInfo:
+def _signature(sig: Table, subgraphs: tuple[SubgraphInfo, ...]) -> SignatureInfo:
+    index = _index(sig, "subgraph_index", len(subgraphs), "subgraphs")
+    n = len(subgraphs[index].tensors)
+
     def tensor_maps(name: str) -> dict[str, int]:
-        n = getattr(sig, f"{name}Length")()
-        maps = [getattr(sig, name)(i) for i in range(n)]
-        return {m.Name().decode(): m.TensorIndex() for m in maps}
+        return {m.string("name") or "": _index(m, "tensor_index", n,
+                                                f"tensors in subgraph {index}")
+                for m in sig.tables(name, "TensorMap")}
 
     return SignatureInfo(
-        key=(sig.SignatureKey() or b"").decode(),
-        subgraph_index=sig.SubgraphIndex(),
-        inputs=tensor_maps("Inputs"),
-        outputs=tensor_maps("Outputs"),
+        key=sig.string("signature_key") or "",
+        subgraph_index=index,
+        inputs=tensor_maps("inputs"),
+        outputs=tensor_maps("outputs"),
     )

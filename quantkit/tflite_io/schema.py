@@ -41,6 +41,9 @@ TFLITE_TO_NUMPY: dict[int, np.dtype] = {
 }
 
 
+# Every element type of the schema, code → name (STRING, INT4, ... included).
+TENSOR_TYPE_NAMES: dict[int, str] = {v: k for k, v in schema_enum_members(SchemaTensorType).items()}
+
 # Union member name (= options table name) ↔ BuiltinOptions code.
 OPTIONS_CODES: dict[str, int] = schema_enum_members(BuiltinOptions)
 OPTIONS_NAMES: dict[int, str] = {v: k for k, v in OPTIONS_CODES.items()}
