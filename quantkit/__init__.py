@@ -20,9 +20,11 @@ from quantkit.presets import Preset  # noqa: E402
 from quantkit.converter import RepresentativeDataset, TargetSpec, TFLiteConverter  # noqa: E402
 from quantkit.types import (ConversionError, Granularity, NotYetSupportedError,  # noqa: E402
                             Optimize, OpsSet)
+from quantkit import bench  # noqa: E402
+from quantkit.bench import benchmark  # noqa: E402
 
 from quantkit._version import __version__  # noqa: E402
 
 __all__ = ["TFLiteConverter", "TargetSpec", "RepresentativeDataset", "Optimize", "OpsSet",
            "Granularity", "Preset", "CalibrationOptions", "CalibrationStats", "ObserverKind",
-           "datasets", "litert", "ConversionError", "NotYetSupportedError", "__version__"]
+           "datasets", "litert", "bench", "benchmark", "ConversionError", "NotYetSupportedError", "__version__"]
