@@ -12,7 +12,9 @@ looks like a quarter); a score axis at least ``MIN_SPAN`` of the score's scale t
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
+import sys
 from typing import Any, Callable
 
 from quantkit.bench.types import Converter, ModelSummary, Result, Row
@@ -79,10 +81,17 @@ def y_limits(values: list[float], score: Score) -> tuple[float, float]:
     return low, top + pad
 
 
-def _panel(ax: Any, model: ModelSummary, score: Score, rows: list[Row], modes: list[str],
-           unit: float, unit_name: str) -> None:
+def _size_unit(rows: list[Row]) -> tuple[float, str]:
+    """KB, or MB from 2 MB on (each model its own: a 60 KB model is not 0.06 MB)."""
+    largest = max([r.size_bytes for r in rows if not r.failed] or [1])
+    return (2**20, "MB") if largest >= 2 * 2**20 else (1024, "KB")
+
+
+def _panel(ax: Any, model: ModelSummary, score: Score, rows: list[Row],
+           modes: list[str]) -> None:
     from matplotlib.ticker import FuncFormatter
 
+    unit, unit_name = _size_unit(rows)
     factor = 100.0 if score.fraction else 1.0
     shown = [r for r in rows if not r.failed and getattr(r, score.field) is not None]
     cap = score.cap
@@ -131,15 +140,36 @@ def _legend_handles(modes: list[str], converters: list[str]) -> list[Any]:
     return handles
 
 
+def _shown_by_ipython(figure_type: type) -> None:
+    """In IPython/Jupyter, show a returned Figure as PNG (matplotlib's inline backend
+    registers that only once pyplot has made a figure; this one is made without pyplot, so
+    that scripts accumulate no figures)."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    if shell is None:
+        return
+    formatter = shell.display_formatter.formatters["image/png"]
+    try:
+        formatter.lookup_by_type(figure_type)
+    except KeyError:
+        formatter.for_type(figure_type, png)
+
+
+def png(fig: Any) -> bytes:
+    """The figure as PNG bytes (100 dpi)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
 def figure(result: Result) -> Any:
-    """The figure (a matplotlib Figure; ``.savefig(path)`` or shown in a notebook)."""
+    """The figure (a matplotlib Figure; ``.savefig(path)``; shown when a notebook cell
+    returns it)."""
     import matplotlib
     from matplotlib.figure import Figure
 
+    _shown_by_ipython(Figure)
     modes = list(dict.fromkeys(r.mode for r in result.rows if r.converter != "input"))
     converters = list(dict.fromkeys(r.converter for r in result.rows))
-    sizes = [r.size_bytes for r in result.rows if not r.failed] or [1]
-    unit, unit_name = (2**20, "MB") if max(sizes) >= 2 * 2**20 else (1024, "KB")
     panels = [(m, score) for m in result.models for score in scores_for(m)]
     count = len(panels)
     cols = 2 if all(len(scores_for(m)) == 2 for m in result.models) else min(count, 3)
@@ -154,8 +184,7 @@ def figure(result: Result) -> Any:
         for ax in axes.flat[count:]:
             ax.set_visible(False)
         for ax, (model, score) in zip(axes.flat, panels):
-            _panel(ax, model, score, [r for r in result.rows if r.model == model.name], modes,
-                   unit, unit_name)
+            _panel(ax, model, score, [r for r in result.rows if r.model == model.name], modes)
         fig.legend(handles=_legend_handles(modes, converters), loc="outside right center",
                    frameon=False)
         fig.suptitle("Accuracy vs size, every mode" + (

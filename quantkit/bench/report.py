@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import os
@@ -165,11 +164,9 @@ def from_json(data: dict) -> Result:
 
 
 def png_bytes(result: Result) -> bytes:
-    from quantkit.bench.plot import figure
+    from quantkit.bench.plot import figure, png
 
-    buffer = io.BytesIO()
-    figure(result).savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return png(figure(result))
 
 
 def write_all(result: Result, out_dir: str) -> list[str]:
