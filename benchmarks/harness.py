@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import quantkit  # noqa: E402
 from benchmarks.models import ALL, BY_NAME, QUICK, BenchModel  # noqa: E402
-from quantkit.bench import measure, report  # noqa: E402
+from quantkit.bench import report  # noqa: E402
 from quantkit.bench.run import machine_info, measure_source  # noqa: E402
 from quantkit.bench.source import load  # noqa: E402
 from quantkit.bench.types import ModelSummary, Result, Row, Settings  # noqa: E402
@@ -50,7 +50,7 @@ def benchmark_model(entry: BenchModel, presets: list[quantkit.Preset], settings:
     data = entry.build(count)
     source = dataclasses.replace(load(data.model, entry.name), description=entry.description)
     inputs = [np.asarray(data.test_inputs, np.float32)]
-    ref = measure.Reference(inputs, source.predict(inputs), data.test_labels)
+    ref = source.reference(inputs, data.test_labels)
     return measure_source(source, [np.asarray(data.calibration, np.float32)], ref, presets,
                           True, settings, log)
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import quantkit
-from quantkit import litert
 from quantkit.bench import BenchError, Converter, Settings, plot, report
 from quantkit.cli import main
 
@@ -195,3 +194,22 @@ def test_plot_has_no_point_labels_and_one_font_size(digits):
     assert sizes == {plot.FONT_SIZE}
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels[:3] == ["float32", "int8", "uint8_io"] and "tf.lite (hollow)" in labels
+
+
+def test_two_inputs_two_outputs_matched_by_name():
+    """TF's converter orders a Keras model's inputs and outputs its own way (meta before
+    image): data, calibration and outputs are matched by name, so both converters' rows
+    equal the float model."""
+    from tests.models import two_in_two_out
+
+    rng = np.random.default_rng(0)
+    data = {"image": rng.uniform(0, 1, (24, 16, 16, 3)).astype(np.float32),
+            "meta": rng.normal(size=(24, 5)).astype(np.float32)}
+    result = quantkit.benchmark(two_in_two_out(), {k: v[8:] for k, v in data.items()},
+                                calibration={k: v[:8] for k, v in data.items()},
+                                modes=["float32", "int8"], with_tf=True, settings=FAST)
+    rows = {(r.mode, r.converter): r for r in result.rows}
+    assert len(rows) == 4 and all(r.error is None for r in rows.values())
+    for converter in ("quantkit", "tf.lite"):
+        assert rows["float32", converter].sqnr_db > 60  # the lower of the two outputs
+        assert rows["int8", converter].sqnr_db > 8

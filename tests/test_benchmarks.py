@@ -78,7 +78,7 @@ def test_harness_writes_rows_for_both_converters(tmp_path):
 def test_failed_conversion_is_a_row_not_a_crash():
     data = _tiny(4)
     source = load(data.model, "tiny")
-    ref = measure.Reference([data.test_inputs], source.predict([data.test_inputs]))
+    ref = source.reference([data.test_inputs])
     # No calibration samples: quantkit refuses to calibrate int8 (TF writes a model anyway);
     # the failure is quantkit's row, and tf.lite's row is still measured after it.
     empty = representative([data.calibration[:0]])

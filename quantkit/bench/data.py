@@ -96,11 +96,17 @@ def load_inputs(data: Any, inputs: tuple[InputSpec, ...], what: str = "data",
             or np.issubdtype(spec.dtype, np.floating) else a for spec, a in zip(inputs, arrays)]
 
 
-def representative(arrays: list[np.ndarray]) -> Callable[[], Iterable[list[np.ndarray]]]:
-    """A representative dataset yielding ``[x1[i:i+1], x2[i:i+1], ...]`` in input order (both
-    converters take list samples)."""
-    def samples() -> Iterable[list[np.ndarray]]:
-        return ([a[i:i + 1] for a in arrays] for i in range(len(arrays[0])))
+def representative(arrays: list[np.ndarray],
+                   names: Iterable[str] = ()) -> Callable[[], Iterable[Any]]:
+    """A representative dataset: samples ``[x[i:i+1]]`` for one input, dicts by input name
+    for several (TF's converter orders a Keras model's inputs its own way; both converters
+    take dicts by name)."""
+    names = list(names)
+
+    def samples() -> Iterable[Any]:
+        for i in range(len(arrays[0])):
+            rows = [a[i:i + 1] for a in arrays]
+            yield dict(zip(names, rows)) if len(rows) > 1 else rows
     return samples
 
 

@@ -25,26 +25,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from quantkit.bench.source import SourceModel
-from quantkit.bench.types import BenchError, Converter, Row, Settings, SourceKind
+from quantkit.bench.types import BenchError, Converter, Reference, Row, Settings, SourceKind
 from quantkit.metrics import accuracy, sqnr_db, top1_agreement
 
 ROUNDS = 5  # latency rounds the ratio's noise range is taken over
-
-
-@dataclasses.dataclass(frozen=True)
-class Reference:
-    """What every row is scored against: the test inputs and the float model's outputs."""
-
-    inputs: list[np.ndarray]
-    outputs: list[np.ndarray]
-    labels: np.ndarray | None = None
-    metric: Callable[[np.ndarray, np.ndarray], float] | None = None
-
-    @property
-    def classes(self) -> bool:
-        """The first output is a vector of class scores (top-1 agreement means something)."""
-        first = self.outputs[0]
-        return first.ndim == 2 and first.shape[1] > 1
 
 
 class PeakRSS:
@@ -124,24 +108,37 @@ def convert(source: SourceModel, converter: Converter, preset: Any,
     return blob, convert_s, calibrate_s, memory.peak_increase_mb
 
 
-def _aligned(reference: list[np.ndarray], outputs: list[np.ndarray]) -> list[np.ndarray]:
-    """``outputs`` in the reference's order: as given where the shapes agree, else each
-    matched to the one output of the reference's shape."""
-    if [o.shape for o in outputs] == [r.shape for r in reference]:
+def _fed(runner: Any, ref: Reference) -> list[np.ndarray]:
+    """The test inputs in the runner's input order: by name where the names agree (TF's
+    converter orders a Keras model's inputs its own way), else as they are."""
+    if len(ref.inputs) > 1 and sorted(runner.input_names) == sorted(ref.input_names):
+        by_name = dict(zip(ref.input_names, ref.inputs))
+        return [by_name[n] for n in runner.input_names]
+    return ref.inputs
+
+
+def _aligned(ref: Reference, names: list[str], outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """``outputs`` in the reference's order: by name where the names agree, else as given
+    where the shapes do, else each matched to the one output of the reference's shape."""
+    if len(outputs) > 1 and sorted(names) == sorted(ref.output_names):
+        by_name = dict(zip(names, outputs))
+        return [by_name[n] for n in ref.output_names]
+    if [o.shape for o in outputs] == [r.shape for r in ref.outputs]:
         return outputs
     by_shape = {o.shape: o for o in outputs}
-    if len(outputs) != len(reference) or len(by_shape) != len(outputs) \
-            or any(r.shape not in by_shape for r in reference):
+    if len(outputs) != len(ref.outputs) or len(by_shape) != len(outputs) \
+            or any(r.shape not in by_shape for r in ref.outputs):
         raise BenchError(f"outputs {[o.shape for o in outputs]} do not match the float "
-                         f"model's {[r.shape for r in reference]}")
-    return [by_shape[r.shape] for r in reference]
+                         f"model's {[r.shape for r in ref.outputs]}")
+    return [by_shape[r.shape] for r in ref.outputs]
 
 
 def score(blob: bytes, ref: Reference, threads: int) -> dict[str, float | None]:
     """The row's fields that compare its LiteRT outputs with the float model's."""
     from quantkit.litert import Runner
 
-    outputs = _aligned(ref.outputs, Runner(blob, threads).run_all(ref.inputs))
+    runner = Runner(blob, threads)
+    outputs = _aligned(ref, runner.output_names, runner.run_all(_fed(runner, ref)))
     first = outputs[0]
     truth = ref.labels if ref.labels is not None else ref.outputs[0]
     return {
@@ -152,7 +149,7 @@ def score(blob: bytes, ref: Reference, threads: int) -> dict[str, float | None]:
     }
 
 
-def latencies(blobs: list[bytes], sample: list[np.ndarray],
+def latencies(blobs: list[bytes], ref: Reference,
               settings: Settings) -> list[list[list[float]]]:
     """Seconds per invoke of each model in each of ``ROUNDS`` rounds: per round fresh
     interpreters (a model's speed moves by a few % with where its buffers land), the models
@@ -166,7 +163,7 @@ def latencies(blobs: list[bytes], sample: list[np.ndarray],
         order = [(i + round_) % len(blobs) for i in range(len(blobs))]
         runners = {i: Runner(blobs[i], settings.threads) for i in order}
         for runner in runners.values():
-            runner.feed(sample)
+            runner.feed([x[:1] for x in _fed(runner, ref)])  # the first test sample
             for _ in range(settings.warmup_invokes):
                 runner.interpreter.invoke()
         spent: dict[int, list[float]] = {i: [] for i in order}
@@ -232,7 +229,7 @@ def measure_mode(source: SourceModel, preset: Any, converters: list[Converter],
     timed = [i for i, blob in enumerate(blobs) if blob is not None]
     if not timed:
         return rows
-    times = latencies([blobs[i] for i in timed], [x[:1] for x in ref.inputs], settings)
+    times = latencies([blobs[i] for i in timed], ref, settings)
     for i, spent in zip(timed, times):
         pooled = sum(spent, [])
         rows[i] = dataclasses.replace(rows[i], latency_ms=1e3 * statistics.median(pooled),

@@ -11,8 +11,8 @@ import numpy as np
 from quantkit.bench import data as bench_data
 from quantkit.bench import measure, report
 from quantkit.bench.source import SourceModel, load
-from quantkit.bench.types import (BenchError, Converter, ModelSummary, Result, Row, Settings,
-                                  SourceKind)
+from quantkit.bench.types import (BenchError, Converter, ModelSummary, Reference, Result, Row,
+                                  Settings, SourceKind)
 from quantkit.metrics import accuracy
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,13 @@ def _presets(modes: Iterable[Any] | None) -> list[Any]:
 
 
 def measure_source(source: SourceModel, calibration: list[np.ndarray] | Callable | None,
-                   ref: measure.Reference, modes: Sequence[Any], with_tf: bool,
+                   ref: Reference, modes: Sequence[Any], with_tf: bool,
                    settings: Settings, progress: Log | None = None,
                    metric_name: str | None = None) -> tuple[ModelSummary, list[Row]]:
     """Every mode's rows for one model (and first, for a .tflite, the model itself)."""
     progress = progress or log.info
     dataset = (calibration if calibration is None or callable(calibration)
-               else bench_data.representative(calibration))
+               else bench_data.representative(calibration, ref.input_names))
     count = 0 if dataset is None else sum(1 for _ in dataset())
     first = ref.outputs[0]
     summary = ModelSummary(
@@ -130,13 +130,10 @@ def benchmark(model: Any, data: Any, *, calibration: Any = None, labels: Any = N
         raise BenchError(f"modes {', '.join(p.value for p in presets if p.spec.calibrated)} "
                          f"need calibration data")
     truncated = test_samples is not None
-    ref = measure.Reference(
-        inputs, source.predict(inputs),
-        None if labels is None else bench_data.load_labels(labels, len(inputs[0]), truncated))
-    metric_name = None
-    if metric is not None:
-        metric_name, function = bench_data.load_metric(metric)
-        ref = measure.Reference(ref.inputs, ref.outputs, ref.labels, function)
+    metric_name, function = (None, None) if metric is None else bench_data.load_metric(metric)
+    ref = source.reference(
+        inputs, None if labels is None else bench_data.load_labels(labels, len(inputs[0]),
+                                                                   truncated), function)
     summary, rows = measure_source(source, calib, ref, presets, with_tf, settings, progress,
                                    metric_name)
     result = Result(machine_info(), command, settings, (summary,), tuple(rows))

@@ -8,11 +8,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from quantkit.bench.types import BenchError, Converter, InputSpec, SourceKind
+from quantkit.bench.types import BenchError, Converter, InputSpec, Reference, SourceKind
 
 # Why a converter cannot read the model, by (source kind, converter).
 UNSUPPORTED: dict[tuple[SourceKind, Converter], str] = {
@@ -50,17 +50,31 @@ class SourceModel:
             raise BenchError(UNSUPPORTED[self.kind, converter])
         return reader(self.model)
 
-    def predict(self, inputs: list[np.ndarray], batch: int = 64) -> list[np.ndarray]:
-        """The float model's outputs on ``inputs`` (arrays in ``self.inputs`` order)."""
+    def predict(self, inputs: list[np.ndarray],
+                batch: int = 64) -> tuple[tuple[str, ...], list[np.ndarray]]:
+        """The float model's output names and outputs on ``inputs`` (arrays in
+        ``self.inputs`` order). The names are those converted models give the outputs: a
+        Keras model's ``output_<i>``, a signature's keys (sorted, as TF's converter orders
+        them), a .tflite's own."""
         if self.kind == SourceKind.KERAS:
             out = self.model.predict(inputs if len(inputs) > 1 else inputs[0],
                                      batch_size=batch, verbose=0)
-            return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+            outputs = [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+            return tuple(f"output_{i}" for i in range(len(outputs))), outputs
         if self.kind == SourceKind.SAVED_MODEL:
             return _saved_model_outputs(self.model, self.inputs, inputs, batch)
         from quantkit.litert import Runner
 
-        return Runner(self.model).run_all(inputs, batch)
+        runner = Runner(self.model)
+        by_name = dict(zip((s.name for s in self.inputs), inputs))
+        return tuple(runner.output_names), runner.run_all([by_name[n] for n in runner.input_names])
+
+    def reference(self, inputs: list[np.ndarray], labels: np.ndarray | None = None,
+                  metric: Callable | None = None) -> Reference:
+        """The float model's outputs on ``inputs``, what every row is scored against."""
+        names, outputs = self.predict(inputs)
+        return Reference(tuple(s.name for s in self.inputs), inputs, names, outputs, labels,
+                         metric)
 
 
 def load(model: Any, name: str | None = None) -> SourceModel:
@@ -129,7 +143,7 @@ def _saved_model(path: str, name: str) -> SourceModel:
 
 
 def _saved_model_outputs(path: str, specs: tuple[InputSpec, ...], inputs: list[np.ndarray],
-                         batch: int) -> list[np.ndarray]:
+                         batch: int) -> tuple[tuple[str, ...], list[np.ndarray]]:
     """The serving signature's outputs, sorted by name (the order TF's converter writes)."""
     import tensorflow as tf
 
@@ -138,7 +152,8 @@ def _saved_model_outputs(path: str, specs: tuple[InputSpec, ...], inputs: list[n
     for start in range(0, len(inputs[0]), batch):
         feed = {s.name: tf.constant(x[start:start + batch], s.dtype) for s, x in zip(specs, inputs)}
         chunks.append({k: v.numpy() for k, v in signature(**feed).items()})
-    return [np.concatenate([c[k] for c in chunks]) for k in sorted(chunks[0])]
+    names = tuple(sorted(chunks[0]))
+    return names, [np.concatenate([c[k] for c in chunks]) for k in names]
 
 
 def _tflite(path: str, name: str) -> SourceModel:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Callable
 
 import numpy as np
 
@@ -29,6 +30,25 @@ class InputSpec:
     name: str
     shape: tuple[int | None, ...]
     dtype: np.dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """What every row is scored against: the test inputs and the float model's outputs (in
+    its order, with the names the converted models' signatures give them)."""
+
+    input_names: tuple[str, ...]
+    inputs: list[np.ndarray]
+    output_names: tuple[str, ...]
+    outputs: list[np.ndarray]
+    labels: np.ndarray | None = None
+    metric: Callable[[np.ndarray, np.ndarray], float] | None = None
+
+    @property
+    def classes(self) -> bool:
+        """The first output is a vector of class scores (top-1 agreement means something)."""
+        first = self.outputs[0]
+        return first.ndim == 2 and first.shape[1] > 1
 
 
 @dataclasses.dataclass(frozen=True)
