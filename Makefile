@@ -26,10 +26,11 @@ mutation: $(STAMP)
 	$(PY) -m pytest -q -p tests.mutation
 
 # The quick subset of the benchmark harness (MNIST and digits CNNs, MobileNetV3Small at 96 px;
-# every mode, quantkit and tf.lite side by side) into benchmarks/results/;
-# `$(PY) -m benchmarks.harness --all` runs the whole matrix.
+# every mode, quantkit and tf.lite side by side) into benchmarks/results/latest/ (untracked).
+# The committed results are refreshed deliberately: `$(PY) -m benchmarks.harness --out
+# benchmarks/results`; `--all --out benchmarks/results/all` runs the whole matrix.
 bench: $(STAMP)
-	$(PY) -m benchmarks.harness --out benchmarks/results
+	$(PY) -m benchmarks.harness
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -30,22 +30,25 @@ _EXPORTS: dict[str, str] = {
     "CalibrationOptions": "quantkit.calibrate",
     "CalibrationStats": "calibration",
     "ObserverKind": "calibration",
+    "benchmark": "quantkit.bench",
 }
-_SUBMODULES = ("datasets", "litert")
+# Submodules, and whether they need TF (imported first, without its banner).
+_SUBMODULES = {"datasets": False, "litert": False, "bench": True}
 
 __all__ = [*_EXPORTS, *_SUBMODULES, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        value: Any = importlib.import_module(f"quantkit.{name}")
-    elif name in _EXPORTS:
+    if name not in _SUBMODULES and name not in _EXPORTS:
+        raise AttributeError(f"module 'quantkit' has no attribute {name!r}")
+    if _SUBMODULES.get(name, True):
         from quantkit._tf_import import import_tensorflow
 
         import_tensorflow()  # without the native banner TF prints whatever the log level
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBMODULES:
+        value: Any = importlib.import_module(f"quantkit.{name}")
     else:
-        raise AttributeError(f"module 'quantkit' has no attribute {name!r}")
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
 

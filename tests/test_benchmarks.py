@@ -1,5 +1,6 @@
-"""The benchmark harness (``benchmarks.harness``) end to end on a tiny model: quantkit and
-tf.lite rows for a data-free and a calibrated mode, and its three outputs."""
+"""The benchmark harness (``benchmarks.harness``, over ``quantkit.bench``) end to end on a
+tiny model: quantkit and tf.lite rows for a data-free and a calibrated mode, and its three
+outputs."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import keras
 import numpy as np
 
 import quantkit
-from benchmarks import harness, report
+from benchmarks import harness
 from benchmarks.models import BenchModel, ModelData
+from quantkit.bench import Converter, measure, report
+from quantkit.bench.data import representative
+from quantkit.bench.source import load
+
+CONVERTERS = [c.value for c in (Converter.QUANTKIT, Converter.TF_LITE)]
 
 MODES = [quantkit.Preset.FLOAT32, quantkit.Preset.INT8]
 
@@ -40,10 +46,10 @@ def test_harness_writes_rows_for_both_converters(tmp_path):
 
     data = json.loads((tmp_path / report.JSON_NAME).read_text())
     assert data["machine"]["cpu_count"] >= 1 and data["machine"]["tensorflow"]
-    assert data["models"][0]["labelled"] and data["models"][0]["keras_accuracy"] == 1.0
+    assert data["models"][0]["labelled"] and data["models"][0]["float_accuracy"] == 1.0
     rows = data["rows"]
     assert {(r["mode"], r["converter"]) for r in rows} == {
-        (m.value, c) for m in MODES for c in harness.CONVERTERS}
+        (m.value, c) for m in MODES for c in CONVERTERS}
     for row in rows:
         assert row["error"] is None, row
         assert row["size_bytes"] > 0 and row["op_count"] > 0
@@ -51,6 +57,7 @@ def test_harness_writes_rows_for_both_converters(tmp_path):
                                             and row["sqnr_db"] > 10)  # "inf": equal outputs
         assert 0.8 <= row["top1_agreement"] <= 1.0 and 0.8 <= row["accuracy"] <= 1.0
         assert row["latency_ms"] > 0 and row["latency_invokes"] == 5 and row["threads"] == 1
+        assert (row["latency_ratio"] is not None) == (row["converter"] == "quantkit")
         assert row["convert_s"] > 0 and row["peak_mem_mb"] is not None
         calibrated = row["mode"] == "int8" and row["converter"] == "quantkit"
         assert (row["calibrate_s"] is not None) == calibrated
@@ -60,7 +67,7 @@ def test_harness_writes_rows_for_both_converters(tmp_path):
 
     table = (tmp_path / report.MARKDOWN_NAME).read_text()
     for mode in MODES:
-        for converter in harness.CONVERTERS:
+        for converter in CONVERTERS:
             assert f"| tiny | {mode.value} | {converter} |" in table
     assert "| n/a |" in table  # tf.lite's calibration time
 
@@ -68,15 +75,19 @@ def test_harness_writes_rows_for_both_converters(tmp_path):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
 
 
-def test_failed_conversion_is_a_row_not_a_crash(tmp_path):
+def test_failed_conversion_is_a_row_not_a_crash():
     data = _tiny(4)
-    reference = data.model.predict(data.test_inputs, verbose=0)
-    # No calibration samples: both converters fail to calibrate int8.
-    empty = ModelData(data.model, data.calibration[:0], data.test_inputs, data.test_labels)
-    row = harness.measure("tiny", empty, reference, quantkit.Preset.INT8, "quantkit",
-                          harness.Settings(invokes=3))
-    assert row.size_bytes is None and row.error.startswith("conversion: ")
-    assert "failed" in report.markdown_table([row])
+    source = load(data.model, "tiny")
+    ref = source.reference([data.test_inputs])
+    # No calibration samples: quantkit refuses to calibrate int8 (TF writes a model anyway);
+    # the failure is quantkit's row, and tf.lite's row is still measured after it.
+    empty = representative([data.calibration[:0]])
+    rows = measure.measure_mode(source, quantkit.Preset.INT8,
+                                [Converter.QUANTKIT, Converter.TF_LITE], empty, ref,
+                                harness.Settings(invokes=3))
+    assert rows[0].failed and rows[0].error.startswith("conversion: ")
+    assert rows[1].converter == "tf.lite" and rows[1].latency_ms > 0
+    assert "failed: conversion: " in report.markdown_table(rows)
 
 
 def test_batchnorm_statistics_from_data():

@@ -142,6 +142,29 @@ def test_compare(work, pair, capsys):
     assert "size: A " in out and "B/A" in out and "median latency per sample" in out
 
 
+def test_compare_labels_json(work, pair, capsys):
+    """``--labels`` gives each model's accuracy, ``--json`` the same report as JSON. The
+    labels are the Keras model's own classes, so the float model scores 1.0 and the int8
+    one its top-1 agreement with Keras."""
+    d = work["dir"]
+    keras_classes = work["model"](work["x"]).numpy().argmax(1)
+    np.save(d / "out" / "classes.npy", keras_classes)
+    code, out, err = _run(capsys, "compare", pair["float32"], pair["int8"], "--data",
+                          d / "calib.npy", "--labels", d / "out" / "classes.npy", "--samples",
+                          20, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["samples"] == 20 and report["threads"] == 1
+    assert report["a"]["accuracy"] == 1.0 and report["b"]["accuracy"] >= 0.9
+    assert report["b"]["size_bytes"] == pair["int8"].stat().st_size
+    [output] = report["outputs"]
+    assert output["shape"] == [5] and output["sqnr_db"] > 25.0
+    assert output["top1_agreement"] == report["b"]["accuracy"]  # labels = Keras' classes
+    code, out, _ = _run(capsys, "compare", pair["float32"], pair["int8"], "--data",
+                        d / "calib.npy", "--labels", d / "out" / "classes.npy")
+    assert code == 0 and "accuracy (24 labels): A 1.0000, B " in out
+
+
 def _bad_inputs(d):
     model = d / "model.keras"
     return {

@@ -81,12 +81,14 @@ def _check_quickstart(text: str, images: int) -> None:
 
 def _check_accuracy_vs_size(text: str, images: int) -> None:
     assert images == 1, "the accuracy-vs-size plot"
-    # One row per preset and converter: preset, converter, KiB, accuracy, SQNR.
-    rows = re.findall(r"\n +(\w+) +(quantkit|tf\.lite) +([\d.]+) +([\d.]+) +([\d.]+|inf)", text)
+    # quantkit.bench's Markdown table: model | mode | converter | size (KB) | ops | accuracy
+    # | SQNR (dB) | ...
+    rows = re.findall(r"\n\| \w+ \| (\w+) \| (quantkit|tf\.lite) \| ([\d,.]+) \| \d+ \| "
+                      r"([\d.]+) \| ([\d.]+|inf) \|", text)
     assert {(p, c) for p, c, *_ in rows} == {(p.value, c) for p in quantkit.Preset
                                              for c in ("quantkit", "tf.lite")}, text
     assert all(float(acc) > 0.85 for *_, acc, _ in rows), text
-    kib = {(p, c): float(size) for p, c, size, *_ in rows}
+    kib = {(p, c): float(size.replace(",", "")) for p, c, size, *_ in rows}
     for converter in ("quantkit", "tf.lite"):
         assert kib["int8", converter] < 0.4 * kib["float32", converter], text
         assert kib["float16", converter] < 0.6 * kib["float32", converter], text

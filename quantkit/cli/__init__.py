@@ -1,8 +1,9 @@
-"""The ``quantkit`` command line: ``convert``, ``inspect`` and ``compare``.
+"""The ``quantkit`` command line: ``convert``, ``inspect``, ``compare`` and ``bench``.
 
     quantkit convert model.keras --mode int8 --calibration calib.npz -o model_int8.tflite
     quantkit inspect model_int8.tflite
     quantkit compare model_float32.tflite model_int8.tflite --data calib.npz
+    quantkit bench model.keras --calibration calib.npz --data test.npz --labels labels.npy
 
 Every user error (a missing, unreadable or corrupt file, an unknown mode, calibration data
 that does not fit the model, a conversion or calibration error) prints one line
@@ -36,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from quantkit.cli import compare, convert, inspect
+    from quantkit.cli import bench, compare, convert, inspect
 
     parser = _Parser(prog=PROG, description="quantkit: post-training quantization of "
                      "TensorFlow models to TFLite.")
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true",
                         help="on an unexpected error, show Python's traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (convert, inspect, compare):
+    for module in (convert, inspect, compare, bench):
         module.add_parser(sub)
     return parser
 

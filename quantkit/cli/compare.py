@@ -1,5 +1,6 @@
 """``quantkit compare A.tflite B.tflite --data DATA``: B against A (the reference) on the same
-samples, in LiteRT: per output SQNR and top-1 agreement, sizes, median latency.
+samples, in LiteRT: per output SQNR and top-1 agreement, sizes, median latency, and with
+``--labels`` each model's accuracy; ``--json`` prints the same as JSON.
 
 Integer model inputs are quantized with the model's own parameters and integer outputs
 dequantized, so a float model and its quantized version compare directly.
@@ -8,6 +9,7 @@ dequantized, so a float model and its quantized version compare directly.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from typing import Any
@@ -32,32 +34,32 @@ def add_parser(subparsers: Any) -> None:
                    help=f"at most N samples (default {DEFAULT_SAMPLES})")
     p.add_argument("--threads", type=int, default=1,
                    help="LiteRT threads for both models (default 1)")
+    p.add_argument("--labels", metavar="LABELS",
+                   help="class index per sample (.npy, .npz, .txt or .csv): each model's "
+                        "accuracy (arg-max of its first output)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_data_options(p)
     p.set_defaults(run=run)
 
 
 class Runner:
-    """One model in a LiteRT interpreter, run one sample at a time."""
+    """One model in a LiteRT interpreter (``quantkit.litert.Runner``), run one sample at a
+    time and timed."""
 
     def __init__(self, path: str, threads: int):
-        from ai_edge_litert.interpreter import Interpreter
-
+        from quantkit import litert
         from quantkit._tf_import import native_banners_filtered
         from quantkit.cli.inspect import read
 
         self.path = path
-        self.data, info = read(path)  # a clear error for a missing or corrupt file
+        self.data, _ = read(path)  # a clear error for a missing or corrupt file
         try:
             with native_banners_filtered():  # LiteRT announces its XNNPACK delegate
-                self.interpreter = Interpreter(model_content=self.data, num_threads=threads)
-                self.interpreter.allocate_tensors()
-            self.inputs = self.interpreter.get_input_details()
-            self.outputs = self.interpreter.get_output_details()
+                self.model = litert.Runner(self.data, threads)
         except Exception as e:
             raise CliError(f"{path}: LiteRT cannot load it ({one_line(e)[:200]})") from None
-        sig = info.signatures[0] if info.signatures else None
-        self.input_names = _names(self.inputs, sig.inputs if sig else {})
-        self.output_names = _names(self.outputs, sig.outputs if sig else {})
+        self.inputs, self.outputs = self.model.inputs, self.model.outputs
+        self.input_names, self.output_names = self.model.input_names, self.model.output_names
 
     def model_inputs(self) -> list[ModelInput]:
         """The inputs as float data sources see them (integer IO is quantized here)."""
@@ -70,29 +72,18 @@ class Runner:
         return result
 
     def __call__(self, sample: Any) -> tuple[list[np.ndarray], float]:
-        from quantkit.litert import dequantize_output, quantize_input
+        from quantkit.litert import dequantize_output
 
         values = [sample[n] for n in self.input_names] if isinstance(sample, dict) else sample
         try:
-            for d, x in zip(self.inputs, values):
-                x = np.asarray(x)
-                if tuple(d["shape"]) != x.shape:
-                    self.interpreter.resize_tensor_input(d["index"], list(x.shape))
-                    self.interpreter.allocate_tensors()
-                self.interpreter.set_tensor(d["index"], quantize_input(x, d))
+            self.model.feed(values)
             start = time.perf_counter()
-            self.interpreter.invoke()
+            self.model.interpreter.invoke()
             seconds = time.perf_counter() - start
-            return [dequantize_output(self.interpreter.get_tensor(d["index"]), d)
+            return [dequantize_output(self.model.interpreter.get_tensor(d["index"]), d)
                     for d in self.outputs], seconds
         except Exception as e:  # a model LiteRT loads but cannot run, or data it refuses
             raise CliError(f"{self.path}: LiteRT cannot run it ({one_line(e)[:200]})") from None
-
-
-def _names(details: list[dict], by_name: dict[str, int]) -> list[str]:
-    """Each tensor's signature name (``by_name``: name → tensor index), else its own name."""
-    by_index = {index: name for name, index in by_name.items()}
-    return [by_index.get(d["index"], d["name"]) for d in details]
 
 
 def _check_compatible(a: Runner, b: Runner) -> None:
@@ -108,13 +99,9 @@ def _check_compatible(a: Runner, b: Runner) -> None:
                        f"{len(b.outputs)}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from quantkit.metrics import sqnr_db, top1_agreement
-
-    if args.threads < 1:
-        raise CliError(f"--threads {args.threads}: must be at least 1")
-    a, b = Runner(args.reference, args.threads), Runner(args.candidate, args.threads)
-    _check_compatible(a, b)
+def _measure(args: argparse.Namespace, a: Runner,
+             b: Runner) -> tuple[int, dict[str, list[np.ndarray]], dict[str, float]]:
+    """(samples, each model's outputs concatenated, each model's median ms per sample)."""
     source = make_source(args.data, a.model_inputs(), samples=args.samples,
                          scale=parse_fraction(args.scale), tfds_data_dir=args.tfds_data_dir,
                          tfds_key=args.tfds_key)
@@ -127,22 +114,72 @@ def run(args: argparse.Namespace) -> int:
             result, seconds = runner(sample)
             outputs[key].append(result)
             times[key].append(seconds)
-    count = len(outputs["a"])
-    print(f"A = {a.path}\nB = {b.path}\n{count} samples from {args.data}, "
-          f"{args.threads} thread(s)\n")
+    joined = {k: [np.concatenate(parts) for parts in zip(*v)] for k, v in outputs.items()}
+    return (len(outputs["a"]), joined,
+            {k: 1e3 * statistics.median(v) for k, v in times.items()})
+
+
+def _finite(value: float) -> float | str:
+    return value if np.isfinite(value) else "inf"  # JSON has no Infinity
+
+
+def summary(args: argparse.Namespace, a: Runner, b: Runner) -> dict[str, Any]:
+    """What ``compare`` reports, as plain data (``--json`` prints it as it is)."""
+    from quantkit.bench.data import load_labels
+    from quantkit.metrics import accuracy, sqnr_db, top1_agreement
+
+    count, outputs, latency = _measure(args, a, b)
+    labels = None
+    if args.labels:
+        try:
+            labels = load_labels(args.labels, count, truncated=True)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+    result: dict[str, Any] = {"samples": count, "data": args.data, "threads": args.threads,
+                              "outputs": []}
     for i, name in enumerate(a.output_names):
-        ref = np.concatenate([r[i] for r in outputs["a"]])
-        got = np.concatenate([r[i] for r in outputs["b"]])
+        ref, got = outputs["a"][i], outputs["b"][i]
         if ref.shape != got.shape:
             raise CliError(f"output {name!r}: A gives shape {ref.shape[1:]}, B {got.shape[1:]}")
-        line = f"output {name!r} {tuple(ref.shape[1:])}: SQNR {sqnr_db(ref, got):.2f} dB"
-        if ref.ndim == 2 and ref.shape[1] > 1:
-            line += f", top-1 agreement {100 * top1_agreement(ref, got):.1f} %"
-        print(line)
-    size_a, size_b = len(a.data), len(b.data)
-    print(f"size: A {size_a:,} bytes, B {size_b:,} bytes (B/A {size_b / size_a:.3f})")
-    lat_a, lat_b = (1e3 * statistics.median(times[k]) for k in ("a", "b"))
-    print(f"median latency per sample: A {lat_a:.3f} ms, B {lat_b:.3f} ms "
-          f"(B/A {lat_b / max(lat_a, 1e-9):.2f})")
-    return 0
+        classes = ref.ndim == 2 and ref.shape[1] > 1
+        result["outputs"].append({
+            "name": name, "shape": list(ref.shape[1:]), "sqnr_db": _finite(sqnr_db(ref, got)),
+            "top1_agreement": top1_agreement(ref, got) if classes else None})
+    for key, runner in (("a", a), ("b", b)):
+        result[key] = {"path": runner.path, "size_bytes": len(runner.data),
+                       "latency_ms": latency[key],
+                       "accuracy": None if labels is None else accuracy(outputs[key][0], labels)}
+    return result
 
+
+def render(s: dict[str, Any]) -> str:
+    a, b = s["a"], s["b"]
+    lines = [f"A = {a['path']}", f"B = {b['path']}",
+             f"{s['samples']} samples from {s['data']}, {s['threads']} thread(s)", ""]
+    for out in s["outputs"]:
+        sqnr = out["sqnr_db"]
+        line = (f"output {out['name']!r} {tuple(out['shape'])}: SQNR "
+                f"{sqnr if isinstance(sqnr, str) else format(sqnr, '.2f')} dB")
+        if out["top1_agreement"] is not None:
+            line += f", top-1 agreement {100 * out['top1_agreement']:.1f} %"
+        lines.append(line)
+    if a["accuracy"] is not None:
+        lines.append(f"accuracy ({s['samples']} labels): A {a['accuracy']:.4f}, B "
+                     f"{b['accuracy']:.4f} (B − A {100 * (b['accuracy'] - a['accuracy']):+.2f} "
+                     f"points)")
+    lines.append(f"size: A {a['size_bytes']:,} bytes, B {b['size_bytes']:,} bytes "
+                 f"(B/A {b['size_bytes'] / a['size_bytes']:.3f})")
+    ratio = b["latency_ms"] / max(a["latency_ms"], 1e-9)
+    lines.append(f"median latency per sample: A {a['latency_ms']:.3f} ms, B "
+                 f"{b['latency_ms']:.3f} ms (B/A {ratio:.2f})")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        raise CliError(f"--threads {args.threads}: must be at least 1")
+    a, b = Runner(args.reference, args.threads), Runner(args.candidate, args.threads)
+    _check_compatible(a, b)
+    s = summary(args, a, b)
+    print(json.dumps(s, indent=1) if args.json else render(s))
+    return 0
