@@ -489,6 +489,11 @@ def test_io_dtypes_and_shapes(case_id):
 
 @pytest.mark.parametrize("case_id", _params("numerics"))
 def test_numerics(case_id):
+    """LiteRT's output (with XNNPACK and with the builtin kernels) against TF's.
+
+    The ``Shape`` row's output is its input's shape, whatever the values: fed other values of
+    the same shape (``tests/mutation.py``) it still passes, as it should.
+    """
     conv = converted(case_id)
     expected = conv.subject.reference()
     assert_matches(conv.subject.run(conv.ours), expected)

@@ -5,7 +5,10 @@ calibration stage, quantized with int8 model IO and the INT8-only op set, and ru
 - structure: the op is there and no float tensor is left;
 - parameters: SHARED outputs carry their inputs' parameters, FIXED outputs the spec's,
   weights one scale per output channel and the bias ``s_input·s_weight``;
-- numerics: the dequantized output against the float graph in LiteRT (SQNR).
+- numerics: on fresh test data (another seed, drawn 1.25 × wider than the calibration data, so
+  some values fall outside the calibrated range), the dequantized output against what an
+  ideal quantized op gives: the float graph in LiteRT on the inputs clamped to their quantized
+  range, its output clamped to the output's (SQNR), and better than on shuffled test samples.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from quantkit.tflite_io import write_model
 from quantkit.tflite_io.reader import read_model
 from quantkit.types import (ConversionMode, Granularity, OpType, Padding, QuantMode,
                             TensorType)
-from tests.side_by_side import run_all
+from tests.side_by_side import INPUT_MATTERS_DB, flat, run_all
 
 F32 = np.dtype(np.float32)
 W = np.random.default_rng(7)
@@ -78,7 +81,7 @@ CASES: dict[OpType, Case] = {
     OpType.DEPTHWISE_CONV_2D: Case(
         OpType.DEPTHWISE_CONV_2D, [_IMG], [const("w", _w(1, 3, 3, 6)), const("b", _w(6))],
         o.DepthwiseConv2DOptions(Padding.VALID, depth_multiplier=2)),
-    OpType.FULLY_CONNECTED: Case(OpType.FULLY_CONNECTED, [(2, 5)],
+    OpType.FULLY_CONNECTED: Case(OpType.FULLY_CONNECTED, [(8, 5)],
                                  [const("w", _w(4, 5)), const("b", _w(4))],
                                  o.FullyConnectedOptions()),
     OpType.TRANSPOSE_CONV: Case(
@@ -172,7 +175,11 @@ ROWS = [(name, op_type) for name, (mode, _) in SCHEMES.items() for op_type in CA
 
 @pytest.mark.parametrize("scheme, op_type", ROWS, ids=[f"{s}-{t.name}" for s, t in ROWS])
 def test_rule(scheme, op_type):
-    """``SCHEMES``: each scheme's model IO, and its SQNR bar relative to the case's int8 one."""
+    """``SCHEMES``: each scheme's model IO, and its SQNR bar relative to the case's int8 one.
+
+    The SHAPE rows' integer output is the input's shape, whatever its values: fed other values
+    of the same shape (``tests/mutation.py``) they still pass, as they should.
+    """
     mode, sqnr_offset = SCHEMES[scheme]
     storage = scheme_for(mode)
     case, rule = CASES[op_type], INT8_RULES[op_type]
@@ -207,14 +214,63 @@ def test_rule(scheme, op_type):
         np.testing.assert_allclose(bias.quant.scales, np.float32(s_in) * np.float32(
             w.quant.scales), rtol=1e-6)
 
-    (xs,) = _calibration_data(case, 1)
-    expected, actual = run_all(float_model, xs), run_all(int_model, xs)
-    for ref, y in zip(expected, actual):
-        if case.int_output:
+    tests = _test_data(case)
+    in_ranges, out_ranges = _ranges(sub, sub.inputs), _ranges(sub, sub.outputs)
+    assert any(((x < lo) | (x > hi)).any() for xs in tests for x, (lo, hi) in
+               zip(xs, in_ranges)), "no test value outside the quantized range"
+    expected = [[np.clip(y, *r) for y, r in zip(
+        run_all(float_model, [np.clip(x, *r) for x, r in zip(xs, in_ranges)]), out_ranges)]
+        for xs in tests]
+    actual = [run_all(int_model, xs) for xs in tests]
+    if case.int_output:
+        for ref, y in zip(expected, actual):
             np.testing.assert_array_equal(y, ref)
-        else:
-            bar = case.min_sqnr + sqnr_offset
-            assert sqnr_db(ref, y) >= bar, f"SQNR {sqnr_db(ref, y):.1f} dB < {bar}"
+        return
+    wrong = [run_all(int_model, xs) for xs in tests[1:] + tests[:1]]  # shuffled samples
+    sqnr, shuffled_sqnr = (sqnr_db(flat(sum(expected, [])), flat(sum(ys, [])))
+                           for ys in (actual, wrong))
+    bar = case.min_sqnr + sqnr_offset
+    assert sqnr >= bar, f"SQNR {sqnr:.1f} dB < {bar}"
+    assert sqnr >= shuffled_sqnr + INPUT_MATTERS_DB, (sqnr, shuffled_sqnr)
+    # The samples drawn as the calibration ones were: against the float op itself, unclamped
+    # (ranges narrower than the calibration data's would clamp them).
+    plain = [i for i, k in enumerate(TEST_WIDENING) if k == 1.0]
+    float_sqnr = sqnr_db(flat(sum((run_all(float_model, tests[i]) for i in plain), [])),
+                         flat(sum((actual[i] for i in plain), [])))
+    assert float_sqnr >= bar, f"SQNR against the float op {float_sqnr:.1f} dB < {bar}"
+
+
+# Per test sample, how much wider than the calibration values its values are drawn.
+TEST_WIDENING = (1.0, 1.0, 1.25, 1.5, 2.0, 4.0)
+
+
+def _test_data(case: Case) -> list[list[np.ndarray]]:
+    """Samples unlike the calibration ones: another seed, values spread ``TEST_WIDENING`` ×
+    wider around the draw's median (in log space for a positive draw, which stays in the op's
+    domain), so some fall outside the calibrated range."""
+    def widen(x: np.ndarray, k: float) -> np.ndarray:
+        if x.min() > 0:
+            return np.exp(widen(np.log(x), k))
+        return np.median(x) + k * (x - np.median(x))
+
+    rng = np.random.default_rng(2)
+    return [[widen(case.draw(rng, shape), k).astype(np.float32) for shape in case.inputs]
+            for k in TEST_WIDENING]
+
+
+def _ranges(sub, indices: list[int]) -> list[tuple[float, float]]:
+    """The real range each tensor's quantization represents: ``s·(q − z)`` for q over the
+    integer type (unbounded for an unquantized tensor)."""
+    ranges = []
+    for i in indices:
+        t = sub.tensors[i]
+        if t.quant is None or not np.issubdtype(t.dtype, np.integer):
+            ranges.append((-np.inf, np.inf))
+            continue
+        info = np.iinfo(t.dtype)
+        (s,), (z,) = t.quant.scales, t.quant.zero_points
+        ranges.append((s * (info.min - z), s * (info.max - z)))
+    return ranges
 
 
 def test_per_tensor_weights_get_one_scale():
