@@ -31,6 +31,12 @@ _EXPORTS: dict[str, str] = {
     "CalibrationStats": "calibration",
     "ObserverKind": "calibration",
     "benchmark": "quantkit.bench",
+    "Recipe": "quantkit.recipe",
+    "Rule": "quantkit.recipe",
+    "Select": "quantkit.recipe",
+    "Settings": "quantkit.recipe",
+    "Precision": "quantkit.recipe",
+    "RangeMethod": "quantkit.recipe",
 }
 # Submodules, and whether they need TF (imported first, without its banner).
 _SUBMODULES = {"datasets": False, "litert": False, "bench": True}

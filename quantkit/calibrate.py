@@ -10,7 +10,7 @@ the per-channel input means that bias correction reads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from calibration import CalibrationStats, InputSpec, ObserverKind
 from quantkit.executor import GraphExecutor
 from quantkit.ir.graph import Graph, Tensor
 from quantkit.quantize import Means, Ranges
+from quantkit.recipe import RangeMethod
 from quantkit.types import ConversionError, OpType, Phase
 
 
@@ -67,10 +68,7 @@ def calibrate_graphs(graphs: list[Graph], dataset: Any,
     """Run ``dataset`` through the float ``graphs`` (one per signature); their statistics."""
     if options.batch_size is not None and options.batch_size < 1:
         raise ConversionError(Phase.CALIBRATION, f"batch_size={options.batch_size}: must be ≥ 1")
-    executors = {}
-    for graph in graphs:
-        graph.uniquify_names()
-        executors[graph.signature_key] = GraphExecutor(graph, observed_tensors(graph))
+    executors = {g.signature_key: GraphExecutor(g, observed_tensors(g)) for g in graphs}
     return calibration.calibrate(
         executors, dataset, {g.signature_key: input_specs(g) for g in graphs},
         observer=options.observer, batch_size=batch_rows(graphs, options),
@@ -105,11 +103,29 @@ RANGE_SETTERS: dict[ObserverKind, RangeSetter] = {
 }
 
 
-def ranges(stats: CalibrationStats, signature_key: str, options: CalibrationOptions) -> Ranges:
-    """(min, max) per tensor name of one signature, by the statistics' own observer kind."""
+# How a tensor's range method (a recipe's setting) reads its statistics.
+METHOD_SETTERS: dict[RangeMethod, RangeSetter] = {
+    RangeMethod.MIN_MAX: lambda s, _: (s.min, s.max),
+    RangeMethod.PERCENTILE: lambda s, o: calibration.percentile_range(s, o.percentile),
+}
+
+
+def ranges(stats: CalibrationStats, signature_key: str, options: CalibrationOptions,
+           methods: Mapping[str, RangeMethod] | None = None,
+           default: RangeMethod | None = None) -> Ranges:
+    """(min, max) per tensor name of one signature: by the tensor's range method in
+    ``methods``, else ``default``, else the statistics' own observer kind."""
     tensors = stats.for_signature(signature_key).tensors
-    setter = RANGE_SETTERS[ObserverKind(stats.observer)]
-    return {name: setter(s, options) for name, s in tensors.items()}
+    observer = ObserverKind(stats.observer)
+    chosen = {name: (methods or {}).get(name, default) for name in tensors}
+    for name, method in chosen.items():
+        if method is RangeMethod.PERCENTILE and observer is not ObserverKind.HISTOGRAM:
+            raise ConversionError(
+                Phase.CALIBRATION, f"tensor {name!r}: range method PERCENTILE needs histogram "
+                f"statistics, these are {observer.name}; calibrate with "
+                "CalibrationOptions(observer=ObserverKind.HISTOGRAM)")
+    return {name: (METHOD_SETTERS[chosen[name]] if chosen[name] else RANGE_SETTERS[observer])(
+        s, options) for name, s in tensors.items()}
 
 
 def means(stats: CalibrationStats, signature_key: str) -> Means:

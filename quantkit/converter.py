@@ -7,13 +7,14 @@ ValueErrors tagged with the stage.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import tensorflow as tf
 
-from calibration import CalibrationStats
+from calibration import CalibrationStats, ObserverKind
 from quantkit._version import __version__
 from quantkit.calibrate import CalibrationOptions, calibrate_graphs, means, ranges
 from quantkit.frontend import capture
@@ -23,8 +24,10 @@ from quantkit.ir.graph import Graph
 from quantkit.mode import resolve_mode
 from quantkit.passes import run_passes
 from quantkit.quantize import quantize_integer
+from quantkit.quantize.params import range_methods
 from quantkit.quantize.schemes import SCHEMES
 from quantkit.quantize.weight_only import quantize_dynamic_range, quantize_float16
+from quantkit.recipe import OpSettings, RangeMethod, Recipe, Settings
 from quantkit.tflite_io import write_model
 from quantkit.tflite_io.metadata import ModelType, model_description, model_metadata
 from quantkit.types import (
@@ -145,6 +148,9 @@ class TFLiteConverter:
         self.legacy_uint8 = False
         self.calibration = CalibrationOptions()
         self.calibration_statistics: CalibrationStats | None = None  # reuse a calibration
+        # quantkit's own: per-op overrides of the mode (precision, weight granularity, range
+        # method), e.g. TF's denylists as `Recipe.denylist(nodes, ops)`; see quantkit.recipe.
+        self.recipe = Recipe()
 
     # --- entry points -------------------------------------------------------------------
     @classmethod
@@ -207,21 +213,45 @@ class TFLiteConverter:
         """Convert the model; returns the TFLite flatbuffer as bytes."""
         mode = self.resolve_mode()
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY)
+        settings = self._settings(graphs, mode)
         if mode.quant in _REWRITES:
-            for graph in graphs:
-                _REWRITES[mode.quant](graph, mode)
+            graphs = [_REWRITES[mode.quant](graph, mode, settings) for graph in graphs]
         elif mode.quant in _CALIBRATED:
-            stats = self.calibration_statistics or self._calibrate(graphs)
-            for graph in graphs:
-                key = graph.signature_key
-                plan = quantize_integer(graph, ranges(stats, key, self.calibration), mode,
-                                             means(stats, key))
-                log.info("signature %r: %d ops quantized, %d left float", graph.signature_key,
-                         len(plan.quantized_ops), len(plan.float_ops))
+            graphs = self._quantize_integer(graphs, mode, settings)
         metadata = model_metadata(mode, self._model_type, self.allow_custom_ops,
                                   self.exclude_conversion_metadata)
         return write_model(graphs, description=model_description(__version__),
                            metadata=metadata)
+
+    def _settings(self, graphs: list[Graph], mode: ConversionMode) -> OpSettings:
+        """Each op's settings: the recipe's rules over the mode's defaults."""
+        if not isinstance(self.recipe, Recipe):
+            raise ConversionError(Phase.OPTIONS, f"recipe={self.recipe!r}: expected a "
+                                  "quantkit.Recipe")
+        if self.recipe.rules and mode.quant is QuantMode.FLOAT32:
+            raise ConversionError(Phase.OPTIONS, "a recipe is set, but nothing is quantized: "
+                                  "set `optimizations=[Optimize.DEFAULT]`")
+        return self.recipe.resolve(graphs, Settings())
+
+    def _quantize_integer(self, graphs: list[Graph], mode: ConversionMode,
+                          settings: OpSettings) -> list[Graph]:
+        """Calibrate (or reuse ``calibration_statistics``), then quantize each signature."""
+        stats = self.calibration_statistics or self._calibrate(graphs, settings)
+        # When only a recipe asks for histograms, every other tensor keeps the min/max range
+        # the configured observer would have given.
+        default = (RangeMethod.MIN_MAX if ObserverKind(stats.observer) is ObserverKind.HISTOGRAM
+                   and self.calibration.observer is ObserverKind.MIN_MAX else None)
+        quantized = []
+        for graph in graphs:
+            key = graph.signature_key
+            methods = range_methods(graph, settings)
+            new, plan = quantize_integer(
+                graph, ranges(stats, key, self.calibration, methods, default), mode,
+                means(stats, key), settings)
+            log.info("signature %r: %d ops quantized, %d left float", key,
+                     len(plan.quantized_ops), len(plan.float_ops))
+            quantized.append(new)
+        return quantized
 
     def calibrate(self) -> CalibrationStats:
         """Run the representative dataset through the float model; its statistics.
@@ -232,7 +262,8 @@ class TFLiteConverter:
         if self.representative_dataset is None:
             raise ConversionError(Phase.CALIBRATION, "calibrate() needs a "
                                   "`representative_dataset`")
-        return self._calibrate(self._float_graphs())
+        graphs = self._float_graphs()
+        return self._calibrate(graphs, self.recipe.resolve(graphs, Settings()))
 
     def _float_graphs(self, keep_offsets: bool = False) -> list[Graph]:
         graphs = []
@@ -240,20 +271,24 @@ class TFLiteConverter:
             graph = run_passes(lowered, keep_offsets)
             if not self.allow_custom_ops:
                 _check_no_leftover_custom_ops(graph)
-            graph.uniquify_names()  # statistics are kept by tensor name, saved ones too
             graphs.append(graph)
             log.info("signature %r: %d ops", graph.signature_key, len(graph.ops))
         return graphs
 
-    def _calibrate(self, graphs: list[Graph]) -> CalibrationStats:
+    def _calibrate(self, graphs: list[Graph], settings: OpSettings) -> CalibrationStats:
         dataset = self.representative_dataset
         dataset = getattr(dataset, "input_gen", dataset)  # a RepresentativeDataset
-        return calibrate_graphs(graphs, dataset, self.calibration)
+        options = self.calibration
+        if options.observer is ObserverKind.MIN_MAX and any(
+                s.range_method is RangeMethod.PERCENTILE for s in settings.values()):
+            # histograms keep the exact min and max too: MIN_MAX ranges stay what they were
+            options = dataclasses.replace(options, observer=ObserverKind.HISTOGRAM)
+        return calibrate_graphs(graphs, dataset, options)
 
 
 # Modes that rewrite without data (their activations stay float); modes that calibrate, then
 # rewrite to integers (one per integer scheme).
-_REWRITES: dict[QuantMode, Callable[[Graph, ConversionMode], Any]] = {
+_REWRITES: dict[QuantMode, Callable[[Graph, ConversionMode, OpSettings], Graph]] = {
     QuantMode.DYNAMIC_RANGE: quantize_dynamic_range,
     QuantMode.FLOAT16: quantize_float16,
 }

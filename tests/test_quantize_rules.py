@@ -160,12 +160,13 @@ def quantized(case: Case, mode: ConversionMode = INT8_IO) -> tuple[bytes, bytes]
     """(float model, quantized model) of the case's graph, calibrated on its data and
     quantized in ``mode`` (int8, int16x8 or legacy uint8)."""
     data = _calibration_data(case)
-    float_model = write_model([case.graph()])
     graph = case.graph()
+    graph.uniquify_names()  # as run_passes does right after lowering
     options = CalibrationOptions(progress=False)
     stats = calibrate_graphs([graph], lambda: iter(data), options)
-    quantize_integer(graph, ranges(stats, graph.signature_key, options), mode)
-    return float_model, write_model([graph])
+    quantized_graph, _ = quantize_integer(graph, ranges(stats, graph.signature_key, options),
+                                          mode)
+    return write_model([graph]), write_model([quantized_graph])  # the float graph unchanged
 
 
 SCHEMES = {"int8": (INT8_IO, 0.0), "int16x8": (INT16_IO, 10.0), "uint8": (UINT8_IO, -2.0)}

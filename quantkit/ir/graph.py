@@ -101,9 +101,18 @@ class Graph:
             op.inputs = [new if t is old else t for t in op.inputs]
         self.outputs = [new if t is old else t for t in self.outputs]
 
+    def repeated_activation_names(self) -> list[str]:
+        """Names two non-constant tensors share (none, in a graph after lowering)."""
+        seen: set[str] = set()
+        repeated = []
+        for t in self.tensors():
+            if not t.is_const:
+                (repeated.append if t.name in seen else seen.add)(t.name)
+        return repeated
+
     def uniquify_names(self) -> None:
-        """Suffix repeated tensor names (``w``, ``w_1``, ...), so tensors can be found by name
-        (calibration statistics are keyed by it)."""
+        """Suffix repeated tensor names (``w``, ``w_1``, ...), once, right after lowering: from
+        then on a tensor's name is its identity (calibration statistics are keyed by it)."""
         seen: set[str] = set()
         for t in self.tensors():
             name, n = t.name, 0

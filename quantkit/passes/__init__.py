@@ -49,6 +49,10 @@ MAX_ROUNDS = 50
 def run_passes(graph: Graph, keep_offsets: bool = False) -> Graph:
     """Run the pipeline until nothing changes, then the final passes. Edits ``graph`` in place.
 
+    Tensor names are the tensors' identity from here on (calibration statistics, saved ones
+    too, are keyed by them): repeats the lowering left are suffixed once, first, and every
+    pass must keep activation names unique (checked after each).
+
     ``keep_offsets``: constant ADDs are not folded into the next layer's bias, nor moved
     before a scale so that the scale folds (for the weight-only modes, see
     ``fold_scale_into_next``).
@@ -56,6 +60,7 @@ def run_passes(graph: Graph, keep_offsets: bool = False) -> Graph:
     pipeline = PIPELINE if not keep_offsets else tuple(
         fold_scale_into_next if p is fold_affine_into_next else p
         for p in PIPELINE if p is not shift_before_scale)
+    graph.uniquify_names()
     for _ in range(MAX_ROUNDS):
         if not any([_run(p, graph) for p in pipeline]):
             break
@@ -67,9 +72,14 @@ def run_passes(graph: Graph, keep_offsets: bool = False) -> Graph:
 
 def _run(p: Pass, graph: Graph) -> bool:
     try:
-        return p(graph)
+        changed = p(graph)
     except ConversionError:
         raise
     except Exception as e:  # a pass bug must still say where it happened
         raise ConversionError(Phase.PASSES, f"pass {p.__name__} failed on graph "
                               f"{graph.name!r}: {type(e).__name__}: {e}") from e
+    repeated = graph.repeated_activation_names() if changed else []
+    if repeated:
+        raise ConversionError(Phase.PASSES, f"pass {p.__name__} gave two activations the name "
+                              f"{repeated[0]!r} in graph {graph.name!r} (a quantkit bug)")
+    return changed

@@ -7,16 +7,18 @@ from __future__ import annotations
 from quantkit.ir.graph import Graph
 from quantkit.quantize.edits import apply
 from quantkit.quantize.plan import Means, Plan, Ranges, plan_integer
+from quantkit.recipe import OpSettings
 from quantkit.types import ConversionMode
 
 
 def quantize_integer(graph: Graph, ranges: Ranges, mode: ConversionMode,
-                     means: Means | None = None) -> Plan:
-    """Rewrite ``graph`` in place to the mode's integer scheme (int8, int16x8 or legacy uint8)
-    from calibrated ``ranges`` (and input ``means`` for bias correction); returns the plan."""
-    plan = plan_integer(graph, ranges, mode, means)
-    apply(graph, plan.edits)
-    return plan
+                     means: Means | None = None, settings: OpSettings | None = None
+                     ) -> tuple[Graph, Plan]:
+    """``graph`` in the mode's integer scheme (int8, int16x8 or legacy uint8), each op in the
+    precision its ``settings`` ask for, from calibrated ``ranges`` (and input ``means`` for
+    bias correction): a new graph, and the plan it was made from. ``graph`` is unchanged."""
+    plan = plan_integer(graph, ranges, mode, means, settings)
+    return apply(graph, plan.edits), plan
 
 
 __all__ = ["Means", "Plan", "Ranges", "plan_integer", "quantize_integer"]

@@ -1,13 +1,15 @@
 """The edits a quantization plan is made of, and the one function that applies them.
 
-Planning (``quantize.plan``) decides; ``apply`` carries the decisions out, in order, and then
-puts the ops back into a topological order. New tensors and ops are created by the planner
-(they are not in the graph until applied); nothing here knows flatbuffer indices.
+Planning (``quantize.plan``) decides; ``apply`` carries the decisions out, in order, on a
+copy of the float graph, and puts the ops back into a topological order. The float graph is
+never changed: edits name its tensors and ops, and ``apply`` maps them to their copies. New
+tensors and ops are created by the planner (they are not in any graph until applied); nothing
+here knows flatbuffer indices.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,22 +63,50 @@ class SetGraphOutput:
 Edit = Retype | SetInput | SetOptions | Convert | SetGraphOutput
 
 
-def apply(graph: Graph, edits: list[Edit]) -> None:
-    """Apply ``edits`` to ``graph`` in order, then restore a topological op order."""
+def apply(graph: Graph, edits: list[Edit]) -> Graph:
+    """A new graph: a copy of ``graph`` with ``edits`` applied in order, ops in a topological
+    order. ``graph`` itself is left as it was (calibration statistics stay keyed to it)."""
+    copy = _Copy(graph)
+    new = copy.graph
     for edit in edits:
         if isinstance(edit, Retype):
-            edit.tensor.dtype, edit.tensor.quant = np.dtype(edit.dtype), edit.params
+            tensor = copy.tensor(edit.tensor)
+            tensor.dtype, tensor.quant = np.dtype(edit.dtype), edit.params
         elif isinstance(edit, SetInput):
-            edit.op.inputs[edit.index] = edit.tensor
+            copy.op(edit.op).inputs[edit.index] = copy.tensor(edit.tensor)
         elif isinstance(edit, SetOptions):
-            edit.op.options = edit.options
+            copy.op(edit.op).options = edit.options
         elif isinstance(edit, Convert):
-            _insert_after_producer(graph, edit.op)
+            _insert_after_producer(new, copy.op(edit.op))
         elif isinstance(edit, SetGraphOutput):
-            old = graph.outputs[edit.position]
-            edit.tensor.name, old.name = old.name, edit.inner_name
-            graph.outputs[edit.position] = edit.tensor
-    graph.uniquify_names()
+            old, tensor = new.outputs[edit.position], copy.tensor(edit.tensor)
+            tensor.name, old.name = old.name, edit.inner_name
+            new.outputs[edit.position] = tensor
+    return new
+
+
+class _Copy:
+    """A copy of a graph's ops and tensors (constants' data shared, never written), and the
+    map from the originals; tensors and ops the planner made map to themselves, with their
+    inputs mapped."""
+
+    def __init__(self, graph: Graph):
+        self._tensors = {t: replace(t) for t in graph.tensors()}
+        self._ops: dict[Op, Op] = {}
+        self.graph = replace(graph, ops=[self.op(op) for op in graph.ops],
+                             inputs=[self.tensor(t) for t in graph.inputs],
+                             outputs=[self.tensor(t) for t in graph.outputs],
+                             input_names=list(graph.input_names),
+                             output_names=list(graph.output_names))
+
+    def tensor(self, t: Tensor | None) -> Tensor | None:
+        return None if t is None else self._tensors.get(t, t)
+
+    def op(self, op: Op) -> Op:
+        if op not in self._ops:
+            self._ops[op] = replace(op, inputs=[self.tensor(t) for t in op.inputs],
+                                    outputs=[self.tensor(t) for t in op.outputs])
+        return self._ops[op]
 
 
 def _insert_after_producer(graph: Graph, op: Op) -> None:

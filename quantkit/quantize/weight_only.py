@@ -20,7 +20,8 @@ from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.quantize import math as qm
 from quantkit.quantize.edits import Convert, Edit, SetInput, SetOptions, apply
 from quantkit.quantize.schemes import weight_granularity
-from quantkit.types import ConversionMode, Granularity, OpType
+from quantkit.recipe import OpSettings, Precision
+from quantkit.types import ConversionError, ConversionMode, Granularity, OpType, Phase
 
 MIN_ELEMENTS = 1024  # TF's min_elements_for_weights: smaller weights stay float
 
@@ -44,20 +45,36 @@ HYBRID_RULES: dict[OpType, Hybrid] = {
 _FLOAT = np.dtype(np.float32)
 
 
-def plan_dynamic_range(graph: Graph, mode: ConversionMode) -> list[Edit]:
-    """int8 weights (``s = max|w| / 127``, ``z = 0``) for every hybrid op's large weights."""
+def compressed_ops(graph: Graph, settings: OpSettings | None) -> list[Op]:
+    """The ops whose weights a weight-only mode compresses: all but those the recipe keeps
+    float (int16 is refused: these modes have no integer activations)."""
+    settings = settings or {}
+    for op, chosen in settings.items():
+        if chosen.precision is Precision.INT16:
+            raise ConversionError(Phase.QUANTIZATION, f"{op.type.name} op {op.name!r}: the "
+                                  "recipe asks for int16, which needs full integer "
+                                  "quantization (a representative_dataset)")
+    return [op for op in graph.ops
+            if op not in settings or settings[op].precision is not Precision.FLOAT]
+
+
+def plan_dynamic_range(graph: Graph, mode: ConversionMode,
+                       settings: OpSettings | None = None) -> list[Edit]:
+    """int8 weights (``s = max|w| / 127``, ``z = 0``) for every hybrid op's large weights
+    (in the weight granularity the op's ``settings`` ask for)."""
     edits: list[Edit] = []
-    quantized: dict[tuple[int, int | None], Tensor] = {}
-    for op in graph.ops:
+    quantized: dict[tuple[Tensor, int | None], Tensor] = {}
+    for op in compressed_ops(graph, settings):
         rule = HYBRID_RULES.get(op.type)
         if rule is None:
             continue
         w = op.inputs[rule.weights_input]
         if not w.is_const or w.data.dtype != _FLOAT or w.data.size < MIN_ELEMENTS:
             continue
-        per_channel = weight_granularity(mode, op.type) is Granularity.PER_CHANNEL
+        chosen = settings[op].weight_granularity if settings and op in settings else None
+        per_channel = (chosen or weight_granularity(mode, op.type)) is Granularity.PER_CHANNEL
         axis = rule.channel_axis if per_channel else None
-        key = (id(w), axis)
+        key = (w, axis)
         if key not in quantized:
             params = qm.weight_params(w.data, axis)
             data = qm.quantize_weights(w.data, params)
@@ -69,20 +86,21 @@ def plan_dynamic_range(graph: Graph, mode: ConversionMode) -> list[Edit]:
     return edits
 
 
-def plan_float16(graph: Graph, mode: ConversionMode) -> list[Edit]:
+def plan_float16(graph: Graph, mode: ConversionMode,
+                 settings: OpSettings | None = None) -> list[Edit]:
     """Each float32 constant read by an op → a float16 constant and one DEQUANTIZE to float32,
     shared by all readers of constants with the same float16 values (as TF shares them)."""
     edits: list[Edit] = []
     dequantized: dict[tuple, Tensor] = {}
-    halves: dict[int, tuple[np.ndarray, tuple]] = {}  # id(constant) → (float16 data, key)
-    for op in graph.ops:
+    halves: dict[Tensor, tuple[np.ndarray, tuple]] = {}  # constant → (float16 data, key)
+    for op in compressed_ops(graph, settings):
         for i, t in enumerate(op.inputs):
             if t is None or not t.is_const or t.data.dtype != _FLOAT:
                 continue
-            if id(t) not in halves:
+            if t not in halves:
                 half = t.data.astype(np.float16)
-                halves[id(t)] = half, (t.data.shape, half.tobytes())
-            half, key = halves[id(t)]
+                halves[t] = half, (t.data.shape, half.tobytes())
+            half, key = halves[t]
             if key not in dequantized:
                 dequantized[key] = Tensor(f"{t.name}/float32", _FLOAT, t.shape)
                 source = Tensor(t.name, half.dtype, t.shape, half)
@@ -92,9 +110,13 @@ def plan_float16(graph: Graph, mode: ConversionMode) -> list[Edit]:
     return edits
 
 
-def quantize_dynamic_range(graph: Graph, mode: ConversionMode) -> None:
-    apply(graph, plan_dynamic_range(graph, mode))
+def quantize_dynamic_range(graph: Graph, mode: ConversionMode,
+                           settings: OpSettings | None = None) -> Graph:
+    """A new graph: ``graph`` with int8 weights on its hybrid ops (``graph`` is unchanged)."""
+    return apply(graph, plan_dynamic_range(graph, mode, settings))
 
 
-def quantize_float16(graph: Graph, mode: ConversionMode) -> None:
-    apply(graph, plan_float16(graph, mode))
+def quantize_float16(graph: Graph, mode: ConversionMode,
+                     settings: OpSettings | None = None) -> Graph:
+    """A new graph: ``graph`` with float16 constants (``graph`` is unchanged)."""
+    return apply(graph, plan_float16(graph, mode, settings))

@@ -1,0 +1,176 @@
+"""Step 2–3 of planning: which tensors share quantization parameters, and what they are.
+
+A tensor is planned once per integer storage its writer and readers use (a *node*: the
+tensor in int8, or in int16 when an int16 op reads it in an int8 model). Nodes that must share
+parameters (the ``SHARED`` rule) are grouped with a union-find; a group's range is the union
+of its members' calibrated ranges, or the fixed parameters of a ``FIXED`` member, and gets
+parameters in its storage (``math.activation_params``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.quantize import math as qm
+from quantkit.quantize.rules import INT8_RULES, OutputRule, QuantRule
+from quantkit.quantize.schemes import Scheme, scheme_for
+from quantkit.recipe import OpSettings, RangeMethod
+from quantkit.types import (Activation, ConversionError, ConversionMode, Phase, QuantParams,
+                            TensorType)
+
+Ranges = Mapping[str, tuple[float, float]]  # tensor name → calibrated (min, max)
+Node = tuple[Tensor, qm.Storage]  # a tensor in one integer storage
+
+# LiteRT quantizes a fused activation's bound (RELU6: 6/s) to int32 when it prepares the
+# kernel and refuses the model if it overflows: such outputs keep s ≥ bound / 2^30.
+_ACTIVATION_BOUNDS = {Activation.RELU6: 6.0, Activation.RELU_N1_TO_1: 1.0}
+
+_FLOAT = np.dtype(np.float32)
+
+
+class _Groups:
+    """Union-find over nodes that must share quantization parameters."""
+
+    def __init__(self):
+        self.parent: dict[Node, Node] = {}
+
+    def find(self, t: Node) -> Node:
+        self.parent.setdefault(t, t)
+        while self.parent[t] != t:
+            self.parent[t] = self.parent[self.parent[t]]
+            t = self.parent[t]
+        return t
+
+    def union(self, a: Node, b: Node) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+@dataclass
+class Params:
+    tensor_params: dict[Node, QuantParams]  # every node: a tensor in an integer storage
+    requantize: dict[tuple[Op, int], QuantParams]  # op input → the params it must be read at
+
+
+def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
+                   mode: ConversionMode, schemes: dict[Op, Scheme]) -> Params:
+    """The parameters of every node the quantized ops (``rules``, each in its scheme) and the
+    model's integer inputs and outputs use, and the inputs that must be requantized."""
+    groups = _Groups()
+    fixed: dict[Node, QuantParams] = {}  # group root → fixed params
+    const_ranges: dict[Node, list[tuple[float, float]]] = {}  # root → ranges of constants
+    requantize: dict[tuple[Op, int], Node] = {}  # op input → the group it joins by requant
+    members: list[Node] = []
+
+    def fixed_of(t: Node) -> QuantParams | None:
+        return fixed.get(groups.find(t))
+
+    def join(a: Node, b: Node) -> None:
+        fa, fb = fixed_of(a), fixed_of(b)
+        groups.union(a, b)
+        root = groups.find(a)
+        if fa or fb:
+            fixed[root] = fa or fb
+
+    for op, rule in rules.items():
+        scheme = schemes[op]
+        storage = scheme.activations
+        acts = [i for i in rule.activation_inputs(len(op.inputs)) if op.inputs[i] is not None]
+        outs = [(t, storage) for t in op.outputs if np.dtype(t.dtype) == _FLOAT]
+        node = {i: (op.inputs[i], storage) for i in acts}
+        for i in acts:
+            if not op.inputs[i].is_const:
+                groups.find(node[i])
+                members.append(node[i])
+        for t in outs:
+            groups.find(t)
+            members.append(t)
+            if rule.output is OutputRule.FIXED:
+                fixed[groups.find(t)] = scheme.fixed(rule.fixed)
+        if rule.output is not OutputRule.SHARED or not outs:
+            continue
+        anchor = outs[0]
+        for t in outs[1:]:
+            join(anchor, t)
+        dynamic = [i for i in acts if not op.inputs[i].is_const]
+        fixed_inputs = {fixed_of(node[i]) for i in dynamic} - {None}
+        for i in dynamic:
+            conflicting = len(dynamic) > 1 and fixed_of(node[i]) is not None and (
+                len(fixed_inputs) > 1 or any(fixed_of(node[j]) is None for j in dynamic))
+            if conflicting:
+                requantize[(op, i)] = anchor
+            else:
+                join(node[i], anchor)
+        for i in acts:
+            if op.inputs[i].is_const:
+                data = op.inputs[i].data
+                const_ranges.setdefault(anchor, []).append((float(data.min()), float(data.max())))
+
+    default = scheme_for(mode).activations
+    for t in _int_boundary_tensors(graph, mode):
+        groups.find((t, default))
+        members.append((t, default))
+
+    spans: dict[Node, list[float]] = {}
+    for t in dict.fromkeys(members):
+        lo, hi = _range(t[0], ranges)
+        span = spans.setdefault(groups.find(t), [lo, hi])
+        span[0], span[1] = min(span[0], lo), max(span[1], hi)
+    for anchor, extra in const_ranges.items():
+        span = spans.setdefault(groups.find(anchor), [0.0, 0.0])
+        for lo, hi in extra:
+            span[0], span[1] = min(span[0], lo), max(span[1], hi)
+    floors: dict[Node, float] = {}
+    for op in rules:
+        bound = _ACTIVATION_BOUNDS.get(getattr(op.options, "fused_activation_function", None))
+        for t in op.outputs if bound else ():
+            root = groups.find((t, schemes[op].activations))
+            floors[root] = max(floors.get(root, 0.0), bound / 2.0 ** 30)
+    root_params = {root: fixed.get(root) or qm.activation_params(
+        lo, hi, root[1], floors.get(root, 0.0)) for root, (lo, hi) in spans.items()}
+    tensor_params = {t: root_params[groups.find(t)] for t in groups.parent}
+    return Params(tensor_params,
+                   {edge: root_params[groups.find(a)] for edge, a in requantize.items()})
+
+
+def range_methods(graph: Graph, settings: OpSettings) -> dict[str, RangeMethod]:
+    """Each tensor's range method (by name), where its producer's settings give one.
+
+    An op whose output shares its input's parameters (``SHARED``: pooling, reshapes, ...)
+    passes its input's method on unless it has its own: the shared group's range is the union
+    of its members' ranges, so a method on one member alone would not change it."""
+    methods: dict[str, RangeMethod] = {}
+    for op in graph.ops:
+        chosen = settings[op].range_method if op in settings else None
+        rule = INT8_RULES.get(op.type)
+        if chosen is None and rule is not None and rule.output is OutputRule.SHARED:
+            inputs = [op.inputs[i] for i in rule.activation_inputs(len(op.inputs))]
+            chosen = next((methods[t.name] for t in inputs
+                           if t is not None and t.name in methods), None)
+        for t in op.outputs if chosen else ():
+            methods[t.name] = chosen
+    return methods
+
+
+def _int_boundary_tensors(graph: Graph, mode: ConversionMode) -> list[Tensor]:
+    """Model inputs and outputs the user wants as integers (int8, uint8 or int16: they need
+    params even when the op next to them stays float)."""
+    chosen = []
+    if mode.input_type != TensorType.FLOAT32:
+        chosen += [t for t in graph.inputs if np.dtype(t.dtype) == _FLOAT]
+    if mode.output_type != TensorType.FLOAT32:
+        chosen += [t for t in graph.outputs if np.dtype(t.dtype) == _FLOAT]
+    return chosen
+
+
+def _range(t: Tensor, ranges: Ranges) -> tuple[float, float]:
+    if t.is_const:
+        return float(t.data.min(initial=0.0)), float(t.data.max(initial=0.0))
+    if t.name not in ranges:
+        raise ConversionError(Phase.QUANTIZATION, f"tensor {t.name!r} has no calibration "
+                              "statistics (was it computed by the calibration run?)")
+    lo, hi = ranges[t.name]
+    return float(lo), float(hi)
