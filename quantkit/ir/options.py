@@ -164,6 +164,11 @@ class ArgMaxOptions:
 
 
 @dataclass(frozen=True)
+class ArgMinOptions:
+    output_type: TensorType = TensorType.INT64
+
+
+@dataclass(frozen=True)
 class BatchMatMulOptions:
     adj_x: bool = False
     adj_y: bool = False

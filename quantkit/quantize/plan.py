@@ -6,8 +6,8 @@ never changes the graph itself. The mode's scheme (``quantize.schemes``: int8, i
 legacy uint8) says how activations, weights and biases are stored; "int8" below stands for
 the scheme's activation type.
 
-1. Each float op either has a rule (``rules.INT8_RULES``, less the rows the scheme's kernels
-   lack) and is quantized, or stays float (an error when the op set allows integer ops only).
+1. Each float op either has a rule (its spec's ``quant`` in ``quantkit.ops``, unless the
+   scheme's kernels lack it) and is quantized, or stays float (an error when the op set allows integer ops only).
 2. Tensors that must share parameters (the ``SHARED`` rule) are grouped; a group's range is
    the union of its members' calibrated ranges, or the fixed parameters of a ``FIXED`` member.
    A multi-input op (CONCATENATION, ...) whose input already has fixed parameters that differ
@@ -29,7 +29,7 @@ from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.quantize import math as qm
 from quantkit.quantize.edits import (Convert, Edit, Retype, SetGraphOutput, SetInput,
                                      SetOptions)
-from quantkit.quantize.rules import INT8_RULES, OutputRule, QuantRule
+from quantkit.ops import OPS, BiasCorrection, OutputRule, QuantRule
 from quantkit.quantize.schemes import Scheme, scheme_for, weight_granularity
 from quantkit.types import (NUMPY_TENSOR_TYPES, Activation, ConversionError, ConversionMode,
                             Granularity, OpType, Phase, QuantParams)
@@ -38,15 +38,9 @@ from quantkit.types import TensorType
 Ranges = Mapping[str, tuple[float, float]]  # tensor name → calibrated (min, max)
 Means = Mapping[str, np.ndarray]  # tensor name → per-channel mean (for bias correction)
 
-# How bias correction reads each weighted op's weights (``math.weight_error_bias``);
-# TRANSPOSE_CONV has none: its taps per output pixel vary with the stride.
-_BIAS_CORRECTION_KIND = {OpType.CONV_2D: "conv", OpType.DEPTHWISE_CONV_2D: "depthwise",
-                         OpType.FULLY_CONNECTED: "fc"}
 # LiteRT quantizes a fused activation's bound (RELU6: 6/s) to int32 when it prepares the
 # kernel and refuses the model if it overflows: such outputs keep s ≥ bound / 2^30.
 _ACTIVATION_BOUNDS = {Activation.RELU6: 6.0, Activation.RELU_N1_TO_1: 1.0}
-# int16 ADD/SUB: calibrated scales, not the schema default's powers of two.
-_GENERAL_INT16_SCALING = (OpType.ADD, OpType.SUB)
 
 _FLOAT = np.dtype(np.float32)
 _IO_DTYPES = {TensorType.FLOAT32: _FLOAT, TensorType.INT8: np.dtype(np.int8),
@@ -67,12 +61,13 @@ def is_float_op(op: Op) -> bool:
 def quantizable(op: Op, scheme: Scheme) -> QuantRule | None:
     """The op's rule, or None when it must stay float (no rule in this scheme, or dynamic
     weights)."""
-    rule = INT8_RULES.get(op.type) if op.type not in scheme.unsupported else None
+    spec = OPS.get(op.type)
+    rule = spec.rule_for(scheme.mode) if spec is not None else None
     if rule is None:
         return None
-    if rule.weights is not None:
-        w = op.inputs[rule.weights.weights_input]
-        bias = _input(op, rule.weights.bias_input)
+    if spec.weights is not None:
+        w = op.inputs[spec.weights.weights_input]
+        bias = _input(op, spec.weights.bias_input)
         if not w.is_const or (bias is not None and not bias.is_const):
             return None
     return rule
@@ -322,14 +317,16 @@ class _Rewire:
                     "requantized")))
             elif self.int8_version(t) is not t:
                 edits.append(SetInput(op, i, self.int8_version(t)))
-        if rule.weights is not None:
+        spec = OPS[op.type]
+        if spec.weights is not None:
             self._weights(op, rule)
-        if self.scheme.activations == qm.INT16 and op.type in _GENERAL_INT16_SCALING:
+        if self.scheme.activations == qm.INT16 and spec.int16.general_scaling:
             # the schema's default (power-of-two scales) would misread calibrated int16 scales
             edits.append(SetOptions(op, dataclasses.replace(op.options, pot_scale_int16=False)))
 
     def _weights(self, op: Op, rule: QuantRule) -> None:
-        layout, storage = rule.weights, self.scheme.weights
+        spec = OPS[op.type]
+        layout, storage = spec.weights, self.scheme.weights
         w = op.inputs[layout.weights_input]
         per_channel = (weight_granularity(self.mode, op.type) is Granularity.PER_CHANNEL
                        and self.scheme.per_channel)
@@ -342,20 +339,20 @@ class _Rewire:
         activation = op.inputs[rule.activation_inputs(len(op.inputs))[0]]
         b_params = qm.bias_params(self.params[activation], w_params)
         correction = None
-        if activation.name in self.means and op.type in _BIAS_CORRECTION_KIND:
-            correction = qm.weight_error_bias(_BIAS_CORRECTION_KIND[op.type], w.data, w_params,
+        if activation.name in self.means and spec.bias_correction is not BiasCorrection.NONE:
+            correction = qm.weight_error_bias(spec.bias_correction, w.data, w_params,
                                               self.means[activation.name], storage,
                                               quantized=w_quantized.data)
         bias_storage = self.scheme.bias
-        if self.scheme.activations == qm.INT16 and op.type == OpType.DEPTHWISE_CONV_2D:
-            bias_storage = qm.INT64_BIAS  # LiteRT's int16 depthwise kernel takes int64 only
+        if self.scheme.activations == qm.INT16 and spec.int16.bias is not None:
+            bias_storage = qm.BIAS_STORAGE[spec.int16.bias]  # e.g. int16 depthwise: int64 only
         if correction is None:
             quantized = self._constant(bias, b_params, qm.quantize_bias, bias_storage)
         else:
             data = qm.quantize_bias(bias.data - correction, b_params, bias_storage)
             quantized = Tensor(bias.name, data.dtype, bias.shape, data, b_params)
         self.plan.edits.append(SetInput(op, layout.bias_input, quantized))
-        if self.scheme.activations == qm.INT16 and hasattr(op.options, "quantized_bias_type"):
+        if self.scheme.activations == qm.INT16 and spec.int16.bias_type_option:
             # as TF: int16 kernels read the bias type from the options
             bias_type = NUMPY_TENSOR_TYPES[bias_storage.dtype]
             self.plan.edits.append(SetOptions(op, dataclasses.replace(
