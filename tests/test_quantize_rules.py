@@ -125,6 +125,8 @@ CASES: dict[OpType, Case] = {
                                o.StridedSliceOptions()),
     OpType.GATHER: Case(OpType.GATHER, [(5, 3)], [_i32(4, 0, 2)], o.GatherOptions()),
     OpType.TILE: Case(OpType.TILE, [(1, 2, 3)], [_i32(2, 1, 2)]),
+    OpType.DEPTH_TO_SPACE: Case(OpType.DEPTH_TO_SPACE, [(1, 3, 3, 8)],
+                                options=o.DepthToSpaceOptions(2)),
     OpType.RESIZE_NEAREST_NEIGHBOR: Case(OpType.RESIZE_NEAREST_NEIGHBOR, [_IMG], [_i32(9, 12)],
                                          o.ResizeNearestNeighborOptions()),
     OpType.RESIZE_BILINEAR: Case(OpType.RESIZE_BILINEAR, [_IMG], [_i32(9, 12)],

@@ -69,14 +69,14 @@ def core(x):
 
 
 def tails(x):
-    """Op types TF keeps float in int8 or int16x8, and SQUARED_DIFFERENCE (which LiteRT cannot
-    run in int16), each reading a quantized op and writing an output: no QUANTIZE follows an op
+    """Op types TF keeps float in int8 or int16x8, and SQUARED_DIFFERENCE and DEPTH_TO_SPACE
+    (which LiteRT cannot run in int16), each reading a quantized op and writing an output: no QUANTIZE follows an op
     left float (see ``DEVIATIONS``)."""
     c = tf.nn.conv2d(x, _weights(3, 3, 16, 16, seed=5), 1, "SAME") + _weights(16, seed=6)
     return (-c, tf.square(c), c / (tf.nn.relu(c) + 1.0), tf.sqrt(tf.nn.relu(c)),
             tf.cast(tf.cast(c, tf.int32), tf.float32), c * tf.nn.relu6(c + 3.0) / 6.0,
             tf.minimum(tf.maximum(c, -1.0), 1.0),
-            tf.math.squared_difference(c, tf.nn.relu(c)))
+            tf.math.squared_difference(c, tf.nn.relu(c)), tf.nn.depth_to_space(c, 2))
 
 
 @functools.cache

@@ -154,6 +154,11 @@ class GatherOptions:
 
 
 @dataclass(frozen=True)
+class DepthToSpaceOptions:
+    block_size: int
+
+
+@dataclass(frozen=True)
 class SplitOptions:
     num_splits: int
 

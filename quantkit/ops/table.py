@@ -247,6 +247,10 @@ MOVING = (
     OpSpec(T.PACK, o.PackOptions, True, quant=SHARED_ALL, int16=I16_2,
            versions=((2, Types(in0=I8)), (3, Types(in0=I16, out0=I16)), (1, ALWAYS)),
            runtime=("1.11.0", "1.14.0", "2.3.0", "2.13.0"), fold=f.pack),
+    # LiteRT's kernel refuses int16 (TF's int16x8 quantizer leaves it float, at version 2)
+    OpSpec(T.DEPTH_TO_SPACE, o.DepthToSpaceOptions, True, quant=SHARED_1,
+           lacks=frozenset({INT16}), int16=I16_2, versions=INT8_ONLY,
+           runtime=("2.1.0", "2.5.0")),
     OpSpec(T.SPLIT, o.SplitOptions, True),  # read only
 )
 
