@@ -76,7 +76,8 @@ def tails(x):
     return (-c, tf.square(c), c / (tf.nn.relu(c) + 1.0), tf.sqrt(tf.nn.relu(c)),
             tf.cast(tf.cast(c, tf.int32), tf.float32), c * tf.nn.relu6(c + 3.0) / 6.0,
             tf.minimum(tf.maximum(c, -1.0), 1.0),
-            tf.math.squared_difference(c, tf.nn.relu(c)), tf.nn.depth_to_space(c, 2))
+            tf.math.squared_difference(c, tf.nn.relu(c)),
+            tf.nn.depth_to_space(c, 2))
 
 
 @functools.cache

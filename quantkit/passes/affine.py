@@ -155,7 +155,8 @@ def shift_before_scale(graph: Graph) -> bool:
         layout = spec(conv.type).weights if conv is not None else None
         if layout is None or not layout.pads_input \
                 or conv.options.padding != Padding.SAME or np.any(scale == 0) \
-                or not conv.inputs[layout.weights_input].is_const or getattr(conv.options, "depth_multiplier", 1) != 1:
+                or not conv.inputs[layout.weights_input].is_const \
+                or getattr(conv.options, "depth_multiplier", 1) != 1:
             continue  # only where the MUL will fold, else merge_affine_chains swaps it back
         _set_const(first, OpType.ADD, x, shift / scale)
         _set_const(second, OpType.MUL, first.outputs[0], scale)

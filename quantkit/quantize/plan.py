@@ -7,7 +7,8 @@ legacy uint8) says how activations, weights and biases are stored; "int8" below 
 the scheme's activation type.
 
 1. Each float op either has a rule (its spec's ``quant`` in ``quantkit.ops``, unless the
-   scheme's kernels lack it) and is quantized, or stays float (an error when the op set allows integer ops only).
+   scheme's kernels lack it) and is quantized, or stays float (an error when the op set
+   allows integer ops only).
 2. Tensors that must share parameters (the ``SHARED`` rule) are grouped; a group's range is
    the union of its members' calibrated ranges, or the fixed parameters of a ``FIXED`` member.
    A multi-input op (CONCATENATION, ...) whose input already has fixed parameters that differ

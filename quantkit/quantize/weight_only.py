@@ -1,9 +1,9 @@
 """The modes that compress weights only, activations stay float: dynamic range and float16.
 
 **Dynamic range** (``optimizations=[DEFAULT]`` without a representative dataset): the weights
-of the ops LiteRT has hybrid kernels for (their spec's ``hybrid``) become symmetric int8 (per output channel where the
-kernel takes it); the kernel quantizes its float input on the fly (asymmetrically, for
-FULLY_CONNECTED and BATCH_MATMUL, as TF sets it). Weight tensors of fewer than 1024 elements
+of the ops LiteRT has hybrid kernels for (their spec's ``hybrid``) become symmetric int8 (per
+output channel where the kernel takes it); the kernel quantizes its float input on the fly
+(asymmetrically, for FULLY_CONNECTED and BATCH_MATMUL, as TF sets it). Weight tensors of fewer than 1024 elements
 stay float, as TF keeps them: the saving is small and the error is not.
 
 **float16** (``supported_types=[tf.float16]``): every float32 constant is stored as float16 and
