@@ -18,9 +18,10 @@ import calibration
 from calibration import CalibrationStats, InputSpec, ObserverKind
 from quantkit.executor import GraphExecutor
 from quantkit.ir.graph import Graph, Tensor
+from quantkit.ops import BiasCorrection, spec
 from quantkit.quantize import Means, Ranges
 from quantkit.recipe import RangeMethod
-from quantkit.types import ConversionError, OpType, Phase
+from quantkit.types import ConversionError, Phase
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,9 @@ def observed_tensors(graph: Graph) -> list[Tensor]:
 
 def weighted_inputs(graph: Graph) -> list[Tensor]:
     """The activation inputs of ops with weights: bias correction needs their channel means."""
-    return [op.inputs[0] for op in graph.ops
-            if op.type in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED)
-            and not op.inputs[0].is_const and np.dtype(op.inputs[0].dtype) == np.float32]
+    inputs = [op.inputs[spec(op.type).weights.activation_input] for op in graph.ops
+              if spec(op.type).bias_correction is not BiasCorrection.NONE]
+    return [t for t in inputs if not t.is_const and np.dtype(t.dtype) == np.float32]
 
 
 def input_specs(graph: Graph) -> list[InputSpec]:

@@ -220,6 +220,7 @@ KERNELS: dict[OpType, Kernel] = {
     OpType.GATHER: lambda op, v: [tf.gather(v[0], v[1], axis=op.options.axis,
                                             batch_dims=op.options.batch_dims)],
     OpType.TILE: lambda op, v: [tf.tile(v[0], v[1])],
+    OpType.DEPTH_TO_SPACE: lambda op, v: [tf.nn.depth_to_space(v[0], op.options.block_size)],
     OpType.RESIZE_BILINEAR: _resize(tf.raw_ops.ResizeBilinear),
     OpType.RESIZE_NEAREST_NEIGHBOR: _resize(tf.raw_ops.ResizeNearestNeighbor),
 }

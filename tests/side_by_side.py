@@ -27,7 +27,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import quantkit
-from quantkit.ir.layouts import WEIGHT_LAYOUTS
+from quantkit.ops import spec
 from quantkit.litert import dequantize_output, quantize_input
 from quantkit.metrics import sqnr_db
 from quantkit.tflite_io.reader import op_types, read_model
@@ -200,7 +200,7 @@ def per_channel_mismatches(model: bytes) -> list[str]:
     sub = read_model(model).subgraphs[0]
     wrong = []
     for op in sub.ops:
-        layout = WEIGHT_LAYOUTS.get(op.type)
+        layout = spec(op.type).weights
         if layout is None:
             continue
         w = sub.tensors[op.inputs[layout.weights_input]]

@@ -325,6 +325,8 @@ CASES: dict[str, Case] = {
                             absent=("SHAPE", "STRIDED_SLICE", "CAST", "SQRT", "DIV")),
     "GatherV2": fn_case("GatherV2", lambda x: tf.gather(x, [3, 0, 2], axis=1), ("GATHER",)),
     "Tile": fn_case("Tile", lambda x: tf.tile(x, [1, 2, 1, 3]), ("TILE",)),
+    "DepthToSpace": fn_case("DepthToSpace", lambda x: tf.nn.depth_to_space(x, 2),
+                            ("DEPTH_TO_SPACE",), {"x": Input((None, 3, 3, 8))}),
     "ResizeBilinear": fn_case("ResizeBilinear", lambda x: tf.image.resize(x, [9, 7], "bilinear"),
                               ("RESIZE_BILINEAR",)),
     "ResizeBilinear/align_corners": fn_case("ResizeBilinear", lambda x: tf.compat.v1.image.resize(

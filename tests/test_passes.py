@@ -19,8 +19,9 @@ from quantkit.passes.affine import fold_affine_into_next, merge_affine_chains, s
 from quantkit.passes.cleanup import (absorb_negation, constant_operands, drop_zero_bias,
                                      noop_elementwise, static_reshapes)
 from quantkit.passes.fold_batchnorm import fold_batchnorm
-from quantkit.passes.fold_constants import FOLDERS, fold_constants, try_fold
-from quantkit.passes.fuse_activations import ACTIVATIONS, FUSABLE, FUSABLE_INTO, fuse_activations
+from quantkit.ops import OPS
+from quantkit.passes.fold_constants import fold_constants, try_fold
+from quantkit.passes.fuse_activations import fuse_activations
 from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad, same_padding
 from quantkit.passes.patterns import gelu, hard_swish, nd_fully_connected, prelu, upsample_nearest
 from quantkit.tflite_io import write_model
@@ -384,7 +385,7 @@ def test_gather_with_batch_dims_is_not_folded():
 
 
 def test_every_folder_has_a_golden_case():
-    assert set(FOLD_CASES) == set(FOLDERS)
+    assert set(FOLD_CASES) == {t for t, spec in OPS.items() if spec.fold is not None}
 
 
 @pytest.mark.parametrize("op_type", sorted(FOLD_CASES, key=lambda t: t.name),
@@ -448,10 +449,14 @@ def _producer(b: Builder, op_type: OpType) -> Tensor:
     return b.op(op_type, [x, const("c", CHANNELS3 + 4.0)], x.shape, options)
 
 
-@pytest.mark.parametrize("op_type", sorted(FUSABLE_INTO, key=lambda t: t.name),
-                         ids=lambda t: t.name)
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS, key=lambda t: t.name),
-                         ids=lambda t: t.name)
+# The op table's producers that take fused activations, and the ops that are activations.
+FUSABLE_INTO = sorted((t for t, spec in OPS.items() if spec.fusable), key=lambda t: t.name)
+ACTIVATION_OPS = sorted((t for t, spec in OPS.items() if spec.activation is not None),
+                        key=lambda t: t.name)
+
+
+@pytest.mark.parametrize("op_type", FUSABLE_INTO, ids=lambda t: t.name)
+@pytest.mark.parametrize("activation", ACTIVATION_OPS, ids=lambda t: t.name)
 def test_fusion_table_rows_run_in_litert(op_type, activation):
     """Every producer the fusion table names takes every fusable activation in LiteRT;
     activations LiteRT does not apply stay separate ops."""
@@ -462,7 +467,7 @@ def test_fusion_table_rows_run_in_litert(op_type, activation):
         graphs.append(b.done(b.op(activation, [y], y.shape)))
     before, after = graphs
     fused = fuse_activations(after)
-    assert fused == (ACTIVATIONS[activation] in FUSABLE)
+    assert fused == (OPS[activation].activation in OPS[op_type].fusable)
     x = (RNG.normal(size=(2, 8, 8, 3)) * 4).astype(F32)
     assert_matches(run_single(write_model([after]), x), run_single(write_model([before]), x),
                    rel=1e-5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from quantkit.ops import BiasCorrection
 from quantkit.quantize import math as qm
 from quantkit.types import QuantParams
 
@@ -156,7 +157,7 @@ _CHANNELS = np.array([[127.0, 0.375], [-63.5, 127.0]], np.float32)
 def test_weight_error_bias_fully_connected():
     # [O, I] = _CHANNELS, E[x] = (2, 5): e0 = 0·2 − 0.375·5 = −1.875, e1 = −0.5·2 + 0·5 = −1
     params = qm.weight_params(_CHANNELS, axis=0)
-    e = qm.weight_error_bias("fc", _CHANNELS, params, np.array([2.0, 5.0]))
+    e = qm.weight_error_bias(BiasCorrection.FC, _CHANNELS, params, np.array([2.0, 5.0]))
     np.testing.assert_allclose(e, [-1.875, -1.0])
 
 
@@ -164,7 +165,7 @@ def test_weight_error_bias_grouped_conv():
     # OHWI [2, 1, 2, 1]: two taps per output channel, one input channel per group, two groups
     # (the input has 2 channels): e0 = (0 − 0.375)·4 = −1.5, e1 = (−0.5 + 0)·6 = −3
     w = _CHANNELS.reshape(2, 1, 2, 1)
-    e = qm.weight_error_bias("conv", w, qm.weight_params(w, axis=0), np.array([4.0, 6.0]))
+    e = qm.weight_error_bias(BiasCorrection.CONV, w, qm.weight_params(w, axis=0), np.array([4.0, 6.0]))
     np.testing.assert_allclose(e, [-1.5, -3.0])
 
 
@@ -173,15 +174,15 @@ def test_weight_error_bias_depthwise():
     # one input channel with multiplier 2: both outputs read E[x] = 4: (−1.5, −2)
     w = _CHANNELS.T.reshape(1, 1, 2, 2)
     params = qm.weight_params(w, axis=3)
-    np.testing.assert_allclose(qm.weight_error_bias("depthwise", w, params,
+    np.testing.assert_allclose(qm.weight_error_bias(BiasCorrection.DEPTHWISE, w, params,
                                                     np.array([4.0, 6.0])), [-1.5, -3.0])
-    np.testing.assert_allclose(qm.weight_error_bias("depthwise", w, params, np.array([4.0])),
+    np.testing.assert_allclose(qm.weight_error_bias(BiasCorrection.DEPTHWISE, w, params, np.array([4.0])),
                                [-1.5, -2.0])
 
 
 def test_weight_error_bias_refuses_shapes_that_do_not_fit():
     params = qm.weight_params(_CHANNELS, axis=0)
-    assert qm.weight_error_bias("fc", _CHANNELS, params, np.array([1.0, 2.0, 3.0])) is None
+    assert qm.weight_error_bias(BiasCorrection.FC, _CHANNELS, params, np.array([1.0, 2.0, 3.0])) is None
 
 
 def test_tiny_ranges_keep_their_scale_unless_floored():

@@ -1,4 +1,4 @@
-"""One test per row of the int8 rule registry (``quantize.rules.INT8_RULES``).
+"""One test per integer rule of the op table (``quantkit.ops``: each spec's ``quant``), per scheme.
 
 Each row's op is built as a one-op IR graph, calibrated on random data through the real
 calibration stage, quantized with int8 model IO and the INT8-only op set, and run in LiteRT:
@@ -24,7 +24,7 @@ from quantkit.ir import options as o
 from quantkit.ir.graph import Graph, Op, Tensor, const
 from quantkit.metrics import sqnr_db
 from quantkit.quantize import quantize_integer
-from quantkit.quantize.rules import INT8_RULES, OutputRule
+from quantkit.ops import OPS, OutputRule
 from quantkit.quantize.schemes import scheme_for
 from quantkit.tflite_io import write_model
 from quantkit.tflite_io.reader import read_model
@@ -125,6 +125,8 @@ CASES: dict[OpType, Case] = {
                                o.StridedSliceOptions()),
     OpType.GATHER: Case(OpType.GATHER, [(5, 3)], [_i32(4, 0, 2)], o.GatherOptions()),
     OpType.TILE: Case(OpType.TILE, [(1, 2, 3)], [_i32(2, 1, 2)]),
+    OpType.DEPTH_TO_SPACE: Case(OpType.DEPTH_TO_SPACE, [(1, 3, 3, 8)],
+                                options=o.DepthToSpaceOptions(2)),
     OpType.RESIZE_NEAREST_NEIGHBOR: Case(OpType.RESIZE_NEAREST_NEIGHBOR, [_IMG], [_i32(9, 12)],
                                          o.ResizeNearestNeighborOptions()),
     OpType.RESIZE_BILINEAR: Case(OpType.RESIZE_BILINEAR, [_IMG], [_i32(9, 12)],
@@ -147,7 +149,7 @@ UINT8_IO = ConversionMode(QuantMode.LEGACY_UINT8, integer_only=True,
 
 
 def test_every_rule_has_a_case():
-    assert set(CASES) == set(INT8_RULES)
+    assert set(CASES) == {t for t, spec in OPS.items() if spec.quant is not None}
 
 
 def _calibration_data(case: Case, n: int = 24) -> list[list[np.ndarray]]:
@@ -171,7 +173,7 @@ def quantized(case: Case, mode: ConversionMode = INT8_IO) -> tuple[bytes, bytes]
 
 SCHEMES = {"int8": (INT8_IO, 0.0), "int16x8": (INT16_IO, 10.0), "uint8": (UINT8_IO, -2.0)}
 ROWS = [(name, op_type) for name, (mode, _) in SCHEMES.items() for op_type in CASES
-        if op_type not in scheme_for(mode).unsupported]
+        if OPS[op_type].rule_for(mode.quant) is not None]
 
 
 @pytest.mark.parametrize("scheme, op_type", ROWS, ids=[f"{s}-{t.name}" for s, t in ROWS])
@@ -183,7 +185,7 @@ def test_rule(scheme, op_type):
     """
     mode, sqnr_offset = SCHEMES[scheme]
     storage = scheme_for(mode)
-    case, rule = CASES[op_type], INT8_RULES[op_type]
+    case, rule, layout = CASES[op_type], OPS[op_type].quant, OPS[op_type].weights
     float_model, int_model = quantized(case, mode)
     sub = read_model(int_model).subgraphs[0]
     (op,) = sub.ops
@@ -203,10 +205,10 @@ def test_rule(scheme, op_type):
         assert {t.quant for t in acts + outs} == {outs[0].quant}
     if rule.output is OutputRule.FIXED:
         assert outs[0].quant == storage.fixed(rule.fixed)
-    if rule.weights is not None:
-        w = tensors[op.inputs[rule.weights.weights_input]]
-        bias = tensors[op.inputs[rule.weights.bias_input]]
-        channels = w.shape[rule.weights.output_axis] if storage.per_channel else 1
+    if layout is not None:
+        w = tensors[op.inputs[layout.weights_input]]
+        bias = tensors[op.inputs[layout.bias_input]]
+        channels = w.shape[layout.output_axis] if storage.per_channel else 1
         assert w.dtype == storage.weights.dtype and len(w.quant.scales) == channels
         if storage.weights.symmetric:
             assert set(w.quant.zero_points) == {0} and np.abs(w.data).max() <= 127

@@ -13,6 +13,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from quantkit.ir import options as o
 from quantkit.ir.graph import Graph, Op, Tensor, const
+from quantkit.ops import OPS
 from quantkit.tflite_io import options_codec, read_model, schema, write_model
 from quantkit.tflite_io.options_codec import read_options, write_options
 from quantkit.types import Activation, ConversionError, OpType, Padding, Phase, QuantParams
@@ -146,8 +147,14 @@ def test_every_options_class_round_trips(cls):
 
 
 def test_options_tables_are_schema_tables():
-    assert set(options_codec.OPTIONS_TABLE.values()) <= set(schema.OPTIONS_CODES)
-    assert options_codec.OPTIONS_REQUIRED <= set(options_codec.OPTIONS_TABLE)
+    """Every op table row's options class is a schema table that the codec reads back as that
+    class (the round trip itself is ``test_every_options_class_round_trips``)."""
+    for spec in OPS.values():
+        assert spec.options_table is None or spec.options_table in schema.OPTIONS_CODES, spec.op
+        assert not spec.options_required or spec.options is not None, spec.op
+        if spec.options is not None:
+            assert spec.options in OPTION_CLASSES, spec.op
+            assert options_codec.options_table(spec.op) == spec.options.__name__
 
 
 # --- (b) LiteRT ------------------------------------------------------------------------------

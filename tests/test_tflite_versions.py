@@ -15,6 +15,8 @@ import pytest
 import quantkit
 from quantkit.ir import options as o
 from quantkit.ir.graph import Op, Tensor
+from quantkit.ops import OPS
+from quantkit.ops.conditions import ALWAYS
 from quantkit.tflite_io import versions
 from quantkit.types import Activation, ConversionError, OpType, Padding, QuantParams, TensorType
 
@@ -167,7 +169,8 @@ VERSION_CASES = [
                         (1, "float32 int32")]),
     *group(["RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "RELU_N1_TO_1", "PRELU", "HARD_SWISH",
             "CUSTOM", "NEG", "SQUARE"], [(1, "int8"), (1, "float32")]),
-    *group(["SUM", "SQUARED_DIFFERENCE"], [(2, "int8"), (1, "int16"), (1, "float32")]),
+    *group(["SUM", "SQUARED_DIFFERENCE", "DEPTH_TO_SPACE"],
+           [(2, "int8"), (1, "int16"), (1, "float32")]),
     *group(["BATCH_MATMUL"], [(3, "int16 int16"), (2, "int8 int8"),
                               (1, "float32 int8 -> float32"), (1, "float32 float32")]),
     case("BATCH_MATMUL", 4, "float32 int8 -> float32", "hybrid-asymmetric",
@@ -182,7 +185,7 @@ def test_op_version(op_type, expected, io, kw):
     assert versions.op_version(make_op(op_type, io, **kw)) == expected
 
 
-# In an int16x8 model: max(version of the float form, INT16X8_MIN_VERSIONS), as TF's int16x8
+# In an int16x8 model: max(version of the float form, int16.min_version), as TF's int16x8
 # quantizer writes it; types without a minimum keep their rows.
 A16 = {"in0": Q, "out0": Q}  # int16 activations
 W16 = {"in0": Q, "in1": Q, "in2": Q, "out0": Q}  # and quantized weights and bias
@@ -228,15 +231,17 @@ def test_int16x8_model_has_a_quantized_int16_tensor():
 
 def test_every_table_row_has_a_case():
     covered = {(p.values[0], p.values[1]) for p in VERSION_CASES}
-    rows = {(op, v) for op, rows in versions.VERSION_RULES.items() for v, _ in rows}
+    rows = {(op, v) for op, spec in OPS.items() for v, _ in spec.versions}
     assert rows - covered == set()
 
 
 def test_every_row_ends_unconditionally_and_has_a_runtime():
-    for op, rows in versions.VERSION_RULES.items():
-        assert rows[-1][1] is versions.ALWAYS, op.name
-        for v, _ in rows:
-            if op not in versions.NO_RUNTIME_REQUIREMENT:
+    for op, spec in OPS.items():
+        if not spec.versions:
+            continue
+        assert spec.versions[-1][1] is ALWAYS, op.name
+        for v, _ in spec.versions:
+            if spec.runtime is not None:
                 assert versions.runtime_version(op, v), (op.name, v)
 
 
@@ -269,10 +274,11 @@ def test_table_has_rows_for_exactly_the_op_types_quantkit_emits():
     lowerings, passes or quantizer name it (a superset of what they create: names only matched
     against would count too, and none is today)."""
     emitted = set().union(*(op_types_named_in(p) for p in EMITTING_PACKAGES))
-    table = set(versions.VERSION_RULES)
+    table = {t for t, spec in OPS.items() if spec.versions}
     assert (sorted(t.name for t in table - emitted), sorted(t.name for t in emitted - table)) \
         == ([], [])
-    assert set(versions.RUNTIME_VERSIONS) == table - versions.NO_RUNTIME_REQUIREMENT
+    assert {t for t, spec in OPS.items() if spec.runtime} \
+        == table - {t for t, spec in OPS.items() if spec.runtime is None}
 
 
 def test_op_without_version_rule_is_an_error():

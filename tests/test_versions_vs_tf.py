@@ -28,6 +28,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from quantkit import Preset
 from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.ops import OPS
 from quantkit.tflite_io import read_model, versions, write_model
 from quantkit.tflite_io.reader import SubgraphInfo
 from quantkit.types import OpType
@@ -68,14 +69,15 @@ def core(x):
 
 
 def tails(x):
-    """Op types TF keeps float in int8 or int16x8, and SQUARED_DIFFERENCE (which LiteRT cannot
-    run in int16), each reading a quantized op and writing an output: no QUANTIZE follows an op
+    """Op types TF keeps float in int8 or int16x8, and SQUARED_DIFFERENCE and DEPTH_TO_SPACE
+    (which LiteRT cannot run in int16), each reading a quantized op and writing an output: no QUANTIZE follows an op
     left float (see ``DEVIATIONS``)."""
     c = tf.nn.conv2d(x, _weights(3, 3, 16, 16, seed=5), 1, "SAME") + _weights(16, seed=6)
     return (-c, tf.square(c), c / (tf.nn.relu(c) + 1.0), tf.sqrt(tf.nn.relu(c)),
             tf.cast(tf.cast(c, tf.int32), tf.float32), c * tf.nn.relu6(c + 3.0) / 6.0,
             tf.minimum(tf.maximum(c, -1.0), 1.0),
-            tf.math.squared_difference(c, tf.nn.relu(c)))
+            tf.math.squared_difference(c, tf.nn.relu(c)),
+            tf.nn.depth_to_space(c, 2))
 
 
 @functools.cache
@@ -302,15 +304,15 @@ def test_versions_match_tf(name, mode):
 def _deciding_rule(op: Op, int16x8: bool) -> tuple[OpType, int | str]:
     """What versions ``op``: its type and the version of the row that holds, or "int16x8"
     when the type's int16x8 minimum is above the row of the op's float form."""
-    minimum = versions.INT16X8_MIN_VERSIONS.get(op.type) if int16x8 else None
+    minimum = OPS[op.type].int16.min_version if int16x8 else None
     form = versions.float_form(op) if minimum is not None else op
-    row = next(v for v, condition in versions.VERSION_RULES[op.type] if condition(form))
+    row = next(v for v, condition in OPS[op.type].versions if condition(form))
     return (op.type, "int16x8") if minimum is not None and minimum > row else (op.type, row)
 
 
 # Rows TF's converter cannot write, each checked only by its case in test_tflite_versions.py.
 _INT16_ROWS = ("op_version.cc's int16 rows: TF's converter writes int16 activations only "
-               "through its int16x8 quantizer (INT16X8_MIN_VERSIONS) and refuses these ops on "
+               "through its int16x8 quantizer (int16.min_version) and refuses these ops on "
                "int16 integer tensors; they version int16 outside an int16x8 model")
 NOT_FROM_TF: dict[tuple[OpType, int | str], str] = {
     (OpType.ADD, 6): "float16 arithmetic: TF refuses float16 ADD and MUL",
@@ -338,8 +340,8 @@ def test_every_row_is_checked_against_tf():
     for name, mode in CONVERSIONS:
         result = compared(name, mode)
         reached |= {_deciding_rule(op, result.int16x8) for op in result.at_tf_version}
-    rules = {(t, v) for t, rows in versions.VERSION_RULES.items() for v, _ in rows}
-    rules |= {(t, "int16x8") for t in versions.INT16X8_MIN_VERSIONS}
+    rules = {(t, v) for t, spec in OPS.items() for v, _ in spec.versions}
+    rules |= {(t, "int16x8") for t, spec in OPS.items() if spec.int16.min_version}
 
     def names(pairs):
         return sorted(f"{t.name} {v}" for t, v in pairs)

@@ -285,6 +285,12 @@ def tile(ctx: LoweringContext) -> None:
     ctx.emit(OpType.TILE, [ctx.input(0), _int32_operand(ctx, 1, "multiples")])
 
 
+def depth_to_space(ctx: LoweringContext) -> None:
+    _check_nhwc(ctx)
+    ctx.emit(OpType.DEPTH_TO_SPACE, [ctx.input(0)],
+             o.DepthToSpaceOptions(int(ctx.attr("block_size"))))
+
+
 def _resize(op_type: OpType, options: type) -> Handler:
     def handler(ctx: LoweringContext) -> None:
         ctx.emit(op_type, [ctx.input(0), _int32_operand(ctx, 1, "size")],
@@ -354,6 +360,7 @@ LOWERINGS: dict[str, Handler] = {
     "Shape": shape,
     "GatherV2": gather,
     "Tile": tile,
+    "DepthToSpace": depth_to_space,
     "Erfc": lower_custom,
     "ResizeBilinear": _resize(OpType.RESIZE_BILINEAR, o.ResizeBilinearOptions),
     "ResizeNearestNeighbor": _resize(OpType.RESIZE_NEAREST_NEIGHBOR,

@@ -154,12 +154,22 @@ class GatherOptions:
 
 
 @dataclass(frozen=True)
+class DepthToSpaceOptions:
+    block_size: int
+
+
+@dataclass(frozen=True)
 class SplitOptions:
     num_splits: int
 
 
 @dataclass(frozen=True)
 class ArgMaxOptions:
+    output_type: TensorType = TensorType.INT64
+
+
+@dataclass(frozen=True)
+class ArgMinOptions:
     output_type: TensorType = TensorType.INT64
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from quantkit.ir import options as o
 from quantkit.ir.graph import Graph, Op, const
-from quantkit.ir.layouts import WEIGHT_LAYOUTS
+from quantkit.ops import WeightLayout, spec
 from quantkit.passes.util import Uses, to_fixpoint, channel_vector, same_shape, split_const
 from quantkit.types import OpType, Padding
 
@@ -88,7 +88,7 @@ def _fold_into_consumer(affine: Op, x, consumer: Op, vector: np.ndarray) -> bool
     if consumer.type == OpType.DEPTHWISE_CONV_2D and consumer.options.depth_multiplier != 1 \
             or consumer.type == OpType.FULLY_CONNECTED and len(affine.outputs[0].shape or ()) != 2:
         return False
-    layout = WEIGHT_LAYOUTS[consumer.type]
+    layout = spec(consumer.type).weights
     w = weights.data.astype(np.float64)
     shape = [1] * w.ndim
     shape[layout.input_axis] = vector.size
@@ -122,13 +122,18 @@ def fold_scale_into_next(graph: Graph) -> bool:
     return _fold_into_next(graph, (OpType.MUL,))
 
 
+def _reads_through_weights(layout: WeightLayout | None) -> bool:
+    """Whether an op with ``layout`` reads its input 0 only through its weights (a conv or a
+    dense layer; not TRANSPOSE_CONV, whose input 0 is the output shape)."""
+    return layout is not None and layout.activation_input == 0
+
+
 def _fold_into_next(graph: Graph, kinds: tuple[OpType, ...]) -> bool:
     uses = Uses(graph)
     for op in graph.ops:
         found = _affine(op) if op.type in kinds else None
         consumer = uses.only_consumer(op.outputs[0]) if found else None
-        if consumer is None or consumer.type not in (
-                OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED):
+        if consumer is None or not _reads_through_weights(spec(consumer.type).weights):
             continue
         if _fold_into_consumer(op, found[0], consumer, found[1]):
             graph.remove_ops([op])
@@ -147,9 +152,11 @@ def shift_before_scale(graph: Graph) -> bool:
         if (first.type, second.type) != (OpType.MUL, OpType.ADD):
             continue
         conv = uses.only_consumer(second.outputs[0])
-        if conv is None or conv.type not in (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D) \
+        layout = spec(conv.type).weights if conv is not None else None
+        if layout is None or not layout.pads_input \
                 or conv.options.padding != Padding.SAME or np.any(scale == 0) \
-                or not conv.inputs[1].is_const or getattr(conv.options, "depth_multiplier", 1) != 1:
+                or not conv.inputs[layout.weights_input].is_const \
+                or getattr(conv.options, "depth_multiplier", 1) != 1:
             continue  # only where the MUL will fold, else merge_affine_chains swaps it back
         _set_const(first, OpType.ADD, x, shift / scale)
         _set_const(second, OpType.MUL, first.outputs[0], scale)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from quantkit.ir.graph import Graph, Op, const
-from quantkit.ir.layouts import WEIGHT_LAYOUTS
+from quantkit.ops import OPS, WEIGHTED
 from quantkit.passes.util import Uses, channel_vector, same_shape, split_const, take_outputs
 from quantkit.types import Activation, OpType
 
@@ -26,11 +26,11 @@ def _foldable_producer(uses: Uses, op: Op) -> tuple[Op, np.ndarray] | None:
     if split is None:
         return None
     x, value = split
-    conv = uses.producer_of(x, *WEIGHT_LAYOUTS)
+    conv = uses.producer_of(x, *WEIGHTED)
     if conv is None or uses.only_consumer(x) is not op \
             or conv.options.fused_activation_function != Activation.NONE:
         return None
-    layout = WEIGHT_LAYOUTS[conv.type]
+    layout = OPS[conv.type].weights
     weights, bias = conv.inputs[layout.weights_input], conv.inputs[layout.bias_input]
     if not weights.is_const or (bias is not None and not bias.is_const):
         return None
@@ -41,7 +41,7 @@ def _foldable_producer(uses: Uses, op: Op) -> tuple[Op, np.ndarray] | None:
 
 
 def _apply(conv: Op, op: Op, vector: np.ndarray) -> None:
-    layout = WEIGHT_LAYOUTS[conv.type]
+    layout = OPS[conv.type].weights
     w_in, b_in = layout.weights_input, layout.bias_input
     weights = conv.inputs[w_in]
     channels = weights.data.shape[layout.output_axis]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 
 from quantkit.ir.graph import Graph, Op
+from quantkit.ops import spec
 from quantkit.passes.util import Uses, to_fixpoint, channel_vector, split_const
 from quantkit.types import OpType, Padding
 
-_CONVS = (OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D)
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -38,7 +38,8 @@ def _pads_as_same(pad: Op, conv: Op) -> bool:
     """Whether ``conv`` is a VALID convolution of ``pad``'s output whose SAME padding of the
     unpadded input would be exactly ``pad``'s."""
     x = pad.inputs[0]
-    return (conv.type in _CONVS and conv.inputs[0] is pad.outputs[0]
+    layout = spec(conv.type).weights
+    return (layout is not None and layout.pads_input and conv.inputs[0] is pad.outputs[0]
             and conv.options.padding == Padding.VALID and x.shape is not None
             and len(x.shape) == 4 and x.shape[1] is not None and x.shape[2] is not None
             and pad.inputs[1].data.tolist() == _conv_same_padding(conv, x.shape))

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantkit.types import QuantParams
+from quantkit.ops.spec import BiasCorrection
+from quantkit.types import QuantParams, TensorType
 
 INT8_MIN, INT8_MAX = -128, 127
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -48,6 +49,7 @@ INT8_WEIGHTS = Storage(np.dtype(np.int8), -WEIGHT_QMAX, WEIGHT_QMAX, symmetric=T
 UINT8_WEIGHTS = Storage(np.dtype(np.uint8), 0, 255, symmetric=False)
 INT32_BIAS = Storage(np.dtype(np.int32), INT32_MIN, INT32_MAX, symmetric=True)
 INT64_BIAS = Storage(np.dtype(np.int64), -(2**63), 2**63 - 1, symmetric=True)
+BIAS_STORAGE = {TensorType.INT32: INT32_BIAS, TensorType.INT64: INT64_BIAS}
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -203,7 +205,35 @@ def quantize_activation(r: np.ndarray, params: QuantParams,
     return quantize(r, params, storage.qmin, storage.qmax, storage.dtype)
 
 
-def weight_error_bias(op_kind: str, w: np.ndarray, w_params: QuantParams,
+def _fc_error(delta: np.ndarray, mean: np.ndarray) -> np.ndarray | None:
+    """``Σ_i ΔW[o, i]·E[x_i]`` for ``[O, I]`` weights."""
+    return delta @ mean if delta.shape[1] == mean.size else None
+
+
+def _conv_error(delta: np.ndarray, mean: np.ndarray) -> np.ndarray | None:
+    """``Σ_{h,w,i} ΔW[o, h, w, i]·E[x_{g·I + i}]`` for OHWI weights in ``G`` groups."""
+    if mean.size % delta.shape[3]:
+        return None
+    groups = mean.size // delta.shape[3]
+    if delta.shape[0] % groups:
+        return None
+    per_tap = delta.sum(axis=(1, 2)).reshape(groups, -1, delta.shape[3])  # [G, O/G, I]
+    return np.einsum("goi,gi->go", per_tap, mean.reshape(groups, -1)).reshape(-1)
+
+
+def _depthwise_error(delta: np.ndarray, mean: np.ndarray) -> np.ndarray | None:
+    """``Σ_{h,w} ΔW[0, h, w, c·m + k]·E[x_c]`` for ``[1, H, W, C·m]`` weights."""
+    if delta.shape[3] % mean.size:
+        return None
+    multiplier = delta.shape[3] // mean.size
+    return delta.sum(axis=(0, 1, 2)) * np.repeat(mean, multiplier)
+
+
+_WEIGHT_ERRORS = {BiasCorrection.FC: _fc_error, BiasCorrection.CONV: _conv_error,
+                  BiasCorrection.DEPTHWISE: _depthwise_error}
+
+
+def weight_error_bias(kind: BiasCorrection, w: np.ndarray, w_params: QuantParams,
                       input_mean: np.ndarray,
                       storage: Storage = INT8_WEIGHTS,
                       quantized: np.ndarray | None = None) -> np.ndarray | None:
@@ -213,24 +243,16 @@ def weight_error_bias(op_kind: str, w: np.ndarray, w_params: QuantParams,
     per-channel mean of the input, taken as constant over space. Subtracting it from the
     float bias before quantizing removes the systematic part of the error (it matters where
     inputs are far from zero-mean, e.g. a normalization folded into the first convolution).
-    ``op_kind``: ``"conv"`` (OHWI, grouped when the input has a multiple of I channels),
-    ``"depthwise"`` (``[1, H, W, C·m]``) or ``"fc"`` (``[O, I]``). None when the shapes do not
-    fit (the bias is then left as it is). ``quantized``: ``quantize_weights(w, w_params,
-    storage)`` where the caller already has it (computed here when None).
+    ``kind``: how the op's weights are laid out (its spec's ``bias_correction``: CONV is OHWI,
+    grouped when the input has a multiple of I channels; DEPTHWISE ``[1, H, W, C·m]``; FC
+    ``[O, I]``). None when the shapes do not fit or the kind has no correction (the bias is
+    then left as it is). ``quantized``: ``quantize_weights(w, w_params, storage)`` where the
+    caller already has it (computed here when None).
     """
+    error = _WEIGHT_ERRORS.get(kind)
+    if error is None:
+        return None
     if quantized is None:
         quantized = quantize_weights(w, w_params, storage)
     delta = dequantize(quantized, w_params).astype(np.float64) - w
-    mean = np.asarray(input_mean, np.float64)
-    if op_kind == "fc" and delta.shape[1] == mean.size:
-        return delta @ mean
-    if op_kind == "conv" and mean.size % delta.shape[3] == 0:
-        groups = mean.size // delta.shape[3]
-        if delta.shape[0] % groups:
-            return None
-        per_tap = delta.sum(axis=(1, 2)).reshape(groups, -1, delta.shape[3])  # [G, O/G, I]
-        return np.einsum("goi,gi->go", per_tap, mean.reshape(groups, -1)).reshape(-1)
-    if op_kind == "depthwise" and delta.shape[3] % mean.size == 0:
-        multiplier = delta.shape[3] // mean.size
-        return delta.sum(axis=(0, 1, 2)) * np.repeat(mean, multiplier)
-    return None
+    return error(delta, np.asarray(input_mean, np.float64))

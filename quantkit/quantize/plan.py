@@ -7,8 +7,8 @@ itself. Each quantized op has a scheme (``quantize.schemes``: int8, int16x8 or l
 the mode's, or the one its settings' precision asks for; "int8" below stands for the
 scheme's activation type.
 
-1. Each float op either has a rule (``rules.INT8_RULES``, less the rows its scheme's kernels
-   lack) and is quantized, or stays float (its settings ask for float, or it has no kernel:
+1. Each float op either has a rule (its spec's ``quant`` in ``quantkit.ops``, unless its
+   scheme's kernels lack it) and is quantized, or stays float (its settings ask for float, or it has no kernel:
    an error when the op set allows integer ops only, or when a recipe asked for that kernel).
 2. (``quantize.params``) A tensor is planned once per integer storage its readers and writer
    use (a *node*: the tensor in int8, or in int16). Nodes that must share parameters (the ``SHARED`` rule) are
@@ -34,7 +34,7 @@ from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.quantize.edits import Edit
 from quantkit.quantize.params import Ranges, choose_params
 from quantkit.quantize.rewire import Means, Rewire
-from quantkit.quantize.rules import INT8_RULES, QuantRule
+from quantkit.ops import OPS, QuantRule
 from quantkit.quantize.schemes import Scheme, scheme_for
 from quantkit.recipe import OpSettings, Precision
 from quantkit.types import ConversionError, ConversionMode, Phase, QuantMode
@@ -55,14 +55,15 @@ def is_float_op(op: Op) -> bool:
 
 
 def quantizable(op: Op, scheme: Scheme) -> QuantRule | None:
-    """The op's rule, or None when it must stay float (no rule in this scheme, or dynamic
+    """The op's rule, or None when it must stay float (no kernel in this scheme, or dynamic
     weights)."""
-    rule = INT8_RULES.get(op.type) if op.type not in scheme.unsupported else None
+    spec = OPS.get(op.type)
+    rule = spec.rule_for(scheme.mode) if spec is not None else None
     if rule is None:
         return None
-    if rule.weights is not None:
-        w = op.inputs[rule.weights.weights_input]
-        bias = _input(op, rule.weights.bias_input)
+    if spec.weights is not None:
+        w = op.inputs[spec.weights.weights_input]
+        bias = _input(op, spec.weights.bias_input)
         if not w.is_const or (bias is not None and not bias.is_const):
             return None
     return rule

@@ -3,8 +3,9 @@
 ``int8`` is the TFLite int8 spec; ``int16x8`` keeps int8 weights but int16 activations
 (symmetric) and int64 biases; ``legacy uint8`` is what TF1-era converters produced, uint8
 activations and per-tensor uint8 weights, for runtimes and accelerators that only take uint8.
-The per-op rules (``rules.INT8_RULES``) are shared; a scheme says which rows its kernels have
-and what the spec's fixed output parameters become in its storage.
+The per-op rules (``quantkit.ops``: each spec's ``quant``) are shared; each spec's ``lacks``
+says which schemes' kernels lack it, and a scheme what the spec's fixed output parameters
+become in its storage.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Scheme:
     weights: qm.Storage
     bias: qm.Storage
     per_channel: bool  # whether weights may have a scale per output channel
-    unsupported: frozenset[OpType] = frozenset()  # rule rows this scheme's kernels lack
+    mode: QuantMode  # the scheme's name in the op table's ``lacks``
 
     def fixed(self, int8_params: QuantParams) -> QuantParams:
         """The spec's fixed output parameters (given for int8) in this scheme's storage."""
@@ -36,18 +37,12 @@ class Scheme:
         return qm.requantized(int8_params, shift)
 
 
-INT8_SCHEME = Scheme(qm.INT8, qm.INT8_WEIGHTS, qm.INT32_BIAS, per_channel=True)
-
-# The rows LiteRT (2.3, each checked by tests/test_quantize_rules.py) has no kernel for in
-# int16: they refuse INT16, except PRELU, which runs but is wrong (7 dB).
+INT8_SCHEME = Scheme(qm.INT8, qm.INT8_WEIGHTS, qm.INT32_BIAS, per_channel=True,
+                     mode=QuantMode.FULL_INTEGER)
 INT16X8_SCHEME = Scheme(qm.INT16, qm.INT8_WEIGHTS, qm.INT64_BIAS, per_channel=True,
-                        unsupported=frozenset({OpType.SQUARED_DIFFERENCE, OpType.RELU_N1_TO_1,
-                                               OpType.HARD_SWISH, OpType.PRELU}))
-
+                        mode=QuantMode.INT16X8)
 LEGACY_UINT8_SCHEME = Scheme(qm.UINT8, qm.UINT8_WEIGHTS, qm.INT32_BIAS, per_channel=False,
-                             unsupported=frozenset({OpType.SQUARED_DIFFERENCE,
-                                                    OpType.BATCH_MATMUL, OpType.RSQRT,
-                                                    OpType.EXP}))
+                             mode=QuantMode.LEGACY_UINT8)
 
 SCHEMES: dict[QuantMode, Scheme] = {
     QuantMode.FULL_INTEGER: INT8_SCHEME,

@@ -1,9 +1,9 @@
 """The modes that compress weights only, activations stay float: dynamic range and float16.
 
 **Dynamic range** (``optimizations=[DEFAULT]`` without a representative dataset): the weights
-of the ops LiteRT has hybrid kernels for become symmetric int8 (per output channel where the
-kernel takes it); the kernel quantizes its float input on the fly (asymmetrically, for
-FULLY_CONNECTED and BATCH_MATMUL, as TF sets it). Weight tensors of fewer than 1024 elements
+of the ops LiteRT has hybrid kernels for (their spec's ``hybrid``) become symmetric int8 (per
+output channel where the kernel takes it); the kernel quantizes its float input on the fly
+(asymmetrically, for FULLY_CONNECTED and BATCH_MATMUL, as TF sets it). Weight tensors of fewer than 1024 elements
 stay float, as TF keeps them: the saving is small and the error is not.
 
 **float16** (``supported_types=[tf.float16]``): every float32 constant is stored as float16 and
@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.ops import OPS
 from quantkit.quantize import math as qm
 from quantkit.quantize.edits import Convert, Edit, SetInput, SetOptions, apply
 from quantkit.quantize.schemes import weight_granularity
@@ -25,22 +26,6 @@ from quantkit.types import ConversionError, ConversionMode, Granularity, OpType,
 
 MIN_ELEMENTS = 1024  # TF's min_elements_for_weights: smaller weights stay float
 
-
-@dataclasses.dataclass(frozen=True)
-class Hybrid:
-    weights_input: int
-    channel_axis: int | None  # None: the hybrid kernel takes one scale only
-    asymmetric_inputs: bool  # sets the op's `asymmetric_quantize_inputs`
-
-
-# Ops with hybrid (float activations, int8 weights) kernels in LiteRT.
-HYBRID_RULES: dict[OpType, Hybrid] = {
-    OpType.CONV_2D: Hybrid(1, 0, False),
-    OpType.DEPTHWISE_CONV_2D: Hybrid(1, 3, False),
-    OpType.FULLY_CONNECTED: Hybrid(1, 0, True),
-    OpType.TRANSPOSE_CONV: Hybrid(1, 0, False),
-    OpType.BATCH_MATMUL: Hybrid(1, None, True),
-}
 
 _FLOAT = np.dtype(np.float32)
 
@@ -65,7 +50,8 @@ def plan_dynamic_range(graph: Graph, mode: ConversionMode,
     edits: list[Edit] = []
     quantized: dict[tuple[Tensor, int | None], Tensor] = {}
     for op in compressed_ops(graph, settings):
-        rule = HYBRID_RULES.get(op.type)
+        spec = OPS.get(op.type)
+        rule = spec.hybrid if spec is not None else None
         if rule is None:
             continue
         w = op.inputs[rule.weights_input]
@@ -73,7 +59,7 @@ def plan_dynamic_range(graph: Graph, mode: ConversionMode,
             continue
         chosen = settings[op].weight_granularity if settings and op in settings else None
         per_channel = (chosen or weight_granularity(mode, op.type)) is Granularity.PER_CHANNEL
-        axis = rule.channel_axis if per_channel else None
+        axis = spec.weights.output_axis if per_channel and rule.per_channel else None
         key = (w, axis)
         if key not in quantized:
             params = qm.weight_params(w.data, axis)

@@ -4,7 +4,8 @@ An options dataclass in ``quantkit.ir.options`` is named after its schema table 
 after the table's fields, so one generic routine serializes all of them through the generated
 builder functions (``Conv2DOptions.stride_w`` → ``tflite.Conv2DOptions.Conv2DOptionsAddStrideW``)
 and one reads them back through the generated accessors (``StrideW()``). ``check_options``
-refuses options LiteRT would misread (missing where it needs them, or another op's table).
+refuses options LiteRT would misread (missing where it needs them, or another op's table),
+as the op table (``quantkit.ops``) says.
 """
 
 from __future__ import annotations
@@ -19,52 +20,15 @@ import flatbuffers
 import numpy as np
 
 from quantkit.ir import options as ir_options
+from quantkit.ops import OPS
 from quantkit.tflite_io import checked, schema
 from quantkit.types import ConversionError, OpType, Phase
 
-# The options table each op type reads in LiteRT; any other table would be read as defaults.
-OPTIONS_TABLE: dict[OpType, str] = {
-    OpType.CONV_2D: "Conv2DOptions",
-    OpType.DEPTHWISE_CONV_2D: "DepthwiseConv2DOptions",
-    OpType.FULLY_CONNECTED: "FullyConnectedOptions",
-    OpType.TRANSPOSE_CONV: "TransposeConvOptions",
-    OpType.MAX_POOL_2D: "Pool2DOptions",
-    OpType.AVERAGE_POOL_2D: "Pool2DOptions",
-    OpType.ADD: "AddOptions",
-    OpType.SUB: "SubOptions",
-    OpType.MUL: "MulOptions",
-    OpType.DIV: "DivOptions",
-    OpType.CONCATENATION: "ConcatenationOptions",
-    OpType.MEAN: "ReducerOptions",
-    OpType.SUM: "ReducerOptions",
-    OpType.REDUCE_MAX: "ReducerOptions",
-    OpType.REDUCE_MIN: "ReducerOptions",
-    OpType.REDUCE_PROD: "ReducerOptions",
-    OpType.SQUEEZE: "SqueezeOptions",
-    OpType.STRIDED_SLICE: "StridedSliceOptions",
-    OpType.SOFTMAX: "SoftmaxOptions",
-    OpType.LEAKY_RELU: "LeakyReluOptions",
-    OpType.RESIZE_BILINEAR: "ResizeBilinearOptions",
-    OpType.RESIZE_NEAREST_NEIGHBOR: "ResizeNearestNeighborOptions",
-    OpType.PACK: "PackOptions",
-    OpType.CAST: "CastOptions",
-    OpType.SHAPE: "ShapeOptions",
-    OpType.GATHER: "GatherOptions",
-    OpType.SPLIT: "SplitOptions",
-    OpType.ARG_MAX: "ArgMaxOptions",
-    OpType.ARG_MIN: "ArgMinOptions",
-    OpType.BATCH_MATMUL: "BatchMatMulOptions",
-    OpType.GELU: "GeluOptions",
-}
 
-# Op types LiteRT (2.3, checked) cannot run on default options: the convolutions and pools
-# refuse zero strides; PACK, SHAPE, ARG_MAX and ARG_MIN refuse; SPLIT crashes the process;
-# SOFTMAX, LEAKY_RELU and CONCATENATION silently compute with beta = 0, alpha = 0, axis = 0.
-OPTIONS_REQUIRED = frozenset({
-    OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.TRANSPOSE_CONV, OpType.MAX_POOL_2D,
-    OpType.AVERAGE_POOL_2D, OpType.PACK, OpType.SHAPE, OpType.ARG_MAX, OpType.ARG_MIN,
-    OpType.SPLIT, OpType.SOFTMAX, OpType.LEAKY_RELU, OpType.CONCATENATION,
-})  # fmt: skip
+def options_table(op_type: OpType) -> str | None:
+    """The schema options table LiteRT reads for ``op_type`` (its spec's options class)."""
+    spec = OPS.get(op_type)
+    return spec.options_table if spec is not None else None
 
 
 def check_options(op_type: OpType, options: Any, where: str) -> None:
@@ -73,9 +37,9 @@ def check_options(op_type: OpType, options: Any, where: str) -> None:
     Raises:
         ConversionError: naming ``where`` and the table the op type reads.
     """
-    expected = OPTIONS_TABLE.get(op_type)
+    expected = options_table(op_type)
     if options is None:
-        if op_type in OPTIONS_REQUIRED:
+        if op_type in OPS and OPS[op_type].options_required:
             raise ConversionError(
                 Phase.WRITING, f"{where} has no options; LiteRT needs its {expected}"
             )

@@ -21,7 +21,7 @@ import numpy as np
 
 from quantkit.tflite_io import schema
 from quantkit.tflite_io.checked import MalformedModelError, Table, root
-from quantkit.tflite_io.options_codec import OPTIONS_TABLE, read_options
+from quantkit.tflite_io.options_codec import options_table, read_options
 from quantkit.types import OpType, QuantParams
 
 _TENSOR_TYPES = frozenset(schema.TENSOR_TYPE_NAMES)
@@ -298,7 +298,7 @@ def _op(op: Table, op_codes: tuple[OpCodeInfo, ...], n_tensors: int) -> OpInfo:
     if options_type and table_name is None:
         raise op.fail("builtin_options_type", f"{options_type} is not an options table of "
                                               f"the schema")
-    expected = OPTIONS_TABLE.get(code.type)
+    expected = options_table(code.type)
     if table_name and expected and table_name != expected:
         raise op.fail("builtin_options_type", f"{table_name} for a {code.type.name} operator, "
                                               f"which reads {expected}")

@@ -1,4 +1,5 @@
-"""Conditions for the operator-version table: small frozen dataclasses, each a predicate on an op.
+"""Conditions for the operator-version rows of the op table (``quantkit.ops.table``): small
+frozen dataclasses, each a predicate on an op.
 
 They mirror what TF's ``GetBuiltinOperatorVersion`` reads from an ``OpSignature``: element
 types of input 0, input 1 and output 0, options, input count, ranks, per-channel quantization.

@@ -1,0 +1,98 @@
+"""Numpy kernels for constant folding: ``(op, input values) -> output values``.
+
+The op table (``quantkit.ops.table``) names an op's kernel in its ``fold`` field;
+``passes.fold_constants`` evaluates an op whose inputs are all constant with it. A kernel may
+return None to decline (a case it does not model); the op then stays in the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from quantkit.types import Activation
+
+Kernel = Callable[[Any, list[np.ndarray]], "list[np.ndarray] | None"]
+
+_ACTIVATIONS: dict[Activation, Callable[[np.ndarray], np.ndarray]] = {
+    Activation.NONE: lambda x: x,
+    Activation.RELU: lambda x: np.maximum(x, 0),
+    Activation.RELU6: lambda x: np.clip(x, 0, 6),
+    Activation.RELU_N1_TO_1: lambda x: np.clip(x, -1, 1),
+    Activation.TANH: np.tanh,
+}
+
+
+def elementwise(fn: Callable[..., np.ndarray]) -> Kernel:
+    """``y = act(fn(x…))``, with the op's fused activation (none when it has no options)."""
+    def kernel(op: Any, values: list[np.ndarray]) -> list[np.ndarray]:
+        act = getattr(op.options, "fused_activation_function", Activation.NONE)
+        return [_ACTIVATIONS[act](fn(*values))]
+    return kernel
+
+
+def strided_slice(op: Any, values: list[np.ndarray]) -> list[np.ndarray] | None:
+    """``x[b0:e0:s0, …]`` with TFLite's masks; ellipsis and new-axis masks decline."""
+    x, begin, end, strides = values
+    opts = op.options
+    if opts.ellipsis_mask or opts.new_axis_mask:
+        return None
+    index = []
+    for i in range(len(begin)):
+        if opts.shrink_axis_mask >> i & 1:
+            index.append(int(begin[i]))
+            continue
+        b = None if opts.begin_mask >> i & 1 else int(begin[i])
+        e = None if opts.end_mask >> i & 1 else int(end[i])
+        index.append(slice(b, e, int(strides[i])))
+    return [np.asarray(x[tuple(index)])]
+
+
+def reduce(fn: Callable[..., np.ndarray]) -> Kernel:
+    """``y = fn(x, axes)``, keeping the reduced dims when the options say so."""
+    def kernel(op: Any, values: list[np.ndarray]) -> list[np.ndarray]:
+        x, axes = values
+        return [fn(x, axis=tuple(int(a) for a in np.reshape(axes, -1)),
+                   keepdims=bool(op.options.keep_dims))]
+    return kernel
+
+
+def gather(op: Any, values: list[np.ndarray]) -> list[np.ndarray] | None:
+    """``np.take`` along the axis; batch_dims > 0 gathers per batch row, which np.take
+    cannot: left to the kernel."""
+    if op.options.batch_dims:
+        return None
+    return [np.take(values[0], values[1], axis=op.options.axis)]
+
+
+def transpose(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.transpose(v[0], v[1])]
+
+
+def reshape(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.reshape(v[0], [int(d) for d in v[1]])]
+
+
+def squeeze(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.squeeze(v[0], axis=op.options.squeeze_dims or None)]
+
+
+def expand_dims(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.expand_dims(v[0], int(v[1]))]
+
+
+def concatenation(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.concatenate(v, axis=op.options.axis)]
+
+
+def pack(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.stack(v, axis=op.options.axis)]
+
+
+def cast(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [v[0]]  # the output dtype is applied by the pass
+
+
+def pad(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.pad(v[0], v[1])]
