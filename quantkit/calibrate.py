@@ -1,7 +1,8 @@
 """The calibration stage: quantkit's side of the ``calibration`` engine's protocol.
 
-The executor is ``GraphExecutor``: TF runs the float IR graph (after passes, so every tensor
-the quantizer will see is observed, fused activations included) on each batch. The engine
+The executor is ``quantkit.runtime.LiteRTExecutor``: LiteRT runs the float IR graph (after
+passes, so every tensor the quantizer will see is observed, fused activations included), as
+quantkit writes it, on each batch. The engine
 streams the representative dataset through it into observers; ``ranges`` then turns the
 statistics into the (min, max) per tensor that the quantizer plans from, and ``means`` gives
 the per-channel input means that bias correction reads.
@@ -16,9 +17,9 @@ import numpy as np
 
 import calibration
 from calibration import CalibrationStats, InputSpec, ObserverKind
-from quantkit.executor import GraphExecutor
 from quantkit.ir.graph import Graph, Tensor
 from quantkit.quantize import Means, Ranges
+from quantkit.runtime import LiteRTExecutor
 from quantkit.types import ConversionError, OpType, Phase
 
 
@@ -70,7 +71,7 @@ def calibrate_graphs(graphs: list[Graph], dataset: Any,
     executors = {}
     for graph in graphs:
         graph.uniquify_names()
-        executors[graph.signature_key] = GraphExecutor(graph, observed_tensors(graph))
+        executors[graph.signature_key] = LiteRTExecutor(graph, observed_tensors(graph))
     return calibration.calibrate(
         executors, dataset, {g.signature_key: input_specs(g) for g in graphs},
         observer=options.observer, batch_size=batch_rows(graphs, options),
