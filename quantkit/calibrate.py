@@ -71,7 +71,9 @@ def calibrate_graphs(graphs: list[Graph], dataset: Any,
     executors = {}
     for graph in graphs:
         graph.uniquify_names()
-        executors[graph.signature_key] = LiteRTExecutor(graph, observed_tensors(graph))
+        # Views, not copies: the runner has read a batch's values before it runs the next.
+        executors[graph.signature_key] = LiteRTExecutor(graph, observed_tensors(graph),
+                                                        copy=False)
     return calibration.calibrate(
         executors, dataset, {g.signature_key: input_specs(g) for g in graphs},
         observer=options.observer, batch_size=batch_rows(graphs, options),

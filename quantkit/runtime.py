@@ -66,6 +66,9 @@ class LiteRTExecutor:
         observe: the tensors whose values to return; by default every non-constant tensor
             the graph uses (its inputs included), in first-use order.
         num_threads: LiteRT's threads (None: its default).
+        copy: return copies (True) or read-only views of LiteRT's buffers (False: no copy of
+            the batch's activations, which calibration reads once; a view is valid until the
+            next call, and holding one through it is an error).
 
     Raises:
         ExecutorError: repeated tensor names, an observed tensor the graph does not use, or a
@@ -74,8 +77,9 @@ class LiteRTExecutor:
     """
 
     def __init__(self, graph: Graph, observe: Sequence[Tensor] | None = None,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, copy: bool = True):
         self.graph = graph
+        self.copy = copy
         used = graph.tensors()
         _check_names(used)
         if observe is None:
@@ -113,7 +117,7 @@ class LiteRTExecutor:
 
         Returns:
             ``{tensor name: value}`` for the observed tensors, the batch on axis 0, in
-            ``observe`` order (each a copy: it stays valid after the next call).
+            ``observe`` order (copies, or views valid until the next call: ``copy``).
         """
         arrays = [self._checked(name, t, inputs)
                   for name, t in zip(self.input_names, self.graph.inputs)]
@@ -126,9 +130,15 @@ class LiteRTExecutor:
             interpreter.set_tensor(index, x)
         self._guarded("running", interpreter.invoke)
         values = {t: x for t, x in zip(self.graph.inputs, arrays)}
-        values.update((t, interpreter.get_tensor(i)) for t, i in zip(self._outputs,
-                                                                      self._out_index))
+        values.update(zip(self._outputs, map(self._read, self._out_index)))
         return {t.name: values[t] for t in self.observed}
+
+    def _read(self, index: int) -> np.ndarray:
+        if self.copy:
+            return self._interpreter.get_tensor(index)
+        view = self._interpreter.tensor(index)()
+        view.flags.writeable = False
+        return view
 
     def _resize(self, shapes: list[tuple[int, ...]]) -> None:
         """Re-allocate only when the input shapes change (a new batch size)."""
@@ -157,6 +167,10 @@ class LiteRTExecutor:
             return call()
         except (RuntimeError, ValueError) as e:
             message = str(e)
+        if "reference to internal data" in message:  # LiteRT's guard for views still held
+            raise ExecutorError(f"the arrays of the previous call (views, copy=False) are "
+                                f"still held while {step} graph {self.graph.name!r}; copy them "
+                                f"or use copy=True")
         culprit = self._culprit(message)
         if not culprit:  # inside a delegate: the builtin kernels name the op and say why
             plain = self._without_delegates()

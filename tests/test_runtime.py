@@ -202,3 +202,19 @@ def test_calibration_models_carry_the_marker_the_mutation_check_skips():
 
     assert CALIBRATION_DESCRIPTION.encode().startswith(mutation.CALIBRATION_MARKER)
     assert not CALIBRATION_DESCRIPTION.startswith("quantkit ")  # not a converted model's
+
+
+def test_views_equal_copies_and_must_not_be_held_through_the_next_call(x):
+    _, graph = cnn()
+    name = graph.input_names[0]
+    copies = LiteRTExecutor(graph)({name: x})
+    executor = LiteRTExecutor(graph, copy=False)
+    views = executor({name: x})
+    for tensor, value in copies.items():
+        np.testing.assert_array_equal(views[tensor], value)
+    assert not views[graph.outputs[0].name].flags.writeable
+    with pytest.raises(ExecutorError, match=r"previous call .* still held"):
+        executor({name: x})
+    del views
+    np.testing.assert_array_equal(executor({name: x})[graph.outputs[0].name],
+                                  copies[graph.outputs[0].name])
