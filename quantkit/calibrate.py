@@ -10,6 +10,7 @@ the per-channel input means that bias correction reads.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -33,7 +34,8 @@ class CalibrationOptions:
     ``MAX_AUTO_BATCH`` (every activation of a batch is alive at once, so this bounds the
     memory calibration needs: ResNet50 at 224 holds 67 MB per row). ``progress``: a tqdm bar;
     None shows it only on a terminal. ``percentile``: the share of values the HISTOGRAM
-    observer's range keeps (the rest are clipped as outliers).
+    observer's range keeps (the rest are clipped as outliers). ``num_threads``: LiteRT's
+    threads for the float runs; None: one per CPU this process may use (as TF's own runs).
     """
 
     observer: ObserverKind = ObserverKind.MIN_MAX
@@ -41,6 +43,7 @@ class CalibrationOptions:
     progress: bool | None = None
     percentile: float = 99.99
     batch_memory_mb: float = 256.0
+    num_threads: int | None = None
 
 
 MAX_AUTO_BATCH = 32
@@ -72,13 +75,21 @@ def calibrate_graphs(graphs: list[Graph], dataset: Any,
     for graph in graphs:
         graph.uniquify_names()
         # Views, not copies: the runner has read a batch's values before it runs the next.
-        executors[graph.signature_key] = LiteRTExecutor(graph, observed_tensors(graph),
-                                                        copy=False)
+        executors[graph.signature_key] = LiteRTExecutor(
+            graph, observed_tensors(graph), num_threads=options.num_threads or _cpus(),
+            copy=False)
     return calibration.calibrate(
         executors, dataset, {g.signature_key: input_specs(g) for g in graphs},
         observer=options.observer, batch_size=batch_rows(graphs, options),
         progress=options.progress,
         channel_means={t.name for g in graphs for t in weighted_inputs(g)})
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (TF's own default thread count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def row_bytes(graph: Graph) -> int:
