@@ -1,7 +1,8 @@
 """The calibration stage: quantkit's side of the ``calibration`` engine's protocol.
 
-The executor is ``GraphExecutor``: TF runs the float IR graph (after passes, so every tensor
-the quantizer will see is observed, fused activations included) on each batch. The engine
+The executor is ``quantkit.runtime.LiteRTExecutor``: LiteRT runs the float IR graph (after
+passes, so every tensor the quantizer will see is observed, fused activations included), as
+quantkit writes it, on each batch. The engine
 streams the representative dataset through it into observers; ``ranges`` then turns the
 statistics into the (min, max) per tensor that the quantizer plans from, and ``means`` gives
 the per-channel input means that bias correction reads.
@@ -9,6 +10,7 @@ the per-channel input means that bias correction reads.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -16,11 +18,11 @@ import numpy as np
 
 import calibration
 from calibration import CalibrationStats, InputSpec, ObserverKind
-from quantkit.executor import GraphExecutor
 from quantkit.ir.graph import Graph, Tensor
 from quantkit.ops import BiasCorrection, spec
 from quantkit.quantize import Means, Ranges
 from quantkit.recipe import RangeMethod
+from quantkit.runtime import LiteRTExecutor
 from quantkit.types import ConversionError, Phase
 
 
@@ -34,7 +36,8 @@ class CalibrationOptions:
     ``MAX_AUTO_BATCH`` (every activation of a batch is alive at once, so this bounds the
     memory calibration needs: ResNet50 at 224 holds 67 MB per row). ``progress``: a tqdm bar;
     None shows it only on a terminal. ``percentile``: the share of values the HISTOGRAM
-    observer's range keeps (the rest are clipped as outliers).
+    observer's range keeps (the rest are clipped as outliers). ``num_threads``: LiteRT's
+    threads for the float runs; None: one per CPU this process may use (as TF's own runs).
     """
 
     observer: ObserverKind = ObserverKind.MIN_MAX
@@ -42,6 +45,7 @@ class CalibrationOptions:
     progress: bool | None = None
     percentile: float = 99.99
     batch_memory_mb: float = 256.0
+    num_threads: int | None = None
 
 
 MAX_AUTO_BATCH = 32
@@ -69,12 +73,22 @@ def calibrate_graphs(graphs: list[Graph], dataset: Any,
     """Run ``dataset`` through the float ``graphs`` (one per signature); their statistics."""
     if options.batch_size is not None and options.batch_size < 1:
         raise ConversionError(Phase.CALIBRATION, f"batch_size={options.batch_size}: must be ≥ 1")
-    executors = {g.signature_key: GraphExecutor(g, observed_tensors(g)) for g in graphs}
+    # Views, not copies: the runner has read a batch's values before it runs the next.
+    executors = {g.signature_key: LiteRTExecutor(
+        g, observed_tensors(g), num_threads=options.num_threads or _cpus(), copy=False)
+        for g in graphs}
     return calibration.calibrate(
         executors, dataset, {g.signature_key: input_specs(g) for g in graphs},
         observer=options.observer, batch_size=batch_rows(graphs, options),
         progress=options.progress,
         channel_means={t.name for g in graphs for t in weighted_inputs(g)})
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (TF's own default thread count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def row_bytes(graph: Graph) -> int:

@@ -17,6 +17,13 @@ deviation, normal; integer: uniform over the input's own [min, max], so token id
 indices; bool: fair coin), so a model fed it runs as it would on data, only on the wrong data.
 
 Only this process is patched: notebooks run in their own kernels and are not mutated.
+
+The float graphs calibration runs in LiteRT (``quantkit.runtime``, description
+``CALIBRATION_DESCRIPTION``, "quantkit-calibration ...") are not mutated by default: noise
+there only moves the calibrated ranges, the converted model is still checked on its real
+input, and every test that merely calibrates would be counted as running a quantkit model.
+``--mutate-calibration`` feeds them noise too, to check the runtime's own tests
+(``tests/test_runtime.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ _counter = itertools.count()
 _state = {"item": None}
 _ran_quantkit: set[str] = set()
 _passed: dict[str, bool] = {}
+_options = {"mutate_calibration": False}
+# quantkit.runtime.CALIBRATION_DESCRIPTION (not imported: this plugin loads before quantkit).
+CALIBRATION_MARKER = b"quantkit-calibration"
 
 
 def _is_quantkit(content: bytes | None, path: str | None) -> bool:
@@ -47,6 +57,8 @@ def _is_quantkit(content: bytes | None, path: str | None) -> bool:
         description = Model.GetRootAsModel(content, 0).Description() or b""
     except Exception:  # not a flatbuffer the binding reads: LiteRT will say so itself
         return False
+    if description.startswith(CALIBRATION_MARKER):
+        return _options["mutate_calibration"]
     return description.startswith(b"quantkit")
 
 
@@ -100,9 +112,12 @@ def _call(self, **kwargs):
 def pytest_addoption(parser):
     parser.addoption("--mutation-report", default=None, metavar="PATH",
                      help="write the tests that ran a quantkit model and the survivors as JSON")
+    parser.addoption("--mutate-calibration", action="store_true",
+                     help="also feed noise to the float graphs calibration runs")
 
 
 def pytest_configure(config):
+    _options["mutate_calibration"] = config.getoption("mutate_calibration")
     _litert.Interpreter.__init__ = _init
     _litert.Interpreter.set_tensor = _set_tensor
     _litert.SignatureRunner.__call__ = _call
