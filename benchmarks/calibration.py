@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 CONVERTERS = ("quantkit", "tf.lite")
 
 
@@ -43,8 +45,6 @@ class Target:
 
 def _save(model_name: str, samples: int, folder: Path) -> Path:
     """Build ``model_name`` with ``samples`` calibration crops; save both under ``folder``."""
-    import numpy as np
-
     from benchmarks.models import BY_NAME
 
     data = BY_NAME[model_name].build(samples)
@@ -57,8 +57,7 @@ def _save(model_name: str, samples: int, folder: Path) -> Path:
 def _child(path: str, converter: str) -> dict:
     """Load a saved model, convert it once with ``converter``; time and peak RSS increase."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-    import numpy as np
+    import keras  # in the child only: the parent process never starts TF
     import tensorflow as tf
 
     import quantkit

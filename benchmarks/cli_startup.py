@@ -17,6 +17,13 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
+from quantkit.ir import options as o
+from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.tflite_io import write_model
+from quantkit.types import OpType
+
 TARGET_S = 1.0
 
 
@@ -37,13 +44,6 @@ def median_wall(argv: list[str], runs: int) -> float:
 
 def _small_model(folder: str) -> str:
     """A float32 model quantkit writes from a hand-built graph (no TF needed)."""
-    import numpy as np
-
-    from quantkit.ir import options as o
-    from quantkit.ir.graph import Graph, Op, Tensor
-    from quantkit.tflite_io import write_model
-    from quantkit.types import OpType
-
     f32 = np.dtype(np.float32)
     x, y = Tensor("x", f32, (1, 8)), Tensor("y", f32, (1, 4))
     w = Tensor("w", f32, (4, 8), np.ones((4, 8), np.float32))

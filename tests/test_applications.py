@@ -1,5 +1,5 @@
 """Real architectures (keras.applications, weights=None, γ/β drawn, BatchNorm statistics measured
-on natural-image crops: ``tests.models.application``), logits out.
+on natural-image crops: ``benchmarks.zoo.applications.application``), logits out.
 
 Each architecture is built once, and each model converted once per converter and mode
 (``App.converted``); calibration and test crops are different photos' crops, preprocessed as
@@ -33,11 +33,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks.zoo.applications import application
+from benchmarks.zoo.images import application_inputs
 import quantkit
 from quantkit.litert import run_float
 from tests.conftest import assert_matches
-from tests.images import application_inputs
-from tests.models import application
 from tests.side_by_side import (FLOAT32_REL, INT16X8_OVER_INT8_DB, SQNR_MARGIN_DB, Converted,
                                 assert_as_good_as_tf, assert_input_matters,
                                 assert_mode_as_good_as_tf, configure, convert, keras_converter,

@@ -91,10 +91,10 @@ def test_failed_conversion_is_a_row_not_a_crash():
 
 
 def test_batchnorm_statistics_from_data():
-    """``tests.models.batchnorm_from_data`` (the benchmark applications' BN statistics): each
-    moving mean/variance becomes its input's statistics on the images; momentum and dropout
-    come back as they were."""
-    from tests.models import batchnorm_from_data
+    """``benchmarks.zoo.applications.batchnorm_from_data`` (the benchmark applications' BN
+    statistics): each moving mean/variance becomes its input's statistics on the images;
+    momentum and dropout come back as they were."""
+    from benchmarks.zoo.applications import batchnorm_from_data
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 6, 2))

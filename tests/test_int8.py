@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from benchmarks.zoo import mnist
 import quantkit
 from calibration import CalibrationStats
 from quantkit.litert import run_float
@@ -16,8 +17,8 @@ from quantkit.types import QuantMode
 from tests import models
 from tests.side_by_side import assert_input_matters, measure
 
-IMAGES = models.digits(24, "train")  # calibration
-TEST = models.digits(200)
+IMAGES = mnist.digits(24, "train")  # calibration
+TEST = mnist.digits(200)
 
 
 def samples(xs):

@@ -12,10 +12,11 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from benchmarks.zoo import mnist
 import quantkit
 from quantkit.litert import run_float
 from quantkit.metrics import sqnr_db
-from tests import mnist, models
+from tests import models
 from tests.side_by_side import (SQNR_MARGIN_DB, assert_as_good_as_tf, assert_mode_as_good_as_tf,
                                 convert, measure, side_by_side)
 
@@ -35,7 +36,7 @@ def _keras(model):
 
 # Calibration on training digits, test on 200 test digits: fewer test rows make a 0.5 dB
 # margin a coin toss (on 16 digits quantkit's and TF's SQNR differences flip sign).
-CALIBRATION, TEST = models.digits(32, "train"), models.digits(200)
+CALIBRATION, TEST = mnist.digits(32, "train"), mnist.digits(200)
 
 
 def test_sequential_cnn():

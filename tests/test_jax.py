@@ -26,7 +26,7 @@ from quantkit.frontend.jax_capture import lower_jax  # noqa: E402
 from quantkit.frontend.stablehlo_ops import LOWERINGS  # noqa: E402
 from quantkit.tflite_io.reader import op_types  # noqa: E402
 from tests.conftest import assert_matches, assert_op_count_at_most_tf, run_litert  # noqa: E402
-from tests.images import natural_crops  # noqa: E402
+from benchmarks.zoo.images import natural_crops  # noqa: E402
 from tests.side_by_side import (Converted, assert_as_good_as_tf, convert, measure,  # noqa: E402
                                 run_all)
 

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks.zoo import mnist
 import quantkit
 from quantkit.litert import run_float
 from quantkit.tflite_io.reader import op_types, read_model
-from tests import mnist, models
+from tests import models
 from tests.side_by_side import (FLOAT16_FLOOR_DB, INT16X8_OVER_INT8_DB, Converted,
                                 assert_input_matters, assert_mode_as_good_as_tf, configure,
                                 keras_converter, measure)
@@ -48,7 +49,7 @@ def cnn():
     return models.sequential_cnn()
 
 
-CALIBRATION, TEST = models.digits(100, "train"), models.digits(200)
+CALIBRATION, TEST = mnist.digits(100, "train"), mnist.digits(200)
 # Floors (dB) per mode on the small CNN (digits) and the trained MNIST CNN: a few dB under what
 # quantkit scores; float16's is FLOAT16_FLOOR_DB on both.
 FLOORS = {"cnn": {"dynamic_range": 37.0, "float16": FLOAT16_FLOOR_DB, "int16x8": 39.0},

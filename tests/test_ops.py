@@ -28,12 +28,12 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from benchmarks.zoo.applications import randomize_batchnorm
 import quantkit
 from quantkit.frontend import capture
 from quantkit.frontend.tf_ops import LOWERINGS
 from quantkit.tflite_io.reader import SubgraphInfo, read_model
 from tests.conftest import assert_matches, assert_op_count_at_most_tf, run_litert, run_single
-from tests.models import randomize_batchnorm
 
 BATCH = 2  # the batch a dynamic batch dimension gets at run time
 

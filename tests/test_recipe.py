@@ -19,7 +19,8 @@ from quantkit.recipe import Precision, RangeMethod, Recipe, Rule, Select, Settin
 from quantkit.tflite_io import write_model
 from quantkit.tflite_io.reader import read_model
 from quantkit.types import ConversionError, Granularity, OpType
-from tests import models
+from benchmarks.zoo.applications import batchnorm_from_data, randomize_batchnorm
+from benchmarks.zoo.mnist import digits
 from tests.side_by_side import assert_input_matters, configure, measure, run_all
 
 INT16X8 = quantkit.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
@@ -42,14 +43,14 @@ def cnn() -> keras.Model:
         keras.layers.GlobalAveragePooling2D(name="gap"),
         keras.layers.Dense(10, name="head"),
     ])
-    models.randomize_batchnorm(model)
-    return models.batchnorm_from_data(model, models.digits(64, "train", 3000))
+    randomize_batchnorm(model)
+    return batchnorm_from_data(model, digits(64, "train", 3000))
 
 
 @pytest.fixture(scope="module")
 def data(cnn):
-    calibration = models.digits(64, "train", 0)
-    test = models.digits(100, "test", 0)
+    calibration = digits(64, "train", 0)
+    test = digits(100, "test", 0)
     return calibration, [test], [cnn.predict(test, verbose=0)]
 
 

@@ -31,7 +31,8 @@ from quantkit.passes import run_passes
 from quantkit.runtime import CALIBRATION_DESCRIPTION, ExecutorError, LiteRTExecutor
 from quantkit.types import ConversionError, OpType
 from tests.conftest import assert_matches
-from tests.models import digits, sequential_cnn
+from benchmarks.zoo.mnist import digits
+from tests.models import sequential_cnn
 
 # The sequential CNN's ops after the passes, and the Keras layer whose output each one's is
 # (BatchNorm and the activations fold into the convolutions; dense's TANH stays its own op).

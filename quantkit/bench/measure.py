@@ -35,7 +35,7 @@ class PeakRSS:
     """Samples this process's RSS in a background thread; ``peak_increase_mb`` afterwards."""
 
     def __init__(self, interval_s: float = 0.002):
-        import psutil
+        import psutil  # deferred: only the peak-memory probe needs it
 
         self._process = psutil.Process()
         self._interval_s = interval_s

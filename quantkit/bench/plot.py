@@ -89,7 +89,7 @@ def _size_unit(rows: list[Row]) -> tuple[float, str]:
 
 def _panel(ax: Any, model: ModelSummary, score: Score, rows: list[Row],
            modes: list[str]) -> None:
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter  # deferred: only the plot needs it (slow to import)
 
     unit, unit_name = _size_unit(rows)
     factor = 100.0 if score.fraction else 1.0
@@ -122,7 +122,7 @@ def _panel(ax: Any, model: ModelSummary, score: Score, rows: list[Row],
 
 
 def _legend_handles(modes: list[str], converters: list[str]) -> list[Any]:
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # deferred: only the plot needs it (slow to import)
 
     handles = [Line2D([], [], color=f"C{i}", marker=MARKERS[i % len(MARKERS)], linestyle="",
                       markersize=8, label=mode) for i, mode in enumerate(modes)]
@@ -164,8 +164,8 @@ def png(fig: Any) -> bytes:
 def figure(result: Result) -> Any:
     """The figure (a matplotlib Figure; ``.savefig(path)``; shown when a notebook cell
     returns it)."""
-    import matplotlib
-    from matplotlib.figure import Figure
+    import matplotlib  # deferred: only the plot needs it (slow to import)
+    from matplotlib.figure import Figure  # deferred: only the plot needs it (slow to import)
 
     _shown_by_ipython(Figure)
     modes = list(dict.fromkeys(r.mode for r in result.rows if r.converter != "input"))

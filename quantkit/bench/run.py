@@ -24,8 +24,8 @@ def machine_info() -> dict[str, object]:
     import importlib.metadata
     import platform
 
-    import keras
-    import tensorflow as tf
+    import keras  # deferred: loads TF, which starts only when used
+    import tensorflow as tf  # deferred: TF starts only when used (`quantkit --help` stays TF-free)
 
     from quantkit._version import __version__
 

@@ -36,7 +36,7 @@ class SourceModel:
 
     def converter(self, converter: Converter) -> Any:
         """A fresh converter of ``converter``'s kind for this model (quantkit's or tf.lite's)."""
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: loads TF
 
         import quantkit
 
@@ -97,7 +97,7 @@ def load(model: Any, name: str | None = None) -> SourceModel:
         return _saved_model(path, label)
     suffix = os.path.splitext(path)[1].lower()
     if suffix in (".keras", ".h5"):
-        import keras
+        import keras  # deferred: loads TF, which starts only when used
 
         try:
             with warnings.catch_warnings():
@@ -124,7 +124,7 @@ def _keras(model: Any, name: str, description: str) -> SourceModel:
 
 
 def _saved_model(path: str, name: str) -> SourceModel:
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TF starts only when used (`quantkit --help` stays TF-free)
 
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise BenchError(f"{path}: not a SavedModel folder (no saved_model.pb)")
@@ -145,7 +145,7 @@ def _saved_model(path: str, name: str) -> SourceModel:
 def _saved_model_outputs(path: str, specs: tuple[InputSpec, ...], inputs: list[np.ndarray],
                          batch: int) -> tuple[tuple[str, ...], list[np.ndarray]]:
     """The serving signature's outputs, sorted by name (the order TF's converter writes)."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TF starts only when used (`quantkit --help` stays TF-free)
 
     signature = tf.saved_model.load(path).signatures["serving_default"]
     chunks: list[dict[str, np.ndarray]] = []

@@ -127,7 +127,7 @@ def check_model_path(path: str) -> None:
 def load_model(path: str) -> tuple[Any, list[ModelInput]]:
     """A converter for ``path`` (checked by ``check_model_path``) and the model's inputs (as
     the converter names them)."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TF starts only when used (`quantkit --help` stays TF-free)
 
     import quantkit
 
@@ -143,7 +143,7 @@ def load_model(path: str) -> tuple[Any, list[ModelInput]]:
                              np.dtype(kwargs[name].dtype.as_numpy_dtype))
                   for name in sorted(kwargs)]  # the converter's order
         return quantkit.TFLiteConverter.from_saved_model(path), inputs
-    import keras
+    import keras  # deferred: loads TF, which starts only when used
 
     try:
         with warnings.catch_warnings():
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
 
 def configure(converter: Any, mode: Any, args: argparse.Namespace, dataset: Any) -> None:
     """The converter's settings from the mode and the command line."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TF starts only when used (`quantkit --help` stays TF-free)
 
     import quantkit
 

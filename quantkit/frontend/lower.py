@@ -1,24 +1,25 @@
 """Lowering: a captured TF graph → quantkit IR, one TF op at a time through ``tf_ops.LOWERINGS``.
 
-Ops whose inputs are all constant are folded as they are emitted (``fold_constants.try_fold``),
-so handlers can read weights that TF computes from variables (Keras 3 reshapes its biases,
-BatchNorm computes ``gamma·rsqrt(var + eps)``) as plain arrays. Function calls are inlined:
-the called function's graph is lowered in place, in a scope of its own (``LoweringContext``
-with a name prefix), its parameters bound to the call's arguments.
+Handlers write through ``tf_context.TFContext`` (the ``builder.GraphBuilder`` both frontends
+share). Ops whose inputs are all constant are folded as they are emitted, so handlers can read
+weights that TF computes from variables (Keras 3 reshapes its biases, BatchNorm computes
+``gamma·rsqrt(var + eps)``) as plain arrays. Function calls are inlined: the called function's
+graph is lowered in place, in a scope of its own (``TFContext.scope``: a name prefix), its
+parameters bound to the call's arguments.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 
 from quantkit.frontend.capture import Captured
-from quantkit.ir.graph import Graph, Op, Tensor, const
-from quantkit.passes.fold_constants import try_fold
-from quantkit.types import ConversionError, OpType, Phase
+from quantkit.frontend.tf_context import TFContext, ir_tensor
+from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
+from quantkit.ir.graph import Graph, const
+from quantkit.types import ConversionError, Phase
 
 # TF ops that only pass a value through (or order execution): no TFLite op at all.
 PASS_THROUGH = {"Identity", "IdentityN", "StopGradient", "Snapshot", "PreventGradient",
@@ -28,85 +29,6 @@ IGNORED = {"NoOp", "Placeholder", "Const", "Assert"}
 CALLS = {"StatefulPartitionedCall", "PartitionedCall"}
 
 
-def ir_tensor(name: str, tf_tensor: Any) -> Tensor:
-    """An IR tensor typed and shaped as TF inferred ``tf_tensor`` (None dims stay dynamic)."""
-    shape = None if tf_tensor.shape.rank is None else tuple(tf_tensor.shape.as_list())
-    return Tensor(name, np.dtype(tf_tensor.dtype.as_numpy_dtype), shape)
-
-
-class LoweringContext:
-    """What a lowering handler sees: TF tensors mapped to IR tensors, and an op sink."""
-
-    def __init__(self, graph: Graph, library: Any = None, prefix: str = "",
-                 bodies: dict | None = None):
-        self.graph = graph
-        self.library = library  # the traced tf.Graph: it holds every function its calls run
-        self.prefix = prefix  # "call/" inside an inlined function body: names stay unique
-        self.tensors: dict[str, Tensor] = {}  # TF tensor name (in this scope) → IR tensor
-        self.node: Any = None  # the tf.Operation being lowered, for names and errors
-        self.bodies = {} if bodies is None else bodies  # function bodies, by call node
-
-    @property
-    def name(self) -> str:
-        """The current node's name, as IR tensors and ops carry it."""
-        return self.prefix + self.node.name
-
-    # --- reading TF inputs ----------------------------------------------------------------
-    def input(self, index: int) -> Tensor:
-        return self.tensors[self.node.inputs[index].name]
-
-    def inputs(self) -> list[Tensor]:
-        return [self.tensors[t.name] for t in self.node.inputs]
-
-    def const_input(self, index: int) -> np.ndarray:
-        """The value of a constant input (weights, axes, paddings); an error if it is dynamic."""
-        tensor = self.input(index)
-        if tensor.data is None:
-            raise ConversionError(
-                Phase.LOWERING, f"op {self.name!r} ({self.node.type}): input {index} "
-                f"({self.node.inputs[index].name}) must be constant for the TFLite builtin")
-        return tensor.data
-
-    def attr(self, name: str) -> Any:
-        value = self.node.get_attr(name)
-        return value.decode() if isinstance(value, bytes) else value
-
-    # --- producing IR ----------------------------------------------------------------------
-    def output_tensor(self, index: int = 0) -> Tensor:
-        """The IR tensor for the node's TF output ``index``, typed and shaped by TF."""
-        name = self.name if index == 0 else f"{self.name}:{index}"
-        return ir_tensor(name, self.node.outputs[index])
-
-    def new_tensor(self, suffix: str, like: Tensor, shape: Any = "same") -> Tensor:
-        shape = like.shape if shape == "same" else shape
-        return Tensor(f"{self.name}/{suffix}", like.dtype, shape)
-
-    def constant(self, suffix: str, value: Any, dtype: Any = None) -> Tensor:
-        return const(f"{self.name}/{suffix}", value, dtype)
-
-    def emit(self, op_type: OpType, inputs: list[Tensor | None], options: Any = None,
-             outputs: list[Tensor] | None = None, out_index: int | None = 0) -> Tensor:
-        """Add an op (folded away when its inputs are constant); map its output to TF's.
-
-        Args:
-          out_index: which TF output of the node this op's first output stands for; None for
-            an intermediate op whose output the handler wires on itself.
-        """
-        if outputs is None:
-            outputs = [self.output_tensor(out_index or 0)]
-        op = Op(op_type, list(inputs), outputs, options, name=self.name)
-        if not try_fold(op):
-            self.graph.ops.append(op)
-        if out_index is not None:
-            for i, t in enumerate(op.outputs):
-                self.tensors[self.node.outputs[out_index + i].name] = t
-        return op.outputs[0]
-
-    def alias(self, tensor: Tensor, index: int = 0) -> None:
-        """The node's output ``index`` is ``tensor`` itself (pass-through ops)."""
-        self.tensors[self.node.outputs[index].name] = tensor
-
-
 def lower(captured: Captured, *, allow_custom_ops: bool = False) -> Graph:
     """Lower one captured signature to an IR graph.
 
@@ -114,11 +36,9 @@ def lower(captured: Captured, *, allow_custom_ops: bool = False) -> Graph:
       ConversionError: (lowering) listing every TF op that has no TFLite builtin, unless
         ``allow_custom_ops``, in which case those become custom ops named by their TF type.
     """
-    from quantkit.frontend.tf_ops import LOWERINGS
-
     graph = Graph(input_names=list(captured.input_names), output_names=list(captured.output_names),
                   signature_key=captured.signature_key)
-    ctx = LoweringContext(graph, captured.graph)
+    ctx = TFContext(graph, captured.graph)
     for name, tf_in in zip(captured.input_names, captured.inputs):
         ctx.tensors[tf_in.name] = ir_tensor(name, tf_in)
         graph.inputs.append(ctx.tensors[tf_in.name])
@@ -152,7 +72,7 @@ def _drop_wrapper_scope(graph: Graph, calls: list) -> None:
             t.name = t.name[len(scope):]
 
 
-def _body(ctx: LoweringContext, call: Any) -> Any:
+def _body(ctx: TFContext, call: Any) -> Any:
     """The graph of the function a call node runs, its inputs shaped as at the call."""
     key = ctx.prefix + call.name
     if key not in ctx.bodies:
@@ -167,16 +87,12 @@ def _body(ctx: LoweringContext, call: Any) -> Any:
     return ctx.bodies[key]
 
 
-def _inner(ctx: LoweringContext, call: Any) -> LoweringContext:
-    return LoweringContext(ctx.graph, ctx.library, f"{ctx.prefix}{call.name}/", ctx.bodies)
-
-
-def _unsupported(ctx: LoweringContext, nodes: list, lowerings: dict) -> list:
+def _unsupported(ctx: TFContext, nodes: list, lowerings: dict) -> list:
     """Every node, inlined function bodies included, that no table row lowers."""
     missing = []
     for node in nodes:
         if node.type in CALLS:
-            missing += _unsupported(_inner(ctx, node), _body(ctx, node).get_operations(),
+            missing += _unsupported(ctx.scope(node.name), _body(ctx, node).get_operations(),
                                     lowerings)
         elif node.type not in lowerings and node.type not in PASS_THROUGH \
                 and node.type not in IGNORED:
@@ -184,9 +100,7 @@ def _unsupported(ctx: LoweringContext, nodes: list, lowerings: dict) -> list:
     return missing
 
 
-def _lower_nodes(ctx: LoweringContext, nodes: list) -> None:
-    from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
-
+def _lower_nodes(ctx: TFContext, nodes: list) -> None:
     for node in nodes:
         ctx.node = node
         if node.type == "Const":
@@ -205,10 +119,10 @@ def _lower_nodes(ctx: LoweringContext, nodes: list) -> None:
             lower_custom(ctx)
 
 
-def _lower_call(ctx: LoweringContext, call: Any) -> None:
+def _lower_call(ctx: TFContext, call: Any) -> None:
     """Inline a function call (SavedModel signatures wrap their body in one)."""
     body = _body(ctx, call)
-    inner = _inner(ctx, call)
+    inner = ctx.scope(call.name)
     for param, arg in zip(body.inputs, call.inputs):
         inner.tensors[param.name] = ctx.tensors[arg.name]
     _lower_nodes(inner, body.get_operations())
@@ -216,11 +130,10 @@ def _lower_call(ctx: LoweringContext, call: Any) -> None:
         ctx.tensors[out.name] = inner.tensors[result.name]
 
 
-def _lower_node(ctx: LoweringContext, node: Any, handler: Any) -> None:
+def _lower_node(ctx: TFContext, node: Any, handler: Any) -> None:
     try:
         handler(ctx)
     except ConversionError:
         raise
     except Exception as e:  # a handler's own bug or an unexpected attr: name the node
-        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r} ({node.type}): "
-                              f"{type(e).__name__}: {e}") from e
+        raise ctx.error(f"{type(e).__name__}: {e}") from e

@@ -3,7 +3,7 @@
 Layouts change on the way as in ``tf_ops``: convolutions run NHWC with OHWI filters (any
 ``dim_numbers`` is transposed there; Flax's NHWC/HWIO needs only the filter transposed,
 which folds), FULLY_CONNECTED takes ``[out, in]`` weights. Elementwise ops read their
-operands unbroadcast (see ``jax_capture``). What JAX spells as a composition (softmax,
+operands unbroadcast (see ``stablehlo_context``). What JAX spells as a composition (softmax,
 sigmoid, mean, ReLU) is lowered op by op here and recognized by ``stablehlo_patterns``.
 """
 
@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from quantkit.frontend.jax_capture import Comparison, StableHLOContext, tensor_type
+from quantkit.frontend.builder import zero_bias
+from quantkit.frontend.stablehlo_context import Comparison, StableHLOContext, tensor_type
 from quantkit.frontend.stablehlo_patterns import all_equal
-from quantkit.frontend.tf_ops import zero_bias
 from quantkit.ir import options as o
 from quantkit.ir.graph import Tensor, const
 from quantkit.passes.pad import same_padding
@@ -76,12 +76,12 @@ def _identity(combiner: str, dtype: np.dtype) -> float | None:
 
 def _init_is_identity(ctx: StableHLOContext, combiner: str, x: Tensor) -> bool:
     identity = _identity(combiner, x.dtype)
-    return identity is not None and bool(np.all(ctx.const_operand(1) == identity))
+    return identity is not None and bool(np.all(ctx.const_input(1) == identity))
 
 
 # --- convolution and matmul ---------------------------------------------------------------------
 def convolution(ctx: StableHLOContext) -> None:
-    from jaxlib.mlir.dialects import stablehlo as sh
+    from jaxlib.mlir.dialects import stablehlo as sh  # optional dependency (the jax extra)
 
     dn = sh.ConvDimensionNumbers(ctx.op.attributes["dimension_numbers"])
     spatial = list(dn.input_spatial_dimensions)
@@ -91,11 +91,11 @@ def convolution(ctx: StableHLOContext) -> None:
             ctx.attr("window_reversal", [False, False])) or ctx.attr("batch_group_count", 1) != 1:
         raise ctx.error("transposed (lhs_dilation), reversed or batch-grouped convolutions "
                         "are not supported")
-    x = _permuted(ctx, ctx.operand(0), (dn.input_batch_dimension, *spatial,
-                                        dn.input_feature_dimension), "input_nhwc")
-    w = _permuted(ctx, ctx.operand(1), (dn.kernel_output_feature_dimension,
-                                        *dn.kernel_spatial_dimensions,
-                                        dn.kernel_input_feature_dimension), "filter_ohwi")
+    x = _permuted(ctx, ctx.input(0), (dn.input_batch_dimension, *spatial,
+                                      dn.input_feature_dimension), "input_nhwc")
+    w = _permuted(ctx, ctx.input(1), (dn.kernel_output_feature_dimension,
+                                      *dn.kernel_spatial_dimensions,
+                                      dn.kernel_input_feature_dimension), "filter_ohwi")
     sh_, sw = ctx.attr("window_strides", [1, 1])
     dh, dw = ctx.attr("rhs_dilation", [1, 1])
     x, padding = _spatial_padding(ctx, x, ctx.attr("padding", np.zeros((2, 2))),
@@ -127,12 +127,12 @@ def convolution(ctx: StableHLOContext) -> None:
 def dot_general(ctx: StableHLOContext) -> None:
     """x·W with a constant 2-D W over x's last axis → FULLY_CONNECTED; batch-leading
     ``[B..., M, K]·[B..., K, N]`` (either side transposed) → BATCH_MATMUL."""
-    from jaxlib.mlir.dialects import stablehlo as sh
+    from jaxlib.mlir.dialects import stablehlo as sh  # optional dependency (the jax extra)
 
     dn = sh.DotDimensionNumbers(ctx.op.attributes["dot_dimension_numbers"])
     lb, rb = list(dn.lhs_batching_dimensions), list(dn.rhs_batching_dimensions)
     lc, rc = list(dn.lhs_contracting_dimensions), list(dn.rhs_contracting_dimensions)
-    x, w = ctx.operand(0), ctx.operand(1)
+    x, w = ctx.input(0), ctx.input(1)
     rank = len(x.shape)
     if not lb and rank >= 2 and lc == [rank - 1] and w.is_const and w.data.ndim == 2:
         w_oi = w.data.T if rc == [0] else w.data
@@ -152,7 +152,7 @@ def dot_general(ctx: StableHLOContext) -> None:
 # --- pooling and reductions ----------------------------------------------------------------------
 def reduce_window(ctx: StableHLOContext) -> None:
     """NHWC max → MAX_POOL_2D; sum → AVERAGE_POOL_2D·k (a following ÷k cancels, patterns)."""
-    combiner, x = _combiner(ctx), ctx.operand(0)
+    combiner, x = _combiner(ctx), ctx.input(0)
     rank = len(x.shape)
     window = ctx.attr("window_dimensions")
     strides = ctx.attr("window_strides", [1] * rank)
@@ -165,7 +165,7 @@ def reduce_window(ctx: StableHLOContext) -> None:
                         "the H and W axes of NHWC is supported")
     if not _init_is_identity(ctx, combiner, x):
         raise ctx.error(f"reduce_window applying {combiner} from init "
-                        f"{ctx.const_operand(1).tolist()}: only max from -inf and add from 0")
+                        f"{ctx.const_input(1).tolist()}: only max from -inf and add from 0")
     kh, kw, sh_, sw = window[1], window[2], strides[1], strides[2]
     if combiner == "stablehlo.maximum":
         x, padding = _spatial_padding(ctx, x, pads[1:3], (kh, kw), (sh_, sw), explicit_ok=False)
@@ -189,9 +189,9 @@ def reduce(ctx: StableHLOContext) -> None:
     """add → SUM (÷count → MEAN, patterns), max → REDUCE_MAX, multiply → REDUCE_PROD."""
     if len(ctx.op.operands) != 2:
         raise ctx.error("a reduction of several operands (argmax/argmin) is not supported")
-    combiner, x = _combiner(ctx), ctx.operand(0)
+    combiner, x = _combiner(ctx), ctx.input(0)
     if combiner not in _REDUCERS or not _init_is_identity(ctx, combiner, x):
-        raise ctx.error(f"reduce applying {combiner} from init {ctx.const_operand(1).tolist()}"
+        raise ctx.error(f"reduce applying {combiner} from init {ctx.const_input(1).tolist()}"
                         ": only add from 0, max from -inf and multiply from 1")
     axes = ctx.constant("axes", ctx.attr("dimensions"), np.int32)
     ctx.emit(_REDUCERS[combiner], [x, axes], o.ReducerOptions(False))
@@ -233,7 +233,7 @@ _COMPARE = {"EQ": np.equal, "NE": np.not_equal, "GE": np.greater_equal, "GT": np
 
 def compare(ctx: StableHLOContext) -> None:
     """Constants compare here (``jnp.var``'s ddof check); others wait for their select."""
-    from jaxlib.mlir.dialects import stablehlo as sh
+    from jaxlib.mlir.dialects import stablehlo as sh  # optional dependency (the jax extra)
 
     direction = sh.ComparisonDirectionAttr(ctx.op.attributes["comparison_direction"]).value
     lhs, rhs = ctx.broadcastable(0), ctx.broadcastable(1)
@@ -276,8 +276,7 @@ def select(ctx: StableHLOContext) -> None:
 def erfc(ctx: StableHLOContext) -> None:
     """Only inside exact GELU, ``0.5·x·erfc(−x/√2)`` as JAX writes it: a custom op that
     ``passes.patterns.gelu`` absorbs (one left over is the converter's error)."""
-    out = ctx.emit(OpType.CUSTOM, [ctx.operand(0)])
-    ctx.producers[out].custom_code = "Erfc"
+    ctx.emit(OpType.CUSTOM, [ctx.input(0)], custom_code="Erfc")
 
 
 def convert(ctx: StableHLOContext) -> None:
@@ -307,7 +306,7 @@ def broadcast_in_dim(ctx: StableHLOContext) -> None:
     it is, or RESHAPEd when its dims must move (``[n] → [n, 1]``, keepdims)."""
     dims = [int(d) for d in ctx.attr("broadcast_dimensions")]
     if dims != sorted(dims):
-        x = _permuted(ctx, ctx.operand(0), tuple(int(i) for i in np.argsort(dims)), "ordered")
+        x = _permuted(ctx, ctx.input(0), tuple(int(i) for i in np.argsort(dims)), "ordered")
         dims, shape_in = sorted(dims), x.shape
     else:
         x = ctx.broadcastable(0)
@@ -332,12 +331,12 @@ def _strip_ones(shape: Any) -> tuple[int, ...]:
 
 def reshape(ctx: StableHLOContext) -> None:
     _, shape = tensor_type(ctx.op.results[0])
-    ctx.emit(OpType.RESHAPE, [ctx.operand(0), ctx.constant("shape", shape, np.int32)])
+    ctx.emit(OpType.RESHAPE, [ctx.input(0), ctx.constant("shape", shape, np.int32)])
 
 
 def transpose(ctx: StableHLOContext) -> None:
     perm = tuple(int(p) for p in ctx.attr("permutation"))
-    x = ctx.operand(0)
+    x = ctx.input(0)
     if perm == tuple(range(len(perm))):
         ctx.set_result(x)
         return
@@ -345,7 +344,7 @@ def transpose(ctx: StableHLOContext) -> None:
 
 
 def concatenate(ctx: StableHLOContext) -> None:
-    values = [ctx.operand(i) for i in range(len(ctx.op.operands))]
+    values = [ctx.input(i) for i in range(len(ctx.op.operands))]
     ctx.emit(OpType.CONCATENATION, values, o.ConcatenationOptions(int(ctx.attr("dimension"))))
 
 
@@ -354,7 +353,7 @@ def pad(ctx: StableHLOContext) -> None:
     if any(ctx.attr("interior_padding", [])) or min([*low, *high], default=0) < 0:
         raise ctx.error(f"interior or negative padding (low {low}, high {high}) is not "
                         "supported")
-    x, value = ctx.operand(0), ctx.const_operand(1)
+    x, value = ctx.input(0), ctx.const_input(1)
     paddings = ctx.constant("paddings", np.stack([low, high], 1), np.int32)
     if np.all(value == 0):
         ctx.emit(OpType.PAD, [x, paddings])
@@ -363,7 +362,7 @@ def pad(ctx: StableHLOContext) -> None:
 
 
 def slice_(ctx: StableHLOContext) -> None:
-    x = ctx.operand(0)
+    x = ctx.input(0)
     begin, end = ctx.attr("start_indices"), ctx.attr("limit_indices")
     strides = ctx.attr("strides", [1] * len(begin))
     ctx.emit(OpType.STRIDED_SLICE, [x, *(ctx.constant(n, v, np.int32) for n, v in (

