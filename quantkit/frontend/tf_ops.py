@@ -273,7 +273,7 @@ def tile(ctx: TFContext) -> None:
     ctx.emit(OpType.TILE, [ctx.input(0), _int32_operand(ctx, 1, "multiples")])
 
 
-def depth_to_space(ctx: LoweringContext) -> None:
+def depth_to_space(ctx: TFContext) -> None:
     _check_nhwc(ctx)
     ctx.emit(OpType.DEPTH_TO_SPACE, [ctx.input(0)],
              o.DepthToSpaceOptions(int(ctx.attr("block_size"))))
