@@ -166,9 +166,14 @@ def _int_boundary_tensors(graph: Graph, mode: ConversionMode) -> list[Tensor]:
     return chosen
 
 
+def constant_range(t: Tensor) -> tuple[float, float]:
+    """A constant's (min, max), widened to include 0."""
+    return float(t.data.min(initial=0.0)), float(t.data.max(initial=0.0))
+
+
 def _range(t: Tensor, ranges: Ranges) -> tuple[float, float]:
     if t.is_const:
-        return float(t.data.min(initial=0.0)), float(t.data.max(initial=0.0))
+        return constant_range(t)
     if t.name not in ranges:
         raise ConversionError(Phase.QUANTIZATION, f"tensor {t.name!r} has no calibration "
                               "statistics (was it computed by the calibration run?)")

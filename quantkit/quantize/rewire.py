@@ -19,7 +19,7 @@ from quantkit.ops import OPS, BiasCorrection, OutputRule, QuantRule
 from quantkit.quantize import math as qm
 from quantkit.quantize.edits import (Convert, Edit, Retype, SetGraphOutput, SetInput,
                                      SetOptions)
-from quantkit.quantize.params import Node, Params
+from quantkit.quantize.params import Node, Params, constant_range
 from quantkit.quantize.schemes import Scheme, scheme_for, weight_granularity
 from quantkit.recipe import OpSettings
 from quantkit.types import (NUMPY_TENSOR_TYPES, ConversionMode, Granularity, OpType,
@@ -128,7 +128,7 @@ class Rewire:
             if t is None or np.dtype(t.dtype) != _FLOAT:
                 continue
             if t.is_const:
-                lo, hi = float(t.data.min(initial=0.0)), float(t.data.max(initial=0.0))
+                lo, hi = constant_range(t)
                 params = shared or qm.activation_params(lo, hi, storage)
                 self.edits.append(SetInput(op, i, self._constant(
                     t, params, qm.quantize_activation, storage)))
@@ -145,15 +145,12 @@ class Rewire:
             self.edits.append(SetOptions(op, dataclasses.replace(op.options,
                                                                  pot_scale_int16=False)))
 
-    def _granularity(self, op: Op) -> Granularity:
-        chosen = self.settings[op].weight_granularity if op in self.settings else None
-        return chosen or weight_granularity(self.mode, op.type)
-
     def _weights(self, op: Op, rule: QuantRule, scheme: Scheme) -> None:
         spec = OPS[op.type]
         layout, storage = spec.weights, scheme.weights
         w = op.inputs[layout.weights_input]
-        per_channel = self._granularity(op) is Granularity.PER_CHANNEL and scheme.per_channel
+        per_channel = (scheme.per_channel and weight_granularity(self.mode, op, self.settings)
+                       is Granularity.PER_CHANNEL)
         w_params = qm.weight_params(w.data, layout.output_axis if per_channel else None, storage)
         w_quantized = self._constant(w, w_params, qm.quantize_weights, storage)
         self.edits.append(SetInput(op, layout.weights_input, w_quantized))

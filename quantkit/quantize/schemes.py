@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from quantkit.ir.graph import Op
 from quantkit.quantize import math as qm
+from quantkit.recipe import OpSettings
 from quantkit.types import (ConversionMode, Granularity, OpType, QuantMode, QuantParams,
                             TensorType)
 
@@ -59,6 +61,11 @@ def scheme_for(mode: ConversionMode) -> Scheme:
     return scheme
 
 
-def weight_granularity(mode: ConversionMode, op_type: OpType) -> Granularity:
-    """The weight granularity ``mode`` asks for ``op_type`` (FULLY_CONNECTED has its own)."""
-    return mode.dense_granularity if op_type == OpType.FULLY_CONNECTED else mode.granularity
+def weight_granularity(mode: ConversionMode, op: Op, settings: OpSettings | None = None
+                       ) -> Granularity:
+    """The weight granularity of ``op``: its recipe settings', else the one ``mode`` asks
+    for its type (FULLY_CONNECTED has its own)."""
+    chosen = settings[op].weight_granularity if settings and op in settings else None
+    if chosen is not None:
+        return chosen
+    return mode.dense_granularity if op.type == OpType.FULLY_CONNECTED else mode.granularity

@@ -57,8 +57,7 @@ def plan_dynamic_range(graph: Graph, mode: ConversionMode,
         w = op.inputs[rule.weights_input]
         if not w.is_const or w.data.dtype != _FLOAT or w.data.size < MIN_ELEMENTS:
             continue
-        chosen = settings[op].weight_granularity if settings and op in settings else None
-        per_channel = (chosen or weight_granularity(mode, op.type)) is Granularity.PER_CHANNEL
+        per_channel = weight_granularity(mode, op, settings) is Granularity.PER_CHANNEL
         axis = spec.weights.output_axis if per_channel and rule.per_channel else None
         key = (w, axis)
         if key not in quantized:
