@@ -37,6 +37,10 @@ _EXPORTS: dict[str, str] = {
     "Settings": "quantkit.recipe",
     "Precision": "quantkit.recipe",
     "RangeMethod": "quantkit.recipe",
+    "QuantizationDebugger": "quantkit.debug",
+    "QuantizationDebugOptions": "quantkit.debug",
+    "AccuracyControl": "quantkit.debug",
+    "DropType": "quantkit.debug",
 }
 # Submodules, and whether they need TF (imported first, without its banner).
 _SUBMODULES = {"datasets": False, "litert": False, "bench": True}

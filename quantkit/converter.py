@@ -151,6 +151,10 @@ class TFLiteConverter:
         # quantkit's own: per-op overrides of the mode (precision, weight granularity, range
         # method), e.g. TF's denylists as `Recipe.denylist(nodes, ops)`; see quantkit.recipe.
         self.recipe = Recipe()
+        # quantkit's own: promote the layers that lose most to int16 or float until a metric
+        # is within budget (a quantkit.AccuracyControl); its search is `accuracy_report`.
+        self.accuracy_control: Any = None
+        self.accuracy_report: Any = None
 
     # --- entry points -------------------------------------------------------------------
     @classmethod
@@ -211,6 +215,10 @@ class TFLiteConverter:
 
     def convert(self) -> bytes:
         """Convert the model; returns the TFLite flatbuffer as bytes."""
+        if self.accuracy_control is not None:  # a search over recipes (quantkit.debug)
+            from quantkit.debug.accuracy import convert_within_budget
+
+            return convert_within_budget(self)
         mode = self.resolve_mode()
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY)
         settings = self._settings(graphs, mode)
@@ -218,6 +226,9 @@ class TFLiteConverter:
             graphs = [_REWRITES[mode.quant](graph, mode, settings) for graph in graphs]
         elif mode.quant in _CALIBRATED:
             graphs = self._quantize_integer(graphs, mode, settings)
+        return self._write(graphs, mode)
+
+    def _write(self, graphs: list[Graph], mode: ConversionMode) -> bytes:
         metadata = model_metadata(mode, self._model_type, self.allow_custom_ops,
                                   self.exclude_conversion_metadata)
         return write_model(graphs, description=model_description(__version__),

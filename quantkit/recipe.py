@@ -21,6 +21,7 @@ planner's to check: it knows the kernels (``quantize.plan``).
 from __future__ import annotations
 
 import enum
+import json
 import re
 from dataclasses import dataclass, fields, replace
 from typing import Iterable, Mapping
@@ -127,6 +128,37 @@ class Recipe:
         keep_float = Settings(precision=Precision.FLOAT)
         return cls(tuple(Rule(Select(tensor=n), keep_float) for n in nodes)
                    + tuple(Rule(Select(op_type=o), keep_float) for o in ops))
+
+    def to_json(self) -> str:
+        """The rules as JSON (enums by value); ``Recipe.from_json`` reads it back."""
+        def plain(obj) -> dict:
+            values = {f.name: getattr(obj, f.name) for f in fields(obj)}
+            return {k: (v.name if isinstance(v, OpType) else getattr(v, "value", v))
+                    for k, v in values.items() if v is not None}
+        return json.dumps([{"select": plain(r.select), "settings": plain(r.settings)}
+                           for r in self.rules], indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        try:
+            rules = json.loads(text)
+            kinds = {"precision": Precision, "weight_granularity": Granularity,
+                     "range_method": RangeMethod}
+            return cls(tuple(Rule(Select(**r["select"]), Settings(
+                **{k: kinds[k](v) for k, v in r["settings"].items()})) for r in rules))
+        except (ValueError, TypeError, KeyError) as e:
+            if isinstance(e, ConversionError):
+                raise
+            raise ConversionError(Phase.OPTIONS, f"not a saved recipe: {e}") from None
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.to_json())
+
+    @classmethod
+    def load(cls, path: str) -> Recipe:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_json(f.read())
 
     def resolve(self, graphs: Iterable[Graph], default: Settings) -> dict[Op, Settings]:
         """The settings of every op of ``graphs``: ``default`` with each matching rule laid

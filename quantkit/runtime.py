@@ -69,6 +69,8 @@ class LiteRTExecutor:
         copy: return copies (True) or read-only views of LiteRT's buffers (False: no copy of
             the batch's activations, which calibration reads once; a view is valid until the
             next call, and holding one through it is an error).
+        description: the written model's description (the debugger's quantized graphs are
+            quantkit models, not calibration graphs: tests/mutation.py tells them apart by it).
 
     Raises:
         ExecutorError: repeated tensor names, an observed tensor the graph does not use, or a
@@ -77,7 +79,8 @@ class LiteRTExecutor:
     """
 
     def __init__(self, graph: Graph, observe: Sequence[Tensor] | None = None,
-                 num_threads: int | None = None, copy: bool = True):
+                 num_threads: int | None = None, copy: bool = True,
+                 description: str = CALIBRATION_DESCRIPTION):
         self.graph = graph
         self.copy = copy
         used = graph.tensors()
@@ -94,7 +97,7 @@ class LiteRTExecutor:
         # Graph inputs are returned as fed; the others become outputs of the written copy.
         self._outputs = [t for t in self.observed if t not in inputs]
         self._model = write_model([calibration_graph(graph, self._outputs)],
-                                  description=CALIBRATION_DESCRIPTION)
+                                  description=description)
         self._in_index: list[int] = []
         self._shapes: list[tuple[int, ...]] | None = None  # the inputs' shapes allocated for
         self._interpreter = self._guarded("loading", lambda: Interpreter(

@@ -1,0 +1,138 @@
+"""Every quantized op of a converted model, paired with its float op, and run on its own.
+
+The debugger reads two IR graphs of one signature: the float graph (after passes) and the
+quantized graph made from it. Their ops pair up through their output tensors' names (the
+quantizer keeps an activation's name in every precision; only the QUANTIZE / DEQUANTIZE ops it
+adds get new ones). Each pair is cut out into two one-op graphs, written and run in LiteRT:
+
+* the float op alone, fed what we choose (the quantized model's inputs, dequantized: TF's
+  NumericVerify reference; or the float model's own inputs rounded onto the op's input grid),
+* the quantized op alone, fed its float inputs quantized with its own input parameters:
+  the error it adds on its own, with no error accumulated before it.
+
+Quantized one-op graphs are written with the description ``DEBUG_DESCRIPTION`` (they are
+quantkit models; tests/mutation.py feeds them noise). Dequantization is ``r = s·(q − z)``,
+quantization ``q = clamp(round(r / s) + z, qmin, qmax)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.runtime import LiteRTExecutor
+from quantkit.types import OpType, QuantParams
+
+DEBUG_DESCRIPTION = "quantkit debug: one quantized op"
+# Ops the quantizer adds at precision boundaries: they move values between grids, they are
+# not layers of the model.
+_CONVERTERS = frozenset({OpType.QUANTIZE, OpType.DEQUANTIZE})
+# A model output's integer tensor is named after the float one: `logits/int8` (`_1`, ... when
+# that name is taken).
+_IO_SUFFIX = re.compile(r"/(int8|int16|uint8)(_\d+)?$")
+
+
+def dequantize(values: np.ndarray, quant: QuantParams | None) -> np.ndarray:
+    """``r = s·(q − z)`` (per channel along ``quant.axis``); float values pass through."""
+    if quant is None or np.dtype(values.dtype).kind == "f":
+        return np.asarray(values, np.float32)
+    scales, zeros = _broadcast(quant, values.ndim)
+    return (scales * (values.astype(np.float64) - zeros)).astype(np.float32)
+
+
+def quantize(values: np.ndarray, quant: QuantParams, dtype: np.dtype) -> np.ndarray:
+    """``q = clamp(round(r / s) + z, qmin, qmax)``, rounding half away from zero (LiteRT's
+    QUANTIZE)."""
+    scales, zeros = _broadcast(quant, values.ndim)
+    scaled = values.astype(np.float64) / scales
+    q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + zeros
+    limits = np.iinfo(dtype)
+    return np.clip(q, limits.min, limits.max).astype(dtype)
+
+
+def _broadcast(quant: QuantParams, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    scales = np.asarray(quant.scales, np.float64)
+    zeros = np.asarray(quant.zero_points or [0] * len(scales), np.float64)
+    if quant.axis is not None and len(scales) > 1:
+        shape = [1] * ndim
+        shape[quant.axis] = -1
+        return scales.reshape(shape), zeros.reshape(shape)
+    return scales[:1], zeros[:1]
+
+
+def one_op_graph(graph: Graph, op: Op) -> Graph:
+    """``op`` alone: its non-constant inputs are the graph's inputs, its outputs the outputs."""
+    inputs = list(dict.fromkeys(t for t in op.inputs if t is not None and not t.is_const))
+    return dataclasses.replace(graph, ops=[op], inputs=inputs, outputs=list(op.outputs),
+                               input_names=[t.name for t in inputs],
+                               output_names=[t.name for t in op.outputs])
+
+
+def is_quantized(op: Op) -> bool:
+    """An op of the model computing on integers (not a QUANTIZE/DEQUANTIZE the quantizer
+    added)."""
+    return op.type not in _CONVERTERS and bool(op.outputs) and all(
+        t.quant is not None and np.dtype(t.dtype).kind in "iu" for t in op.outputs)
+
+
+@dataclass
+class OpPair:
+    """A quantized op and the float op it came from, each runnable on its own."""
+
+    quantized: Op
+    float: Op
+    float_alone: LiteRTExecutor
+    quantized_alone: LiteRTExecutor
+
+    @property
+    def output(self) -> Tensor:
+        """The quantized op's (first) output: the tensor a debug row is about."""
+        return self.quantized.outputs[0]
+
+    def run_float(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """The float op on float ``inputs`` (one per non-constant input, in op order)."""
+        names = self.float_alone.input_names
+        return self.float_alone(dict(zip(names, inputs)))[self.float.outputs[0].name]
+
+    def run_quantized(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """The quantized op on float ``inputs``, each quantized with the op's own input
+        parameters; its output dequantized."""
+        feeds = {}
+        for name, t, x in zip(self.quantized_alone.input_names, self.quantized_alone.graph.inputs,
+                              inputs):
+            feeds[name] = quantize(x, t.quant, t.dtype) if t.quant is not None else x
+        out = self.quantized_alone(feeds)[self.output.name]
+        return dequantize(out, self.output.quant)
+
+
+def activation_inputs(op: Op) -> list[Tensor]:
+    return list(dict.fromkeys(t for t in op.inputs if t is not None and not t.is_const))
+
+
+def pair_ops(float_graph: Graph, quantized_graph: Graph) -> list[OpPair]:
+    """The quantized ops of ``quantized_graph`` with their float ops, in graph order; ops whose
+    float op has a different type or inputs (rewritten by the quantizer) are left out."""
+    producers = {t.name: op for op in float_graph.ops for t in op.outputs}
+    pairs = []
+    for op in quantized_graph.ops:
+        float_op = None
+        if is_quantized(op):
+            name = op.outputs[0].name
+            float_op = producers.get(name) or producers.get(_IO_SUFFIX.sub("", name))
+        if (float_op is None or float_op.type != op.type
+                or len(activation_inputs(float_op)) != len(activation_inputs(op))):
+            continue
+        pairs.append(OpPair(
+            op, float_op, LiteRTExecutor(one_op_graph(float_graph, float_op)),
+            LiteRTExecutor(one_op_graph(quantized_graph, op), description=DEBUG_DESCRIPTION)))
+    return pairs
+
+
+def dequantized_inputs(op: Op, values: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The op's non-constant inputs in the quantized model's run, dequantized."""
+    return [dequantize(values[t.name], t.quant) for t in activation_inputs(op)]
