@@ -1,6 +1,7 @@
-"""The ``quantkit`` command line: ``convert``, ``inspect``, ``compare`` and ``bench``.
+"""The ``quantkit`` command line: ``convert``, ``debug``, ``inspect``, ``compare``, ``bench``.
 
     quantkit convert model.keras --mode int8 --calibration calib.npz -o model_int8.tflite
+    quantkit debug model.keras --calibration calib.npz --data test.npz --plot errors.png
     quantkit inspect model_int8.tflite
     quantkit compare model_float32.tflite model_int8.tflite --data calib.npz
     quantkit bench model.keras --calibration calib.npz --data test.npz --labels labels.npy
@@ -37,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from quantkit.cli import bench, compare, convert, inspect
+    from quantkit.cli import bench, compare, convert, debug, inspect
 
     parser = _Parser(prog=PROG, description="quantkit: post-training quantization of "
                      "TensorFlow models to TFLite.")
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true",
                         help="on an unexpected error, show Python's traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (convert, inspect, compare, bench):
+    for module in (convert, debug, inspect, compare, bench):
         module.add_parser(sub)
     return parser
 

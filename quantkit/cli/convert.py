@@ -50,9 +50,36 @@ def add_parser(subparsers: Any) -> None:
                    help="model output type, overriding the mode's")
     p.add_argument("-o", "--output", metavar="OUT.tflite",
                    help="output file (default: MODEL's name + _MODE.tflite, beside it)")
+    add_selection_options(p)
     add_data_options(p)
     p.add_argument("--no-progress", action="store_true", help="no calibration progress bar")
     p.set_defaults(run=run)
+
+
+def add_selection_options(p: argparse.ArgumentParser) -> None:
+    """Selective quantization: ops kept float or moved to int16x8 (a quantkit.Recipe)."""
+    what = ("a TFLite op type (e.g. SOFTMAX), or a regex searched in the ops' TF node names "
+            "and output tensor names (a Keras layer's name matches its ops)")
+    p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                   help=f"keep the matching ops in float: {what}; repeatable")
+    p.add_argument("--int16", action="append", default=[], metavar="PATTERN",
+                   help="compute the matching ops on int16 activations (int8 weights) where "
+                        "LiteRT has the kernel; repeatable")
+
+
+def selection_recipe(args: argparse.Namespace) -> Any:
+    """The recipe of ``--int16`` and ``--keep-float`` (float wins where both match)."""
+    from quantkit.recipe import Precision, Recipe, Rule, Select, Settings
+    from quantkit.types import OpType
+
+    def select(pattern: str) -> Any:
+        return Select(op_type=pattern) if pattern in OpType.__members__ else Select(
+            regex=pattern)
+
+    return Recipe(tuple(Rule(select(p), Settings(precision=Precision.INT16))
+                        for p in getattr(args, "int16", []))
+                  + tuple(Rule(select(p), Settings(precision=Precision.FLOAT))
+                          for p in getattr(args, "keep_float", [])))
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -249,6 +276,15 @@ def configure(converter: Any, mode: Any, args: argparse.Namespace, dataset: Any)
     import quantkit
 
     mode.configure(converter, representative_dataset=dataset)
+    recipe = selection_recipe(args)
+    if recipe.rules:
+        if not mode.spec.calibrated:
+            raise CliError(f"--keep-float/--int16 choose what is quantized; mode {mode.value} "
+                           "quantizes no activations (choose int8, int16x8 or uint8_io)")
+        converter.recipe = recipe
+        if getattr(args, "keep_float", None):  # float ops need the float builtins in the op set
+            converter.target_spec.supported_ops = {*converter.target_spec.supported_ops,
+                                                   quantkit.OpsSet.TFLITE_BUILTINS}
     if args.per_tensor:
         converter._experimental_disable_per_channel = True
     if args.input_type:

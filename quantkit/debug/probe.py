@@ -65,10 +65,17 @@ def _broadcast(quant: QuantParams, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     return scales[:1], zeros[:1]
 
 
-def one_op_graph(graph: Graph, op: Op) -> Graph:
-    """``op`` alone: its non-constant inputs are the graph's inputs, its outputs the outputs."""
-    inputs = list(dict.fromkeys(t for t in op.inputs if t is not None and not t.is_const))
-    return dataclasses.replace(graph, ops=[op], inputs=inputs, outputs=list(op.outputs),
+def one_op_graph(graph: Graph, op: Op, shapes: Sequence[tuple[int, ...]]) -> Graph:
+    """``op`` alone: its non-constant inputs are the graph's inputs (with ``shapes``, the
+    batch dim left free: passes may leave an activation's dims unknown, which a graph input
+    cannot have), its outputs the outputs. ``op`` and ``graph`` are unchanged."""
+    originals = activation_inputs(op)
+    inputs = [dataclasses.replace(t, shape=(None, *shape[1:]))
+              for t, shape in zip(originals, shapes)]
+    swap = dict(zip(originals, inputs))
+    alone = dataclasses.replace(op, inputs=[swap.get(t, t) if t is not None else None
+                                            for t in op.inputs])
+    return dataclasses.replace(graph, ops=[alone], inputs=inputs, outputs=list(op.outputs),
                                input_names=[t.name for t in inputs],
                                output_names=[t.name for t in op.outputs])
 
@@ -82,12 +89,15 @@ def is_quantized(op: Op) -> bool:
 
 @dataclass
 class OpPair:
-    """A quantized op and the float op it came from, each runnable on its own."""
+    """A quantized op and the float op it came from, each runnable on its own (the one-op
+    graphs are written on first use, when their inputs' shapes are known)."""
 
     quantized: Op
     float: Op
-    float_alone: LiteRTExecutor
-    quantized_alone: LiteRTExecutor
+    float_graph: Graph
+    quantized_graph: Graph
+    _float_alone: LiteRTExecutor | None = None
+    _quantized_alone: LiteRTExecutor | None = None
 
     @property
     def output(self) -> Tensor:
@@ -96,18 +106,23 @@ class OpPair:
 
     def run_float(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """The float op on float ``inputs`` (one per non-constant input, in op order)."""
-        names = self.float_alone.input_names
-        return self.float_alone(dict(zip(names, inputs)))[self.float.outputs[0].name]
+        if self._float_alone is None:
+            self._float_alone = LiteRTExecutor(
+                one_op_graph(self.float_graph, self.float, [x.shape for x in inputs]))
+        run = self._float_alone
+        return run(dict(zip(run.input_names, inputs)))[self.float.outputs[0].name]
 
     def run_quantized(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """The quantized op on float ``inputs``, each quantized with the op's own input
         parameters; its output dequantized."""
-        feeds = {}
-        for name, t, x in zip(self.quantized_alone.input_names, self.quantized_alone.graph.inputs,
-                              inputs):
-            feeds[name] = quantize(x, t.quant, t.dtype) if t.quant is not None else x
-        out = self.quantized_alone(feeds)[self.output.name]
-        return dequantize(out, self.output.quant)
+        if self._quantized_alone is None:
+            self._quantized_alone = LiteRTExecutor(
+                one_op_graph(self.quantized_graph, self.quantized, [x.shape for x in inputs]),
+                description=DEBUG_DESCRIPTION)
+        run = self._quantized_alone
+        feeds = {name: quantize(x, t.quant, t.dtype) if t.quant is not None else x
+                 for name, t, x in zip(run.input_names, run.graph.inputs, inputs)}
+        return dequantize(run(feeds)[self.output.name], self.output.quant)
 
 
 def activation_inputs(op: Op) -> list[Tensor]:
@@ -127,9 +142,7 @@ def pair_ops(float_graph: Graph, quantized_graph: Graph) -> list[OpPair]:
         if (float_op is None or float_op.type != op.type
                 or len(activation_inputs(float_op)) != len(activation_inputs(op))):
             continue
-        pairs.append(OpPair(
-            op, float_op, LiteRTExecutor(one_op_graph(float_graph, float_op)),
-            LiteRTExecutor(one_op_graph(quantized_graph, op), description=DEBUG_DESCRIPTION)))
+        pairs.append(OpPair(op, float_op, float_graph, quantized_graph))
     return pairs
 
 
