@@ -95,12 +95,24 @@ def _check_accuracy_vs_size(text: str, images: int) -> None:
 
 
 def _check_layer_by_layer(text: str, images: int) -> None:
-    assert images == 1, "the per-layer SQNR bar chart"
-    for op in ("QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "DEQUANTIZE"):
-        assert re.search(rf"\n{op} +\S+ +(int8|float32)", text), op
-    assert "weight SQNR" in text and "calibrated on 200 samples" in text
-    per_layer = re.findall(r"\n(\w+) +\S+ +(-?[\d.]+) dB +(-?[\d.]+) dB", text)
-    assert len(per_layer) >= 5 and all(float(db) > 15 for _, db, _ in per_layer), text
+    """Notebook 03: the debugger finds the layer with the dominated range, accuracy control
+    fixes it, and the before/after plot is drawn."""
+    assert images == 1, "the before/after per-layer SQNR bar chart"
+    assert "(same function)" in text
+    float_acc = float(re.search(r"float32: +[\d,]+ bytes, accuracy ([\d.]+)", text).group(1))
+    int8_acc = float(re.search(r"int8: +[\d,]+ bytes, accuracy ([\d.]+)", text).group(1))
+    assert float_acc > 0.9 and int8_acc < float_acc - 0.05, text
+    assert "op_name,tensor_idx,num_elements,stddev,mean_error" in text  # TF's CSV
+    first = re.search(r"\n +1 +(-?[\d.]+) +(-?[\d.]+) CONV_2D .* expand /", text)
+    assert first and float(first.group(1)) < 6, text  # the culprit ranks first
+    hand = float(re.search(r"in int16: [\d,]+ bytes, accuracy ([\d.]+)", text).group(1))
+    assert hand > float_acc - 0.02, text
+    final = re.search(r"final ([\d.]+) \(met\), (\d) tensor", text)
+    assert final and float(final.group(1)) > float_acc - 0.011 and int(final.group(2)) <= 3
+    size = float(re.search(r"\(([\d.]+)x plain int8\)", text).group(1))
+    assert size <= 1.15, text
+    after = re.findall(r"\n(\w+) +\w+ +(-?[\d.]+) dB -> +(-?[\d.]+) dB", text)
+    assert len(after) == 6 and all(float(db) > 25 for *_, db in after), text
 
 
 CHECKS = {"01_quickstart.ipynb": _check_quickstart,

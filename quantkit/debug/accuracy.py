@@ -32,6 +32,7 @@ import numpy as np
 from quantkit.debug.pipeline import Conversion
 from quantkit.ir.graph import Graph
 from quantkit.metrics import sqnr_db
+from quantkit.ops import OPS, OutputRule
 from quantkit.recipe import Precision, Recipe, Rule, Select, Settings
 from quantkit.runtime import LiteRTExecutor
 from quantkit.types import ConversionError, Phase, QuantMode
@@ -252,10 +253,24 @@ class _Search:
 
 def promotion(graph: Graph, tensor: str, precision: Precision) -> tuple[Rule, ...]:
     """Rules moving the op that writes ``tensor`` and every op that reads it to
-    ``precision``."""
-    settings = Settings(precision=precision)
+    ``precision``; through ops that only move values (RESHAPE, MAX_POOL_2D: their output
+    shares the input's grid) to the ops reading theirs, so the values never return to the
+    narrow grid before they are computed on."""
     producers = {t.name: op for op in graph.ops for t in op.outputs}
-    ops = [producers[tensor]] + [op for op in graph.ops
-                                 if any(t is not None and t.name == tensor for t in op.inputs)]
+    readers = graph.consumers()
+    ops = [producers[tensor]]
+    todo = [t for t in producers[tensor].outputs if t.name == tensor]
+    while todo:
+        for op in readers.get(todo.pop(0), []):
+            if op not in ops:
+                ops.append(op)
+                if _moves_values(op):
+                    todo.extend(op.outputs)
+    settings = Settings(precision=precision)
     names = list(dict.fromkeys(op.outputs[0].name for op in ops))
     return tuple(Rule(Select(tensor=name), settings) for name in names)
+
+
+def _moves_values(op) -> bool:
+    spec = OPS.get(op.type)
+    return spec is not None and spec.quant is not None and spec.quant.output is OutputRule.SHARED

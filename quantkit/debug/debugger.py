@@ -199,7 +199,8 @@ def measure_layers(float_graph: Graph, quant_graph: Graph, dataset: Callable[[],
     return Measured(
         {t: {m: float(np.nanmean(v)) for m, v in metrics.items()} for t, metrics in layer.items()},
         {m: float(np.mean(v)) for m, v in model.items()} if model_metrics else None,
-        Ranking([_row(pair, sums[pair.output.name]) for pair in runs.pairs]))
+        Ranking([_row(pair, sums[pair.output.name], quant_graph.ops.index(pair.quantized))
+                 for pair in runs.pairs]))
 
 
 def _verify(pair: probe.OpPair, quants: Mapping[str, np.ndarray], out: dict[str, list[float]],
@@ -256,7 +257,7 @@ def feeds(graph: Graph, sample: Any) -> dict[str, np.ndarray]:
     return {n: np.asarray(x, np.float32) for n, x in zip(names, sample)}
 
 
-def _row(pair: probe.OpPair, sums: ErrorSums) -> RankRow:
+def _row(pair: probe.OpPair, sums: ErrorSums, index: int) -> RankRow:
     quant, dtype = pair.output.quant, np.dtype(pair.output.dtype)
     limits = np.iinfo(dtype)
     s, z = quant.scales[0], quant.zero_points[0]
@@ -264,4 +265,4 @@ def _row(pair: probe.OpPair, sums: ErrorSums) -> RankRow:
         tensor=pair.float.outputs[0].name, layer=layer_of(pair.float.name), node=pair.float.name,
         op_type=pair.quantized.type.name, dtype=dtype.name, scale=float(s), zero_point=int(z),
         range_min=float(s * (limits.min - z)), range_max=float(s * (limits.max - z)),
-        **sums.summary())
+        op_index=index, **sums.summary())

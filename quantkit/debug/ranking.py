@@ -119,6 +119,7 @@ class RankRow:
     added_tensor_db: float
     accumulated_db: float  # channel SQNR against the float model, everything before included
     accumulated_tensor_db: float
+    op_index: int = -1  # the op's position in the quantized graph (graph order)
 
 
 class Ranking:
