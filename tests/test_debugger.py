@@ -2,9 +2,10 @@
 of a model whose hidden layer's range one channel dominates, accuracy control on it, every
 integer mode, TF's denylists, and the ``quantkit debug`` command.
 
-The model is a digits MLP trained here; its "dominated" twin computes the same function (one
-hidden channel ×300, the next layer's weights for it ÷300), so per-tensor int8 activations
-collapse in that layer: every other hidden channel rounds to a few levels of a 300× wider grid.
+The model is a digits MLP trained here (``benchmarks.zoo.dominated``); its "dominated" twin
+computes the same function (one hidden channel ×300, the next layer's weights for it ÷300), so
+per-tensor int8 activations collapse in that layer: every other hidden channel rounds to a few
+levels of a 300× wider grid.
 """
 
 from __future__ import annotations
@@ -12,47 +13,22 @@ from __future__ import annotations
 import io
 import json
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.datasets import load_digits
-
 import quantkit
+from benchmarks.zoo.dominated import digits_mlps
 from quantkit.cli import main
 from quantkit.litert import run_float
 from quantkit.recipe import Precision, Recipe
 
-DOMINANCE = 300.0
-
 
 @pytest.fixture(scope="module")
 def models():
-    digits = load_digits()
-    x, y = (digits.data / 16.0).astype(np.float32), digits.target
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], y[order]
-    keras.utils.set_random_seed(0)
-
-    def build():
-        return keras.Sequential([keras.Input((64,), name="pixels"),
-                                 keras.layers.Dense(32, activation="relu", name="hidden"),
-                                 keras.layers.Dense(16, activation="relu", name="mid"),
-                                 keras.layers.Dense(10, name="logits")])
-    plain = build()
-    plain.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    plain.fit(x[:1200], y[:1200], epochs=10, batch_size=32, verbose=0)
-    dominated = build()
-    (w1, b1), (w2, b2), last = [layer.get_weights() for layer in plain.layers]
-    j = int(np.argmax(np.abs(w1).sum(0)))  # a channel that carries signal
-    w1, b1, w2 = w1.copy(), b1.copy(), w2.copy()
-    w1[:, j] *= DOMINANCE
-    b1[j] *= DOMINANCE
-    w2[j] /= DOMINANCE
-    for layer, weights in zip(dominated.layers, [(w1, b1), (w2, b2), last]):
-        layer.set_weights(weights)
-    return {"plain": plain, "dominated": dominated, "calib": x[:100], "debug": x[1200:1230],
-            "test": (x[1300:], y[1300:])}
+    mlps = digits_mlps()
+    x, y = mlps.x, mlps.y
+    return {"plain": mlps.plain, "dominated": mlps.dominated, "calib": x[:100],
+            "debug": x[1200:1230], "test": (x[1300:], y[1300:])}
 
 
 def _samples(x):

@@ -110,6 +110,7 @@ class QuantizationDebugger:
     def options(self, options: QuantizationDebugOptions) -> None:
         """New options re-quantize from the same calibration (TF re-converts too)."""
         self._options = options
+        self._conversion = self._conversion.fully_quantized(options.fully_quantize)
         self._quantize()
 
     def _quantize(self) -> None:

@@ -45,15 +45,21 @@ class Conversion:
         if mode.quant not in SCHEMES:
             raise ConversionError(Phase.OPTIONS, f"the debugger compares integer models; this "
                                   f"converter's mode is {mode.quant.value}")
+        graphs = converter._float_graphs()
+        stats = converter.calibration_statistics or converter._calibrate(
+            graphs, converter.recipe.resolve(graphs, Settings()))
+        return cls(converter, mode, graphs, stats).fully_quantized(fully_quantize)
+
+    def fully_quantized(self, fully_quantize: bool) -> "Conversion":
+        """The same conversion with the converter's IO types (False), or float IO made
+        integer (TF's `fully_quantize`: the activations' type)."""
+        mode = self.converter.resolve_mode()
         if fully_quantize:
             io = _ACTIVATION_IO[mode.quant]
             mode = dataclasses.replace(
                 mode, input_type=io if mode.input_type is TensorType.FLOAT32 else mode.input_type,
                 output_type=io if mode.output_type is TensorType.FLOAT32 else mode.output_type)
-        graphs = converter._float_graphs()
-        stats = converter.calibration_statistics or converter._calibrate(
-            graphs, converter.recipe.resolve(graphs, Settings()))
-        return cls(converter, mode, graphs, stats)
+        return dataclasses.replace(self, mode=mode)
 
     def quantize(self, extra: Recipe = Recipe()) -> list[Graph]:
         """The quantized graphs: the converter's recipe, then ``extra``'s rules."""
