@@ -242,3 +242,40 @@ def test_cli_convert_int16_and_keep_float(files, models, capsys):
     assert main(["convert", str(files / "model.keras"), "--calibration",
                  str(files / "calib.npy"), "-o", str(plain)]) == 0
     assert accuracy(out.read_bytes()) > accuracy(plain.read_bytes()) + 0.1
+
+
+def test_accuracy_control_default_metric_and_bounded_validations(models, caplog):
+    """The default metric (output SQNR vs the float model, capped at 60 dB): a budget no
+    search meets within 3 validations stops there, says so, and returns the best model."""
+    converter = _converter(models["dominated"], models["calib"][:40],
+                           accuracy_control=quantkit.AccuracyControl(
+                               max_drop=1.0, max_validations=3,
+                               debug_dataset=_samples(models["debug"][:10])))
+    with caplog.at_level("WARNING", logger="quantkit.debug.accuracy"):
+        blob = converter.convert()
+    report = converter.accuracy_report
+    assert report.validations == 3 and not report.met and "not met" in caplog.text
+    assert report.float_metric == 60.0 and report.plain_metric < 15.0
+    assert report.metric > report.plain_metric + 10.0  # the one promotion tried helped
+    assert accuracy_of(models, blob) > 0.85
+    for bad in (dict(max_drop=-1.0), dict(drop_type="absolute"), dict(max_validations=1)):
+        with pytest.raises(quantkit.ConversionError, match="AccuracyControl"):
+            quantkit.AccuracyControl(**bad)
+
+
+def accuracy_of(models, blob):
+    return _accuracy(models)(blob)
+
+
+def test_recipe_json_round_trip(tmp_path):
+    recipe = Recipe((
+        quantkit.Rule(quantkit.Select(op_type="SOFTMAX", regex="head"),
+                      quantkit.Settings(precision=Precision.INT16,
+                                        weight_granularity=quantkit.Granularity.PER_TENSOR)),
+        quantkit.Rule(quantkit.Select(layer="mid"),
+                      quantkit.Settings(range_method=quantkit.RangeMethod.PERCENTILE)),
+    ))
+    assert Recipe.from_json(recipe.to_json()) == recipe
+    (tmp_path / "bad.json").write_text('[{"select": {"colour": 1}, "settings": {}}]')
+    with pytest.raises(quantkit.ConversionError, match="not a saved recipe"):
+        Recipe.load(str(tmp_path / "bad.json"))

@@ -81,8 +81,12 @@ class QuantizationDebugger:
             converter's representative dataset.
         debug_options: a ``QuantizationDebugOptions``.
 
-    Attributes (after ``run()``): ``layer_statistics`` ``{tensor name: {metric: value}}``;
-    ``model_statistics`` ``{metric: value}`` (with ``model_debug_metrics``).
+    Attributes (after ``run()``): ``layer_statistics`` ``{tensor name: {metric: value}}``
+    (names of the quantized model: a model output's integer tensor is ``NAME/int8``);
+    ``model_statistics`` ``{metric: value}`` (with ``model_debug_metrics``). A model with
+    several signatures is debugged on its first. TF's ``quant_debug_model_*`` /
+    ``float_model_*`` arguments (a debug model TF's converter wrote) are refused: quantkit
+    debugs a converter.
     """
 
     def __init__(self, converter: Any = None, debug_dataset: Callable[[], Iterable[Any]] | None
@@ -229,13 +233,13 @@ class _Runs:
             raise ConversionError(Phase.QUANTIZATION, "the debugger found no quantized op "
                                   "(every op stayed float)")
 
-    def both(self, feeds: dict[str, np.ndarray]):
-        graph = self.quant.graph
-        quant_feeds = {}
-        for name, t in zip(self.quant.input_names, graph.inputs):
-            x = feeds[name]
-            quant_feeds[name] = probe.quantize(x, t.quant, t.dtype) if t.quant else x
-        return self.float(feeds), self.quant(quant_feeds)
+    def both(self, inputs: dict[str, np.ndarray]):
+        """Every tensor's values in both graphs for one sample (float inputs by name; integer
+        model inputs get them quantized with their own parameters, as TF's debugger)."""
+        quant_inputs = {name: probe.quantize(inputs[name], t.quant, t.dtype) if t.quant
+                        else inputs[name]
+                        for name, t in zip(self.quant.input_names, self.quant.graph.inputs)}
+        return self.float(inputs), self.quant(quant_inputs)
 
     @staticmethod
     def outputs(graph: Graph, values: Mapping[str, np.ndarray], dequantized: bool = False

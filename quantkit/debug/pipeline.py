@@ -36,15 +36,15 @@ class Conversion:
     def of(cls, converter: Any, fully_quantize: bool = False) -> "Conversion":
         """Capture and calibrate ``converter``'s model (a calibrated integer mode)."""
         if not converter.optimizations:
-            raise ConversionError(Phase.OPTIONS, "the debugger needs a quantizing converter: "
-                                  "set `optimizations=[Optimize.DEFAULT]`")
+            raise ConversionError(Phase.OPTIONS, "debugging and accuracy control need a "
+                                  "quantizing converter: set `optimizations=[Optimize.DEFAULT]`")
         if converter.representative_dataset is None:
-            raise ConversionError(Phase.OPTIONS, "the debugger needs the converter's "
-                                  "`representative_dataset`")
+            raise ConversionError(Phase.OPTIONS, "debugging and accuracy control need the "
+                                  "converter's `representative_dataset`")
         mode = converter.resolve_mode()
         if mode.quant not in SCHEMES:
-            raise ConversionError(Phase.OPTIONS, f"the debugger compares integer models; this "
-                                  f"converter's mode is {mode.quant.value}")
+            raise ConversionError(Phase.OPTIONS, "debugging and accuracy control compare "
+                                  f"integer models; this converter's mode is {mode.quant.value}")
         graphs = converter._float_graphs()
         stats = converter.calibration_statistics or converter._calibrate(
             graphs, converter.recipe.resolve(graphs, Settings()))
