@@ -44,8 +44,8 @@ def layer_of(node: str) -> str:
         return parts[0] if parts else node
     layer = parts[-2]
     # Keras traces a model again under `sequential_1/`, its layers as `dense_1`: the same
-    # suffix on the model's scope and the layer's is Keras's, not the layer's name.
-    model_suffix = re.search(r"_\d+$", parts[0]) if len(parts) > 2 else None
+    # suffix on the enclosing scope and the layer's is Keras's, not the layer's name.
+    model_suffix = re.search(r"_\d+$", parts[-3]) if len(parts) > 2 else None
     if model_suffix and layer.endswith(model_suffix.group()):
         layer = layer[:-len(model_suffix.group())]
     return layer
