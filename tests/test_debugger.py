@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -108,13 +109,15 @@ def dominated_debugger(models):
 
 def test_ranking_puts_the_dominated_layer_first(dominated_debugger, tmp_path):
     ranking = dominated_debugger.ranking()
-    assert [r.layer for r in ranking][0] == "hidden"
+    # (Keras may suffix a re-traced layer's scope, hidden → hidden_1, the node names it too)
+    assert re.fullmatch(r"hidden(_\d+)?", ranking[0].layer), ranking.table()
+    assert "/hidden" in ranking[0].node
     worst, rest = ranking[0], ranking.rows[1:]
     assert worst.added_db < 6.0 < min(r.added_db for r in rest)
     assert worst.op_type == "FULLY_CONNECTED" and worst.dtype == "int8"
     assert worst.range_max > 100  # the one channel's range
     assert worst.scale == pytest.approx((worst.range_max - worst.range_min) / 255, rel=1e-3)
-    logits = [r for r in ranking if r.layer == "logits"][0]
+    logits = [r for r in ranking if r.layer.startswith("logits")][0]
     assert logits.added_db > 30.0  # the logits layer itself quantizes well ...
     assert logits.accumulated_db < 15.0  # ... but receives the collapse
     rows = json.loads(ranking.to_json())
