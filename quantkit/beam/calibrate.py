@@ -63,17 +63,22 @@ class CalibrationJob:
         return int(self.options.batch_size)  # set: checked in __post_init__
 
     def shard_bounds(self, num_samples: int, num_shards: int) -> list[tuple[int, int]]:
-        """``num_shards`` contiguous ranges ``[start, stop)`` of ``num_samples`` one-row
-        samples, each starting on a batch boundary of the single run (an empty one,
-        ``start == stop``, where there are fewer batches than shards)."""
-        batches = -(-num_samples // self.rows)
-        cuts = [k * batches // num_shards * self.rows for k in range(num_shards)]
-        return [(min(a, num_samples), min(b, num_samples))
-                for a, b in zip(cuts, cuts[1:] + [num_samples])]
+        """``shard_bounds`` for this job's batches."""
+        return shard_bounds(num_samples, self.rows, num_shards)
 
     def run(self, dataset: Any, runners: Any = None) -> CalibrationStats:
         """The statistics of ``dataset`` (a representative dataset) in this process."""
         return calibrate_graphs(list(self.graphs), dataset, self.options, runners)
+
+
+def shard_bounds(num_samples: int, rows: int, num_shards: int) -> list[tuple[int, int]]:
+    """``num_shards`` contiguous ranges ``[start, stop)`` of ``num_samples`` one-row samples,
+    each starting on a boundary of the single run's batches of ``rows`` (an empty one,
+    ``start == stop``, where there are fewer batches than shards)."""
+    batches = -(-num_samples // rows)
+    cuts = [k * batches // num_shards * rows for k in range(num_shards)]
+    return [(min(a, num_samples), min(b, num_samples))
+            for a, b in zip(cuts, cuts[1:] + [num_samples])]
 
 
 class CalibrateDoFn(beam.DoFn):
