@@ -206,3 +206,47 @@ def test_one_line_errors(work, capsys, monkeypatch, argv, message):
 def test_unknown_options_are_refused_by_other_commands(capsys):
     assert _run("inspect", "x.tflite", "--runner", "DirectRunner") == 2
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the benchmark sweep
+
+def prepare_tiny(name: str):
+    """The sweep's model (pickled by reference to the pipeline): a small seeded CNN (untrained:
+    training costs seconds, and the columns compared need none) on scikit-learn's digits."""
+    from quantkit.beam.sweep import Prepared
+    from quantkit.bench.source import load
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    data = load_digits()
+    x = (data.images[..., None] / 16.0).astype(np.float32)
+    model = keras.Sequential([keras.Input((8, 8, 1), name="pixels"),
+                              keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    source = load(model, name)
+    return Prepared(source, [x[800:900]], source.reference([x[1000:1300]],
+                                                           data.target[1000:1300]))
+
+
+def test_sweep_pipeline_gives_the_serial_table(tmp_path):
+    """Rows (one element each, then timed per mode) equal the serial run's in every column a
+    conversion determines, in the same order; the outputs are written; int8 still scores."""
+    from quantkit.beam.sweep import deterministic, prepared, run_sweep
+    from quantkit.bench import Settings
+    from quantkit.bench.run import measure_source
+
+    settings = Settings(invokes=10, latency_budget_s=0.5)
+    modes = [quantkit.Preset.INT8]  # × quantkit and tf.lite: two rows, timed side by side
+    ready, _ = prepared(prepare_tiny, "tiny")
+    _, serial = measure_source(ready.source, ready.calibration, ready.ref, modes, True,
+                               settings, progress=lambda line: None)
+    run_sweep(prepare_tiny, ["tiny"], modes, settings, str(tmp_path), "test")
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert [deterministic(r) for r in result["rows"]] == [deterministic(r) for r in serial]
+    assert len(serial) == 2 and all(r["latency_ms"] for r in result["rows"])
+    assert result["rows"][0]["latency_ratio"] is not None
+    int8 = result["rows"][0]
+    assert (int8["mode"], int8["converter"]) == ("int8", "quantkit")
+    assert int8["sqnr_db"] > 25.0 and int8["top1_agreement"] > 0.95, int8
+    assert (tmp_path / "results.md").read_text().count("| tiny |") == 2
+    assert (tmp_path / "accuracy_vs_size.png").stat().st_size > 0
