@@ -250,3 +250,12 @@ def test_sweep_pipeline_gives_the_serial_table(tmp_path):
     assert int8["sqnr_db"] > 25.0 and int8["top1_agreement"] > 0.95, int8
     assert (tmp_path / "results.md").read_text().count("| tiny |") == 2
     assert (tmp_path / "accuracy_vs_size.png").stat().st_size > 0
+
+
+def test_channel_means_saved_before_exact_sums_still_load():
+    from calibration import ChannelMeanStats
+
+    old = ChannelMeanStats.from_json({"sums": [1.5, -2.0, 0.0], "count": 2})
+    assert old.sums == ((1.5,), (-2.0,), ())
+    np.testing.assert_array_equal(old.mean, [0.75, -1.0, 0.0])
+    assert ChannelMeanStats.from_json(old.to_json()) == old

@@ -78,7 +78,8 @@ def _identity(prepare: Prepare) -> tuple:
     """What names ``prepare`` across unpicklings: its function's qualified name and bound
     arguments (a function of ``__main__`` is pickled by value, a new object each time)."""
     if isinstance(prepare, functools.partial):
-        return (*_identity(prepare.func), repr(prepare.args), repr(sorted(prepare.keywords.items())))
+        return (*_identity(prepare.func), repr(prepare.args),
+                repr(sorted(prepare.keywords.items())))
     return (getattr(prepare, "__module__", ""), getattr(prepare, "__qualname__", repr(prepare)))
 
 
@@ -183,5 +184,6 @@ def run_sweep(prepare: Prepare, models: Sequence[str], modes: Sequence[Any],
                                    settings, command))
 
 
-__all__ = ["DETERMINISTIC_FIELDS", "deterministic", "Prepare", "Prepared", "RowTask", "ScoreRow", "TimeMode", "ordered", "prepared",
-           "run_sweep", "sweep", "tasks", "write_results"]
+__all__ = ["DETERMINISTIC_FIELDS", "Prepare", "Prepared", "RowTask", "ScoreRow", "TimeMode",
+           "deterministic", "ordered", "prepared", "run_sweep", "sweep", "tasks",
+           "write_results"]

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from quantkit.cli._data import DATA_SYNTAX, CliError, ModelInput, PixelScale, make_source
+from quantkit.cli._data import (DATA_SYNTAX, CliError, ModelInput, PixelScale, make_source,
+                                one_line)
 from quantkit.cli.convert import (DEFAULT_SAMPLES, add_data_options, check_model_path,
                                   check_output, load_model, write_output)
 from quantkit.cli.convert import _status
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = make_source(args.calibration, inputs, samples=args.samples, scale=scale,
                           tfds_data_dir=args.tfds_data_dir, tfds_key=args.tfds_key)
     configure(converter, args, dataset)
+    where = ""
     try:
         if args.runner is None:
             stats = converter.calibrate()
@@ -107,21 +109,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             shard = DataShard(args.calibration, tuple(inputs), args.samples, scale,
                               args.tfds_data_dir, args.tfds_key, 0, 0)
-            stats = run_pipeline(converter, shard, len(dataset()), args)
+            stats, shards = run_pipeline(converter, shard, len(dataset()), args)
+            # fewer shards than asked when the single run has fewer batches
+            where = f" on {args.runner} in {shards} shard(s)"
     except ValueError as e:  # ConversionError, CalibrationError: they name phase and culprit
-        raise CliError(f"{args.model}: {_one_line(e)}") from None
+        raise CliError(f"{args.model}: {one_line(e)}") from None
     tensors = sum(len(s.tensors) for s in stats.signatures.values())
-    where = f" on {args.runner}, {args.num_shards or 4} shards" if args.runner else ""
-    # (fewer shards run when there are fewer batches of the single run than shards)
     print(f"wrote {args.output}: {stats.observer.value} statistics of {tensors} tensors over "
           f"{stats.num_samples} samples{where}, in {time.perf_counter() - start:.1f} s")
     return 0
-
-
-def _one_line(error: BaseException) -> str:
-    from quantkit.cli._data import one_line
-
-    return one_line(error)
 
 
 def configure(converter: Any, args: argparse.Namespace, dataset: Any) -> None:
@@ -135,8 +131,9 @@ def configure(converter: Any, args: argparse.Namespace, dataset: Any) -> None:
 
 
 def run_pipeline(converter: Any, shard: DataShard, num_samples: int,
-                 args: argparse.Namespace) -> Any:
-    """Calibrate in a Beam pipeline, write ``args.output`` from it; the statistics."""
+                 args: argparse.Namespace) -> tuple[Any, int]:
+    """Calibrate in a Beam pipeline, write ``args.output`` from it; the statistics and the
+    number of shards that ran."""
     import dataclasses
     import json
 
@@ -161,11 +158,11 @@ def run_pipeline(converter: Any, shard: DataShard, num_samples: int,
     except ValueError:
         raise
     except Exception as e:  # Beam wraps the worker's error; its message names the cause
-        raise CliError(f"{args.model}: the pipeline failed: {_one_line(e)[:500]}") from None
+        raise CliError(f"{args.model}: the pipeline failed: {one_line(e)[:500]}") from None
     if "://" in args.output:
         from apache_beam.io.filesystems import FileSystems
 
         with FileSystems.open(args.output) as file:
-            return CalibrationStats.from_json(json.loads(file.read()))
-    return CalibrationStats.load(args.output)
+            return CalibrationStats.from_json(json.loads(file.read())), len(shards)
+    return CalibrationStats.load(args.output), len(shards)
 
