@@ -133,11 +133,14 @@ def run_on_beam(names: list[str], presets: list[quantkit.Preset], settings: Sett
     """The same sweep as ``run``, as a Beam pipeline (quantkit.beam.sweep): the same three
     files; the timed columns are the workers' measurements."""
     import functools
+    import logging
 
     from apache_beam.options.pipeline_options import PipelineOptions  # the beam extra
 
     from quantkit.beam.sweep import run_sweep
 
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("quantkit.beam.sweep").setLevel(logging.INFO)  # a line per timed row
     run_sweep(functools.partial(prepare, samples=samples), names, presets, settings, out_dir,
               command, options=PipelineOptions(beam_args))
     _print(f"wrote {out_dir} (Beam: {' '.join(beam_args)})")

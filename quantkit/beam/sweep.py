@@ -20,6 +20,7 @@ whichever worker ran the row.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -31,6 +32,8 @@ from quantkit.bench import measure, report
 from quantkit.bench.run import calibration_dataset, converters_for, machine_info, summarize
 from quantkit.bench.source import SourceModel
 from quantkit.bench.types import Converter, ModelSummary, Reference, Result, Row, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,10 @@ class TimeMode(beam.DoFn):
         order = [c.value for c in Converter]
         scored = sorted(scored, key=lambda item: order.index(item[0]))
         ready, _ = prepared(self.prepare, model)
-        yield from measure.timed_rows([row for _, row, _ in scored],
-                                      [blob for _, _, blob in scored], ready.ref, self.settings)
+        for row in measure.timed_rows([row for _, row, _ in scored],
+                                      [blob for _, _, blob in scored], ready.ref, self.settings):
+            log.info("%s %s", model, report.progress_line(row))  # on the worker that ran it
+            yield row
 
 
 def _summary(prepare: Prepare, name: str) -> ModelSummary:
