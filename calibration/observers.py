@@ -50,6 +50,17 @@ def _as_float64(values: np.ndarray) -> np.ndarray:
     return np.asarray(values).astype(np.float64, copy=False)
 
 
+def _extremes(values: np.ndarray) -> tuple[float, float]:
+    """``(min, max)`` of a non-empty array, a zero always as ``+0.0``.
+
+    numpy returns whichever of ``-0.0``/``0.0`` it meets first and Python's ``min`` keeps the
+    first of equal values, so without this the sign of a zero extreme (and its JSON) would
+    depend on the batching and the merge order; ``x + 0.0`` is ``x`` except that ``-0.0``
+    becomes ``0.0``.
+    """
+    return float(values.min()) + 0.0, float(values.max()) + 0.0
+
+
 # ----------------------------------------------------------------------------- min / max
 
 @dataclass(frozen=True)
@@ -80,7 +91,7 @@ class MinMaxObserver:
     def observe(self, values: np.ndarray) -> None:
         values = np.asarray(values)
         if values.size:
-            low, high = float(values.min()), float(values.max())
+            low, high = _extremes(values)
             self.finite = self.finite and math.isfinite(low) and math.isfinite(high)
             self._stats = self._stats.merge(MinMaxStats(low, high, int(values.size)))
 
@@ -265,7 +276,7 @@ class HistogramObserver:
     def observe(self, values: np.ndarray) -> None:
         values = _as_float64(values).ravel()
         if values.size:
-            low, high = float(values.min()), float(values.max())
+            low, high = _extremes(values)
             self.finite = self.finite and math.isfinite(low) and math.isfinite(high)
             if not self.finite:
                 return  # the runner reports it; the bins need finite values
@@ -305,19 +316,22 @@ def percentile_range(stats: HistogramStats, percentile: float) -> tuple[float, f
 
 @dataclass(frozen=True)
 class ChannelMeanStats:
-    """Per-channel (last axis) sums of ``count`` values each: ``mean = sums / count``.
+    """Per-channel (last axis) exact sums of ``count`` values each: ``mean = Σ / count``.
 
     Not a range: the quantizer reads it to correct the bias of ops whose weights' rounding
-    error meets inputs with a nonzero mean (bias correction). Sums are float64, so ``merge``
-    equals one pass over both sets up to float64 rounding.
+    error meets inputs with a nonzero mean (bias correction). Each channel's sum is kept
+    exactly, as canonical partials (``_exact_sum``) of the per-batch float64 sums, so
+    ``merge`` is exact and order-free: shards merged in any grouping give the same partials,
+    hence the same JSON, as one pass over the same batches.
     """
 
-    sums: tuple[float, ...] = ()
+    sums: tuple[tuple[float, ...], ...] = ()
     count: int = 0
 
     @property
     def mean(self) -> np.ndarray:
-        return np.asarray(self.sums, np.float64) / max(self.count, 1)
+        """``fsum(partials) / count`` per channel (the correctly rounded sum's mean)."""
+        return np.asarray([math.fsum(p) for p in self.sums], np.float64) / max(self.count, 1)
 
     def merge(self, other: ChannelMeanStats) -> ChannelMeanStats:
         if not self.count or not other.count:
@@ -325,20 +339,35 @@ class ChannelMeanStats:
         if len(self.sums) != len(other.sums):
             raise CalibrationError(f"cannot merge channel means over {len(self.sums)} and "
                                    f"{len(other.sums)} channels")
-        return ChannelMeanStats(tuple(a + b for a, b in zip(self.sums, other.sums)),
+        return ChannelMeanStats(tuple(_exact_sum(a, b) for a, b in zip(self.sums, other.sums)),
                                 self.count + other.count)
 
     def to_json(self) -> dict[str, Any]:
-        return {"sums": list(self.sums), "count": self.count}
+        return {"sums": [list(p) for p in self.sums], "count": self.count}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ChannelMeanStats:
-        return cls(tuple(float(v) for v in data["sums"]), int(data["count"]))
+        # A channel is a list of partials; a bare float (files before exact sums) is one.
+        return cls(tuple(_exact_sum((), [float(v)] if isinstance(v, (int, float)) else
+                                    [float(x) for x in v]) for v in data["sums"]),
+                   int(data["count"]))
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``s + e = a + b`` exactly, ``s = fl(a + b)`` (Knuth's TwoSum, elementwise)."""
+    s = a + b
+    b_virtual = s - a
+    return s, (a - (s - b_virtual)) + (b - b_virtual)
 
 
 class ChannelMeanObserver:
+    """Sums each batch's values per channel in float64 (``einsum``), and adds the batch sums
+    exactly: the rows of ``_levels`` hold an expansion whose elementwise total is the exact sum
+    of every batch sum so far (a TwoSum cascade; a row is added when the last one's rounding
+    error is nonzero), made canonical once, in ``result``."""
+
     def __init__(self) -> None:
-        self._sums: np.ndarray | None = None
+        self._levels: list[np.ndarray] = []
         self._count = 0
 
     def observe(self, values: np.ndarray) -> None:
@@ -349,24 +378,37 @@ class ChannelMeanObserver:
         # Σ over rows per channel, in float64. einsum gives the same sums as
         # ``sum(axis=0, dtype=float64)`` 1.5–3× faster (no buffered cast of the whole array):
         # it is a third of calibration's time on MobileNetV2 otherwise.
-        sums = np.einsum("ij->j", channels, dtype=np.float64)
-        self._sums = sums if self._sums is None else self._sums + sums
+        carry = np.einsum("ij->j", channels, dtype=np.float64)
+        if self._levels and len(self._levels[0]) != len(carry):
+            raise CalibrationError(f"channel means over {len(self._levels[0])} channels, then "
+                                   f"a batch of {len(carry)}")
+        for i, level in enumerate(self._levels):
+            self._levels[i], carry = _two_sum(level, carry)
+            if not carry.any():
+                break
+        else:
+            self._levels.append(carry)
         self._count += channels.shape[0]
 
     def result(self) -> ChannelMeanStats:
-        if self._sums is None:
+        if not self._levels:
             return ChannelMeanStats()
-        return ChannelMeanStats(tuple(float(v) for v in self._sums), self._count)
+        levels = np.stack(self._levels, axis=1).tolist()  # channel → its expansion
+        return ChannelMeanStats(tuple(_exact_sum((), terms) for terms in levels), self._count)
 
 
 @dataclass(frozen=True)
 class ObserverEntry:
-    """How to make an observer of one kind, and the type of its statistics."""
+    """How to make an observer of one kind, the type of its statistics, and whether their
+    ``merge`` is exact and order-free (sharded calibration refuses a kind whose is not)."""
 
     factory: Callable[[], Observer]
     stats_type: Any
+    exact_merge: bool = True
 
 
+# Each kind's merge is exact (see the module docstring); a kind added with an approximate
+# merge (TF's exponential moving average, say) says so with exact_merge=False.
 OBSERVERS: dict[ObserverKind, ObserverEntry] = {
     ObserverKind.MIN_MAX: ObserverEntry(MinMaxObserver, MinMaxStats),
     ObserverKind.MOVING_AVERAGE_MIN_MAX: ObserverEntry(MovingAverageObserver,

@@ -86,13 +86,16 @@ class CalibrationStats:
         return CalibrationStats(self.observer, signatures)
 
     def to_json(self) -> dict[str, Any]:
+        """Signatures and tensors sorted by name: equal statistics give equal JSON, however
+        they were merged."""
         return {"format": FORMAT, "version": VERSION, "observer": self.observer.value,
                 "signatures": {
                     key: {"num_samples": s.num_samples,
-                          "tensors": {name: t.to_json() for name, t in s.tensors.items()},
-                          "channel_means": {name: m.to_json()
-                                            for name, m in s.channel_means.items()}}
-                    for key, s in self.signatures.items()}}
+                          "tensors": {name: s.tensors[name].to_json()
+                                      for name in sorted(s.tensors)},
+                          "channel_means": {name: s.channel_means[name].to_json()
+                                            for name in sorted(s.channel_means)}}
+                    for key, s in sorted(self.signatures.items())}}
 
     @classmethod
     def from_json(cls, data: Any) -> CalibrationStats:
@@ -117,11 +120,14 @@ class CalibrationStats:
             raise CalibrationError(f"malformed calibration stats: {detail}") from None
         return cls(observer, signatures)
 
+    def dumps(self) -> str:
+        """The JSON text ``save`` writes (equal statistics give equal text)."""
+        return json.dumps(self.to_json(), indent=1) + "\n"
+
     def save(self, path: str | os.PathLike) -> None:
         """Writes the statistics to ``path`` as JSON."""
         with open(path, "w", encoding="utf-8") as file:
-            json.dump(self.to_json(), file, indent=1)
-            file.write("\n")
+            file.write(self.dumps())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CalibrationStats:

@@ -68,17 +68,24 @@ def input_specs(graph: Graph) -> list[InputSpec]:
     return [InputSpec(name, t.shape, t.dtype) for name, t in zip(graph.input_names, graph.inputs)]
 
 
-def calibrate_graphs(graphs: list[Graph], dataset: Any,
-                     options: CalibrationOptions) -> CalibrationStats:
-    """Run ``dataset`` through the float ``graphs`` (one per signature); their statistics."""
-    if options.batch_size is not None and options.batch_size < 1:
-        raise ConversionError(Phase.CALIBRATION, f"batch_size={options.batch_size}: must be ≥ 1")
+def executors(graphs: list[Graph], options: CalibrationOptions) -> dict[str, LiteRTExecutor]:
+    """One LiteRT executor per signature, observing ``observed_tensors`` (kept by callers
+    that calibrate several batches of samples, as quantkit.beam's workers)."""
     # Views, not copies: the runner has read a batch's values before it runs the next.
-    executors = {g.signature_key: LiteRTExecutor(
+    return {g.signature_key: LiteRTExecutor(
         g, observed_tensors(g), num_threads=options.num_threads or _cpus(), copy=False)
         for g in graphs}
+
+
+def calibrate_graphs(graphs: list[Graph], dataset: Any, options: CalibrationOptions,
+                     runners: Mapping[str, LiteRTExecutor] | None = None) -> CalibrationStats:
+    """Run ``dataset`` through the float ``graphs`` (one per signature); their statistics.
+    ``runners``: the ``executors`` to use (default: new ones)."""
+    if options.batch_size is not None and options.batch_size < 1:
+        raise ConversionError(Phase.CALIBRATION, f"batch_size={options.batch_size}: must be ≥ 1")
     return calibration.calibrate(
-        executors, dataset, {g.signature_key: input_specs(g) for g in graphs},
+        runners or executors(graphs, options), dataset,
+        {g.signature_key: input_specs(g) for g in graphs},
         observer=options.observer, batch_size=batch_rows(graphs, options),
         progress=options.progress,
         channel_means={t.name for g in graphs for t in weighted_inputs(g)})

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from calibration import CalibrationStats, ObserverKind
 from quantkit._version import __version__
-from quantkit.calibrate import CalibrationOptions, calibrate_graphs, means, ranges
+from quantkit.calibrate import CalibrationOptions, batch_rows, calibrate_graphs, means, ranges
 from quantkit.frontend import capture
 from quantkit.frontend.lower import lower
 from quantkit.frontend.tf_ops import ONLY_IN_PATTERNS
@@ -273,8 +273,18 @@ class TFLiteConverter:
         if self.representative_dataset is None:
             raise ConversionError(Phase.CALIBRATION, "calibrate() needs a "
                                   "`representative_dataset`")
+        graphs, options = self.calibration_setup()
+        dataset = getattr(self.representative_dataset, "input_gen", self.representative_dataset)
+        return calibrate_graphs(graphs, dataset, options)
+
+    def calibration_setup(self) -> tuple[list[Graph], CalibrationOptions]:
+        """What ``calibrate()`` runs: the float graphs (one per signature) and the options,
+        with the observer the recipe needs and the rows per batch resolved. quantkit.beam's
+        workers run them on shards of the samples; the same batches give the same
+        statistics."""
         graphs = self._float_graphs()
-        return self._calibrate(graphs, self.recipe.resolve(graphs, Settings()))
+        options = self._calibration_options(self.recipe.resolve(graphs, Settings()))
+        return graphs, dataclasses.replace(options, batch_size=batch_rows(graphs, options))
 
     def _float_graphs(self, keep_offsets: bool = False) -> list[Graph]:
         graphs = []
@@ -289,12 +299,16 @@ class TFLiteConverter:
     def _calibrate(self, graphs: list[Graph], settings: OpSettings) -> CalibrationStats:
         dataset = self.representative_dataset
         dataset = getattr(dataset, "input_gen", dataset)  # a RepresentativeDataset
+        return calibrate_graphs(graphs, dataset, self._calibration_options(settings))
+
+    def _calibration_options(self, settings: OpSettings) -> CalibrationOptions:
+        """``calibration``, with the observer the recipe's range methods need."""
         options = self.calibration
         if options.observer is ObserverKind.MIN_MAX and any(
                 s.range_method is RangeMethod.PERCENTILE for s in settings.values()):
             # histograms keep the exact min and max too: MIN_MAX ranges stay what they were
             options = dataclasses.replace(options, observer=ObserverKind.HISTOGRAM)
-        return calibrate_graphs(graphs, dataset, options)
+        return options
 
 
 # Modes that rewrite without data (their activations stay float); modes that calibrate, then

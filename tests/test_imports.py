@@ -33,6 +33,7 @@ MAY_IMPORT = {
 DEFERRED = {
     "tensorflow": "`import quantkit` and `quantkit --help` start without TF (issue #16)",
     "keras": "loads TF: as tensorflow",
+    "apache_beam": "optional extra (quantkit[beam]): only quantkit calibrate --runner needs it",
     "jax": "optional extra (quantkit[jax]): only experimental_from_jax needs it",
     "jaxlib": "optional extra (quantkit[jax]): the StableHLO frontend reads MLIR through it",
     "tensorflow_datasets": "only the tfds: data source needs it, and it loads TF",

@@ -213,19 +213,25 @@ def convert_row(source: SourceModel, preset: Any, converter: Converter,
                                peak_mem_mb=peak_mb), blob
 
 
-def measure_mode(source: SourceModel, preset: Any, converters: list[Converter],
-                 dataset: Callable | None, ref: Reference, settings: Settings) -> list[Row]:
-    """The mode's row for each converter: converted, scored, then timed side by side."""
-    rows, blobs = [], []
-    for converter in converters:
-        row, blob = convert_row(source, preset, converter, dataset, settings.threads)
-        if blob is not None:
-            try:
-                row = dataclasses.replace(row, **score(blob, ref, settings.threads))
-            except Exception as error:  # noqa: BLE001 - e.g. a model LiteRT cannot run
-                row, blob = dataclasses.replace(row, error=f"LiteRT: {_error_text(error)}"), None
-        rows.append(row)
-        blobs.append(blob)
+def scored_row(source: SourceModel, preset: Any, converter: Converter,
+               dataset: Callable | None, ref: Reference,
+               settings: Settings) -> tuple[Row, bytes | None]:
+    """One converter's row for the mode, converted and scored (not yet timed), and its
+    model bytes (None when it failed)."""
+    row, blob = convert_row(source, preset, converter, dataset, settings.threads)
+    if blob is not None:
+        try:
+            row = dataclasses.replace(row, **score(blob, ref, settings.threads))
+        except Exception as error:  # noqa: BLE001 - e.g. a model LiteRT cannot run
+            row, blob = dataclasses.replace(row, error=f"LiteRT: {_error_text(error)}"), None
+    return row, blob
+
+
+def timed_rows(rows: list[Row], blobs: list[bytes | None], ref: Reference,
+               settings: Settings) -> list[Row]:
+    """The mode's rows (one per converter) with their latency, the models timed side by
+    side, and quantkit's latency ratio over tf.lite's."""
+    rows = list(rows)
     timed = [i for i, blob in enumerate(blobs) if blob is not None]
     if not timed:
         return rows
@@ -241,6 +247,14 @@ def measure_mode(source: SourceModel, preset: Any, converters: list[Converter],
         i = next(i for i in timed if rows[i].converter == Converter.QUANTKIT.value)
         rows[i] = dataclasses.replace(rows[i], latency_ratio=ratio, latency_ratio_range=spread)
     return rows
+
+
+def measure_mode(source: SourceModel, preset: Any, converters: list[Converter],
+                 dataset: Callable | None, ref: Reference, settings: Settings) -> list[Row]:
+    """The mode's row for each converter: converted, scored, then timed side by side."""
+    scored = [scored_row(source, preset, converter, dataset, ref, settings)
+              for converter in converters]
+    return timed_rows([row for row, _ in scored], [blob for _, blob in scored], ref, settings)
 
 
 def input_row(source: SourceModel, ref: Reference, settings: Settings) -> Row:

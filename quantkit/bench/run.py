@@ -54,22 +54,38 @@ def _presets(modes: Iterable[Any] | None) -> list[Any]:
                          f"{', '.join(p.value for p in Preset)}") from None
 
 
+def calibration_dataset(calibration: list[np.ndarray] | Callable | None,
+                        ref: Reference) -> Callable | None:
+    """The representative dataset of a benchmark's calibration data."""
+    return (calibration if calibration is None or callable(calibration)
+            else bench_data.representative(calibration, ref.input_names))
+
+
+def summarize(source: SourceModel, dataset: Callable | None, ref: Reference,
+              metric_name: str | None = None) -> ModelSummary:
+    """The benchmarked model and its float reference (the table's header line)."""
+    count = 0 if dataset is None else sum(1 for _ in dataset())
+    first = ref.outputs[0]
+    return ModelSummary(
+        source.name, source.description, count, len(ref.inputs[0]), ref.labels is not None,
+        None if ref.labels is None else accuracy(first, ref.labels), metric_name,
+        None if ref.metric is None else float(ref.metric(
+            ref.labels if ref.labels is not None else first, first)), ref.classes)
+
+
+def converters_for(with_tf: bool) -> list[Converter]:
+    return [Converter.QUANTKIT] + ([Converter.TF_LITE] if with_tf else [])
+
+
 def measure_source(source: SourceModel, calibration: list[np.ndarray] | Callable | None,
                    ref: Reference, modes: Sequence[Any], with_tf: bool,
                    settings: Settings, progress: Log | None = None,
                    metric_name: str | None = None) -> tuple[ModelSummary, list[Row]]:
     """Every mode's rows for one model (and first, for a .tflite, the model itself)."""
     progress = progress or log.info
-    dataset = (calibration if calibration is None or callable(calibration)
-               else bench_data.representative(calibration, ref.input_names))
-    count = 0 if dataset is None else sum(1 for _ in dataset())
-    first = ref.outputs[0]
-    summary = ModelSummary(
-        source.name, source.description, count, len(ref.inputs[0]), ref.labels is not None,
-        None if ref.labels is None else accuracy(first, ref.labels), metric_name,
-        None if ref.metric is None else float(ref.metric(
-            ref.labels if ref.labels is not None else first, first)), ref.classes)
-    converters = [Converter.QUANTKIT] + ([Converter.TF_LITE] if with_tf else [])
+    dataset = calibration_dataset(calibration, ref)
+    summary = summarize(source, dataset, ref, metric_name)
+    converters = converters_for(with_tf)
     total = len(modes) * len(converters) + (source.kind == SourceKind.TFLITE)
     rows: list[Row] = []
 
@@ -78,8 +94,9 @@ def measure_source(source: SourceModel, calibration: list[np.ndarray] | Callable
             rows.append(row)
             progress(f"[{len(rows)}/{total}] {report.progress_line(row)}")
 
-    progress(f"== {source.name}: {summary.test_samples} test samples, {count} calibration "
-             f"samples, {len(modes)} mode(s) × {', '.join(c.value for c in converters)}")
+    progress(f"== {source.name}: {summary.test_samples} test samples, "
+             f"{summary.calibration_samples} calibration samples, {len(modes)} mode(s) × "
+             f"{', '.join(c.value for c in converters)}")
     if source.kind == SourceKind.TFLITE:
         emit([measure.input_row(source, ref, settings)])
     for preset in modes:

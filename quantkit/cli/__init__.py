@@ -1,6 +1,9 @@
-"""The ``quantkit`` command line: ``convert``, ``debug``, ``inspect``, ``compare``, ``bench``.
+"""The ``quantkit`` command line: ``convert``, ``calibrate``, ``debug``, ``inspect``, ``compare``,
+``bench``.
 
     quantkit convert model.keras --mode int8 --calibration calib.npz -o model_int8.tflite
+    quantkit calibrate model.keras --calibration calib.npz -o stats.json [--runner R ...]
+    quantkit convert model.keras --calibration-stats stats.json -o model_int8.tflite
     quantkit debug model.keras --calibration calib.npz --data test.npz --plot errors.png
     quantkit inspect model_int8.tflite
     quantkit compare model_float32.tflite model_int8.tflite --data calib.npz
@@ -27,7 +30,8 @@ from quantkit.cli._data import CliError, one_line
 
 PROG = "quantkit"
 # The arguments that name a user's file, in the order an error is attributed to them.
-_FILE_ARGS = ("model", "reference", "candidate", "calibration", "data", "output")
+_FILE_ARGS = ("model", "reference", "candidate", "calibration", "calibration_stats", "data",
+              "output")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from quantkit.cli import bench, compare, convert, debug, inspect
+    from quantkit.cli import bench, calibrate, compare, convert, debug, inspect
 
     parser = _Parser(prog=PROG, description="quantkit: post-training quantization of "
                      "TensorFlow models to TFLite.")
@@ -46,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true",
                         help="on an unexpected error, show Python's traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (convert, debug, inspect, compare, bench):
+    for module in (convert, calibrate, debug, inspect, compare, bench):
         module.add_parser(sub)
     return parser
 
@@ -69,9 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit code (0 success, 1 user error, 2 command-line error)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "pass_through", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # --help, or a usage error already printed
         return int(e.code or 0)
+    args.passed_through = extra  # a command's options for another tool (calibrate: Beam's)
     if args.version:
         from quantkit._version import __version__
 

@@ -10,6 +10,7 @@ and only when the conversion succeeded; the summary gives each input's calibrate
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -40,6 +41,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--calibration", metavar="DATA",
                    help=f"calibration data for int8, int8_per_tensor, int16x8, uint8_io: "
                         f"{DATA_SYNTAX}")
+    p.add_argument("--calibration-stats", metavar="STATS.json",
+                   help="or: statistics saved by `quantkit calibrate` (no data is read)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                    help=f"calibrate on at most N samples (default {DEFAULT_SAMPLES})")
     p.add_argument("--per-tensor", action="store_true",
@@ -236,9 +239,13 @@ def run(args: argparse.Namespace) -> int:
     from quantkit.tflite_io.reader import op_types
 
     mode = resolve_mode(args.mode, args.per_tensor)
-    if mode.spec.calibrated and not args.calibration:
+    if args.calibration and args.calibration_stats:
+        raise CliError("give --calibration or --calibration-stats, not both")
+    if mode.spec.calibrated and not (args.calibration or args.calibration_stats):
         raise CliError(f"mode {mode.value} needs calibration data: give --calibration "
-                       f"({DATA_SYNTAX}), or choose float32, dynamic_range or float16")
+                       f"({DATA_SYNTAX}) or --calibration-stats, or choose float32, "
+                       f"dynamic_range or float16")
+    stats = load_stats(args.calibration_stats) if args.calibration_stats else None
     output = args.output or default_output(args.model, mode)
     check_output(output)
     check_model_path(args.model)
@@ -248,12 +255,19 @@ def run(args: argparse.Namespace) -> int:
     start_tensorflow_for_cli()
     converter, inputs = load_model(args.model)
     dataset = None
-    if mode.spec.calibrated:
+    if mode.spec.calibrated and stats is None:
         dataset = make_source(args.calibration, inputs, samples=args.samples, scale=scale,
                               tfds_data_dir=args.tfds_data_dir, tfds_key=args.tfds_key)
+    elif mode.spec.calibrated:
+        dataset = _statistics_only(args.calibration_stats)
     configure(converter, mode, args, dataset)
+    if stats is not None and mode.spec.calibrated:
+        converter.calibration_statistics = stats
+        converter.calibration = dataclasses.replace(converter.calibration,
+                                                    observer=stats.observer)
     _status(args, f"tracing the model and converting it to {mode.value}"
-            + (f", calibrating on {len(dataset())} samples" if dataset else ""))
+            + (f", calibrating on {len(dataset())} samples" if args.calibration and dataset
+               else ""))
     try:
         blob = converter.convert()
     except ValueError as e:  # ConversionError, CalibrationError: they name phase and culprit
@@ -264,9 +278,30 @@ def run(args: argparse.Namespace) -> int:
     if mode.spec.calibrated:
         stated = f", {scale.text}" if scale else ""
         for name, (low, high) in input_ranges(blob).items():
-            print(f"input {name!r} calibrated for {low:.4g}..{high:.4g} ({args.calibration}"
-                  f"{stated})")
+            print(f"input {name!r} calibrated for {low:.4g}..{high:.4g} "
+                  f"({args.calibration or args.calibration_stats}{stated})")
     return 0
+
+
+def load_stats(path: str) -> Any:
+    """``--calibration-stats``: the statistics ``quantkit calibrate`` saved."""
+    from calibration import CalibrationError, CalibrationStats
+
+    if not os.path.isfile(path):
+        raise CliError(f"calibration statistics not found: {path}")
+    try:
+        return CalibrationStats.load(path)
+    except CalibrationError as e:  # names the file
+        raise CliError(one_line(e)) from None
+
+
+def _statistics_only(path: str) -> Any:
+    """The representative dataset of a conversion from saved statistics: it selects the
+    calibrated mode (as TF's converter, the mode follows from a dataset being set) and is
+    never read (``calibration_statistics`` is set)."""
+    def no_samples() -> Any:
+        raise CliError(f"{path}: statistics given, no samples to read")
+    return no_samples
 
 
 def configure(converter: Any, mode: Any, args: argparse.Namespace, dataset: Any) -> None:
