@@ -7,7 +7,7 @@ decoded; what a float model may hold besides is resolved here:
   (``Optimize.EXPERIMENTAL_SPARSITY``) become float32 constants (``densify``);
 * without a SignatureDef, subgraph 0 is the model: inputs and outputs by position, named after
   their tensors; with signatures, each one is a graph (two signatures of one subgraph are two
-  graphs);
+  graphs), its inputs and outputs in the signature's order;
 * custom ops are kept (with their options) as float CUSTOM ops when ``allow_custom_ops``;
 * a model that is already quantized (tensors with quantization parameters, QUANTIZE, or integer
   weights behind DEQUANTIZE) is refused, and every op the op table (``quantkit.ops``) lacks is
@@ -190,8 +190,9 @@ def _graph(sub: SubgraphInfo, entry: _Entry, where: str) -> Graph:
 
 
 def _ordered(positional: tuple[int, ...], named: dict[int, str]) -> list[int]:
-    """The subgraph's tensors in their positional order, then any the signature adds."""
-    return [*positional, *(i for i in named if i not in positional)]
+    """The signature's order (the names a signature runner and list samples go by; TF writes
+    them sorted), then any tensor of the subgraph it leaves out."""
+    return [*named, *(i for i in positional if i not in named)]
 
 
 def _tensor(info: TensorInfo, where: str) -> Tensor:
