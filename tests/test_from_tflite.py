@@ -292,3 +292,26 @@ def test_several_inputs_and_outputs_in_signature_order():
     ours = sbs.measure(out, test, reference)
     sbs.assert_input_matters(ours)
     assert ours.sqnr >= 18.0, ours  # measured 22.8 dB, as the Keras path
+
+
+def test_recipe_overrides(cnn):
+    """Per-op overrides select a .tflite's ops by op type or output tensor name: TANH kept float
+    (TF's denylisted_ops), the last FULLY_CONNECTED with one weight scale per tensor."""
+    _, calibration, test, reference, sources = cnn
+    converter = sbs.configure(quantkit, quantkit.TFLiteConverter.from_tflite(sources["float32"]),
+                              "int8", calibration, fallback=True)
+    last_fc = read_model(sources["float32"]).subgraphs[0]
+    name = last_fc.tensors[last_fc.ops[-1].outputs[0]].name
+    converter.recipe = quantkit.Recipe((
+        *quantkit.Recipe.denylist(ops=["TANH"]).rules,
+        quantkit.Rule(quantkit.Select(tensor=name),
+                      quantkit.Settings(weight_granularity=quantkit.Granularity.PER_TENSOR))))
+    blob = converter.convert()
+    out = read_model(blob).subgraphs[0]
+    (tanh,) = [op for op in out.ops if op.type is OpType.TANH]
+    assert out.tensors[tanh.inputs[0]].dtype == np.float32
+    fc = out.ops[-1] if out.ops[-1].type is OpType.FULLY_CONNECTED else out.ops[-2]
+    assert len(out.tensors[fc.inputs[1]].quant.scales) == 1
+    ours = sbs.measure(blob, [test], reference)
+    sbs.assert_input_matters(ours)
+    assert ours.sqnr >= FLOORS["int8"], ours
