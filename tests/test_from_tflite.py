@@ -315,3 +315,68 @@ def test_recipe_overrides(cnn):
     ours = sbs.measure(blob, [test], reference)
     sbs.assert_input_matters(ours)
     assert ours.sqnr >= FLOORS["int8"], ours
+
+
+def _block_sparse_fc(seed: int = 0) -> tuple[bytes, np.ndarray]:
+    """TF's float model of one Dense layer with its weights replaced by a 1×4-block-sparse
+    tensor (CSR over the blocks of dim 1, half of them kept) behind a DENSIFY op, as TF's
+    converter writes block sparsity; and the dense weights."""
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    keras.utils.set_random_seed(seed)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(_tf_convert(
+        keras.Sequential([keras.Input((16,)), keras.layers.Dense(8)]))))
+    sub = model.subgraphs[0]
+    w_index = sub.operators[0].inputs[1]
+    rng = np.random.default_rng(seed)
+    keep = rng.random((8, 4)) < 0.5
+    dense = rng.normal(size=(8, 16)).astype(np.float32) * np.repeat(keep, 4, axis=1)
+    segments = np.concatenate([[0], np.cumsum(keep.sum(axis=1))])
+    rows, blocks = np.nonzero(keep)
+    values = np.concatenate([dense[r, 4 * b:4 * b + 4] for r, b in zip(rows, blocks)])
+
+    def level(fmt: int, size: int = 0, csr: tuple = ()) -> object:
+        dim = fb.DimensionMetadataT()
+        dim.format, dim.denseSize = fmt, size
+        if csr:
+            dim.arraySegmentsType = dim.arrayIndicesType = fb.SparseIndexVector.Int32Vector
+            dim.arraySegments, dim.arrayIndices = fb.Int32VectorT(), fb.Int32VectorT()
+            dim.arraySegments.values, dim.arrayIndices.values = [list(map(int, a)) for a in csr]
+        return dim
+
+    sparse = fb.TensorT()
+    sparse.name, sparse.type, sparse.shape = b"w_sparse", sub.tensors[w_index].type, [8, 16]
+    sparse.sparsity = fb.SparsityParametersT()
+    sparse.sparsity.traversalOrder, sparse.sparsity.blockMap = [0, 1, 2], [1]
+    sparse.sparsity.dimMetadata = [level(fb.DimensionType.DENSE, 8),
+                                   level(fb.DimensionType.SPARSE_CSR, csr=(segments, blocks)),
+                                   level(fb.DimensionType.DENSE, 4)]
+    model.buffers[sub.tensors[w_index].buffer].data = None
+    model.buffers.append(fb.BufferT())
+    model.buffers[-1].data = values.view(np.uint8).tolist()
+    sparse.buffer = len(model.buffers) - 1
+    sub.tensors.append(sparse)
+    code = fb.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = fb.BuiltinOperator.DENSIFY
+    code.version = 1
+    model.operatorCodes.append(code)
+    densify = fb.OperatorT()
+    densify.opcodeIndex, densify.inputs, densify.outputs = (len(model.operatorCodes) - 1,
+                                                            [len(sub.tensors) - 1], [w_index])
+    sub.operators.insert(0, densify)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), dense
+
+
+def test_block_sparse_weights_as_litert_densifies_them():
+    """Block sparsity (a block map, a dense level inside a CSR level): the weights quantkit
+    reads are those LiteRT's DENSIFY computes (its outputs are x·Wᵀ exactly)."""
+    source, dense = _block_sparse_fc()
+    assert op_types(source) == ["DENSIFY", "FULLY_CONNECTED"]
+    x = np.random.default_rng(1).normal(size=(16, 16)).astype(np.float32)
+    reference = sbs.run_all(source, [x])
+    np.testing.assert_allclose(reference[0], x @ dense.T, rtol=1e-5, atol=1e-5)
+    out = quantkit.TFLiteConverter.from_tflite(source).convert()
+    assert op_types(out) == ["FULLY_CONNECTED"]
+    ours = sbs.measure(out, [x], reference)
+    sbs.assert_input_matters(ours)
+    assert ours.sqnr >= 100.0, ours
