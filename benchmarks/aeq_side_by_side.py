@@ -14,7 +14,7 @@ Keras model the source came from. quantkit's int8 straight from the Keras model 
 the version quantkit uses, so it shares the venv); without it its rows say so.
 
 Writes ``from_tflite.json`` and ``from_tflite.md`` into ``--out``
-(default ``benchmarks/results/latest``).
+(default ``benchmarks/results/from_tflite``, committed).
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def int8_verdicts(rows: list[Row]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(QUICK), choices=sorted(BY_NAME))
-    parser.add_argument("--out", default="benchmarks/results/latest")
+    parser.add_argument("--out", default="benchmarks/results/from_tflite")
     args = parser.parse_args(argv)
     try:
         import ai_edge_quantizer  # noqa: F401
