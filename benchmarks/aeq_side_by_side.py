@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
 from benchmarks.models import BY_NAME, QUICK
 
@@ -135,7 +136,6 @@ def _aeq(source: bytes, calibration: np.ndarray, one_batch: bool = False) -> byt
     (0.95) of each sample's min/max, so one-row samples give ranges narrower than the data's;
     ``one_batch`` feeds the whole calibration set as one sample: its exact min/max."""
     from ai_edge_quantizer import quantizer, recipe
-    from ai_edge_litert.interpreter import Interpreter
 
     signatures = Interpreter(model_content=source).get_signature_list()
     if not signatures:
