@@ -197,6 +197,18 @@ class TFLiteConverter:
             lambda: capture.capture_saved_model(saved_model_dir, signature_keys, tags)),
             ModelType.SAVED_MODEL)
 
+    @classmethod
+    def from_tflite(cls, model: Any) -> "TFLiteConverter":
+        """A float ``.tflite`` model of any origin (a path or its bytes), read and checked now:
+        one subgraph per signature (subgraph 0 when it has none, inputs and outputs by
+        position); float16 and sparse weights become float constants. A quantized model is
+        refused. See ``quantkit.frontend.tflite_frontend``."""
+        from quantkit.frontend import tflite_frontend
+
+        source = tflite_frontend.load(model)
+        return cls(lambda allow_custom_ops: tflite_frontend.lower_tflite(source, allow_custom_ops),
+                   ModelType.TFLITE)
+
     # --- conversion ---------------------------------------------------------------------
     def resolve_mode(self) -> ConversionMode:
         """The conversion mode the attributes ask for (raises for combinations TF rejects)."""

@@ -109,8 +109,8 @@ def test_benchmark_from_python_savedmodel_metric(digits, tmp_path):
 
 
 def test_tflite_model_is_its_own_row(digits, tmp_path, capsys):
-    """A float .tflite: the model itself is measured; the rows that need a conversion fail
-    with a reason (quantkit's from_tflite is issue #13) instead of stopping the run."""
+    """A float .tflite: the model itself is measured, quantkit converts it (from_tflite); tf.lite
+    cannot, and its row fails with the reason instead of stopping the run."""
     d = digits["dir"]
     model = tmp_path / "digits.tflite"
     assert main(["convert", str(d / "digits.keras"), "--mode", "float32", "-o",
@@ -125,8 +125,8 @@ def test_tflite_model_is_its_own_row(digits, tmp_path, capsys):
     assert given["accuracy"] == pytest.approx(digits["keras_accuracy"], abs=0.004)
     assert given["size_bytes"] == model.stat().st_size
     failed = {r["converter"]: r["error"] for r in rows[1:]}
-    if not hasattr(quantkit.TFLiteConverter, "from_tflite"):
-        assert "issue #13" in failed["quantkit"]
+    assert failed["quantkit"] is None  # from_tflite (issue #13)
+    assert rows[1]["accuracy"] == pytest.approx(given["accuracy"], abs=0.004)
     assert "does not read .tflite" in failed["tf.lite"]
     assert "failed: conversion:" in (tmp_path / "out" / report.MARKDOWN_NAME).read_text()
 

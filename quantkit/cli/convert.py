@@ -1,4 +1,5 @@
-"""``quantkit convert MODEL``: a SavedModel folder or a ``.keras``/``.h5`` file → ``.tflite``.
+"""``quantkit convert MODEL``: a SavedModel folder, a ``.keras``/``.h5`` file or a float
+``.tflite`` → ``.tflite``.
 
 The mode is a ``quantkit.Preset``; calibrated modes read ``--calibration`` (see ``_data``),
 checked against the model's inputs before anything is converted. The model file's format and
@@ -33,9 +34,10 @@ def add_parser(subparsers: Any) -> None:
 
     modes = ", ".join(p.value for p in Preset)
     p = subparsers.add_parser(
-        "convert", help="convert a SavedModel or a .keras/.h5 model to .tflite",
-        description="Convert a SavedModel folder or a .keras/.h5 file to a TFLite model.")
-    p.add_argument("model", help="a SavedModel folder or a .keras/.h5 file")
+        "convert", help="convert a SavedModel, a .keras/.h5 model or a float .tflite to .tflite",
+        description="Convert a SavedModel folder, a .keras/.h5 file or a float .tflite to a "
+                    "TFLite model.")
+    p.add_argument("model", help="a SavedModel folder, a .keras/.h5 file or a float .tflite")
     p.add_argument("--mode", default=DEFAULT_MODE, metavar="MODE",
                    help=f"one of {modes} (default {DEFAULT_MODE})")
     p.add_argument("--calibration", metavar="DATA",
@@ -126,10 +128,17 @@ def _is_hdf5(path: str) -> bool:
     return False
 
 
-# Keras file suffix → (its container format's test, what a file of that suffix is).
+def _is_tflite(path: str) -> bool:
+    """A TFLite flatbuffer carries the identifier ``TFL3`` at byte 4."""
+    with open(path, "rb") as f:
+        return f.read(8)[4:8] == b"TFL3"
+
+
+# Model file suffix → (its container format's test, what a file of that suffix is).
 _KERAS_FORMATS = {
     ".keras": (zipfile.is_zipfile, "a .keras file is a zip archive"),
     ".h5": (_is_hdf5, "a .h5 file is HDF5"),
+    ".tflite": (_is_tflite, "a .tflite file is a TFLite flatbuffer"),
 }
 
 
@@ -144,14 +153,15 @@ def check_model_path(path: str) -> None:
         return
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in _KERAS_FORMATS:
-        raise CliError(f"{path}: expected a SavedModel folder or a .keras/.h5 file")
+        raise CliError(f"{path}: expected a SavedModel folder, a .keras/.h5 file or a .tflite")
     test, what = _KERAS_FORMATS[suffix]
     try:
         valid = test(path)
     except OSError as e:
         raise CliError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not valid:
-        raise CliError(f"{path}: not a Keras model file ({what}, this one is not)")
+        kind = "TFLite model" if suffix == ".tflite" else "Keras model file"
+        raise CliError(f"{path}: not a {kind} ({what}, this one is not)")
 
 
 def load_model(path: str) -> tuple[Any, list[ModelInput]]:
@@ -161,6 +171,8 @@ def load_model(path: str) -> tuple[Any, list[ModelInput]]:
 
     import quantkit
 
+    if path.lower().endswith(".tflite"):
+        return _load_tflite(path)
     if os.path.isdir(path):
         try:
             signature = tf.saved_model.load(path).signatures["serving_default"]
@@ -183,6 +195,18 @@ def load_model(path: str) -> tuple[Any, list[ModelInput]]:
         raise CliError(f"could not load Keras model {path}: {one_line(e)}") from None
     inputs = [ModelInput(t.name, tuple(t.shape), np.dtype(t.dtype)) for t in model.inputs]
     return quantkit.TFLiteConverter.from_keras_model(model), inputs
+
+
+def _load_tflite(path: str) -> tuple[Any, list[ModelInput]]:
+    import quantkit
+    from quantkit.frontend import tflite_frontend
+
+    try:
+        source = tflite_frontend.load(path)
+        converter = quantkit.TFLiteConverter.from_tflite(path)
+    except ValueError as e:  # a malformed file, named with its field and byte
+        raise CliError(one_line(e)) from None
+    return converter, [ModelInput(*spec) for spec in tflite_frontend.model_inputs(source)]
 
 
 def default_output(model: str, mode: Any) -> str:

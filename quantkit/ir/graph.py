@@ -54,6 +54,7 @@ class Op:
     options: Any = None
     name: str = ""  # the TF node it came from, for error messages
     custom_code: str | None = None  # for OpType.CUSTOM
+    custom_options: bytes | None = None  # a CUSTOM op's options (flexbuffer), written as is
 
     def __repr__(self) -> str:
         return f"<{self.type.name} {self.name!r}>"

@@ -30,6 +30,7 @@ class ModelType(enum.IntEnum):
     KERAS_MODEL = schema.ModelType.KERAS_MODEL
     CONCRETE_FUNCTIONS = schema.ModelType.TF_CONCRETE_FUNCTIONS
     JAX = schema.ModelType.JAX
+    TFLITE = schema.ModelType.NONE  # a .tflite model (the schema has no such origin)
 
 
 # The optimization mode TF records for each quantization mode (none for float32 and the

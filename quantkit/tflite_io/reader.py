@@ -28,6 +28,28 @@ _TENSOR_TYPES = frozenset(schema.TENSOR_TYPE_NAMES)
 
 
 @dataclass(frozen=True)
+class DimensionInfo:
+    """One level of a sparse tensor's traversal: DENSE (all ``dense_size`` indices) or
+    SPARSE_CSR (per parent position ``p``, the indices ``indices[segments[p]:segments[p+1]]``)."""
+
+    sparse: bool
+    dense_size: int
+    segments: np.ndarray | None = field(default=None, compare=False, repr=False)
+    indices: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class SparsityInfo:
+    """A sparse constant's layout (the schema's ``SparsityParameters``): its stored values
+    are the leaves of a traversal over ``traversal_order`` (the tensor's dims, then block dims,
+    which split the dims named by ``block_map``), one ``dims`` level per position."""
+
+    traversal_order: tuple[int, ...]
+    block_map: tuple[int, ...]
+    dims: tuple[DimensionInfo, ...]
+
+
+@dataclass(frozen=True)
 class TensorInfo:
     """One tensor. ``dtype`` is None for element types numpy lacks (string, int4, ...)."""
 
@@ -39,6 +61,7 @@ class TensorInfo:
     buffer: int
     quant: QuantParams | None = None
     data: np.ndarray | None = field(default=None, compare=False, repr=False)
+    sparsity: SparsityInfo | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_const(self) -> bool:
@@ -56,6 +79,7 @@ class OpInfo:
     options: Any = None  # the quantkit.ir.options dataclass, when quantkit has one
     options_table: str | None = None  # the schema table name of the options union
     custom_code: str | None = None
+    custom_options: bytes | None = None  # a custom op's own options (flexbuffer), as stored
 
 
 @dataclass(frozen=True)
@@ -243,7 +267,41 @@ def _tensor(t: Table, buffers: list[np.ndarray]) -> TensorInfo:
         buffer=buffer,
         quant=_quant(t.table("quantization", "QuantizationParameters"), shape),
         data=_tensor_data(t, buffers[buffer], dtype, shape),
+        sparsity=_sparsity(t.table("sparsity", "SparsityParameters")),
     )
+
+
+# SparseIndexVector union member → the element type of its ``values``.
+_INDEX_VECTORS = {1: ("Int32Vector", np.int32), 2: ("Uint16Vector", np.uint16),
+                  3: ("Uint8Vector", np.uint8)}
+
+
+def _index_vector(dim: Table, name: str) -> np.ndarray | None:
+    kind = dim.scalar(f"{name}_type")
+    if not kind:
+        return None
+    if kind not in _INDEX_VECTORS:
+        raise dim.fail(f"{name}_type", f"{kind} is not a SparseIndexVector type")
+    table_kind, dtype = _INDEX_VECTORS[kind]
+    table = dim.table(name, table_kind)
+    values = None if table is None else table.array("values", dtype)
+    return np.zeros(0, dtype) if values is None else values.astype(np.int64)
+
+
+def _sparsity(sp: Table | None) -> SparsityInfo | None:
+    """The sparse layout (checked where it is densified, against the tensor's shape)."""
+    if sp is None:
+        return None
+
+    def ints(name: str) -> tuple[int, ...]:
+        values = sp.array(name, np.int32)
+        return () if values is None else tuple(int(v) for v in values)
+
+    dims = tuple(DimensionInfo(bool(d.scalar("format")), int(d.scalar("dense_size")),
+                               _index_vector(d, "array_segments"),
+                               _index_vector(d, "array_indices"))
+                 for d in sp.tables("dim_metadata", "DimensionMetadata"))
+    return SparsityInfo(ints("traversal_order"), ints("block_map"), dims)
 
 
 def _tensor_data(t: Table, raw: np.ndarray, dtype: np.dtype | None,
@@ -311,7 +369,13 @@ def _op(op: Table, op_codes: tuple[OpCodeInfo, ...], n_tensors: int) -> OpInfo:
         options=None if table is None else read_options(options_type, table),
         options_table=table_name,
         custom_code=code.custom_code,
+        custom_options=_custom_options(op) if code.type == OpType.CUSTOM else None,
     )
+
+
+def _custom_options(op: Table) -> bytes | None:
+    raw = op.array("custom_options", np.uint8)
+    return None if raw is None else bytes(raw)
 
 
 def _signature(sig: Table, subgraphs: tuple[SubgraphInfo, ...]) -> SignatureInfo:

@@ -350,6 +350,7 @@ def _write_operator(b: flatbuffers.Builder, op: Op, index: dict[Tensor, int], op
     inputs_vec = _scalars(b, _Operator.OperatorStartInputsVector, inputs, b.PrependInt32)
     outputs = [index[t] for t in op.outputs]
     outputs_vec = _scalars(b, _Operator.OperatorStartOutputsVector, outputs, b.PrependInt32)
+    custom = None if op.custom_options is None else b.CreateByteVector(op.custom_options)
     _Operator.OperatorStart(b)
     _Operator.OperatorAddOpcodeIndex(b, opcode)
     _Operator.OperatorAddInputs(b, inputs_vec)
@@ -357,6 +358,8 @@ def _write_operator(b: flatbuffers.Builder, op: Op, index: dict[Tensor, int], op
     if options is not None:
         _Operator.OperatorAddBuiltinOptionsType(b, options[0])
         _Operator.OperatorAddBuiltinOptions(b, options[1])
+    if custom is not None:  # a custom op's options, kept as read (a .tflite's custom ops)
+        _Operator.OperatorAddCustomOptions(b, custom)
     return _Operator.OperatorEnd(b)
 
 
