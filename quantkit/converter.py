@@ -24,7 +24,7 @@ from quantkit.ir.graph import Graph
 from quantkit.mode import resolve_mode
 from quantkit.passes import run_passes
 from quantkit.quantize import quantize_integer
-from quantkit.quantize.fake_quant import has_trained_ranges, trained_ranges
+from quantkit.quantize.fake_quant import emulated, has_trained_ranges, trained_ranges
 from quantkit.quantize.params import range_methods
 from quantkit.quantize.schemes import SCHEMES
 from quantkit.quantize.weight_only import quantize_dynamic_range, quantize_float16
@@ -219,6 +219,8 @@ class TFLiteConverter:
         mode = self.resolve_mode(has_trained_ranges(lowered))
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered)
         settings = self._settings(graphs, mode)
+        if mode.quant is QuantMode.FLOAT32:  # a QAT model's FakeQuants stay, as in TF
+            graphs = [emulated(graph) for graph in graphs]
         if mode.quant in _REWRITES:
             graphs = [_REWRITES[mode.quant](graph, mode, settings) for graph in graphs]
         elif mode.quant in _CALIBRATED:

@@ -6,6 +6,9 @@ to a grid of ``2^num_bits`` levels (one fewer with ``narrow_range``) over a trai
 drops the op: a weight (constant) input is rounded here once (``fake_quant``), an activation
 keeps the trained range as an annotation (``Tensor.trained_range``), and those ranges, nudged
 as TF nudges them, stand in for calibrated ones (``trained_ranges``), as in TF's converter.
+A float32 conversion keeps each activation FakeQuant as a QUANTIZE → DEQUANTIZE pair
+(``emulated``), as TF's converter does, so the float model computes what the trained model
+computes, its clamping to the trained ranges included.
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ from typing import Mapping
 
 import numpy as np
 
-from quantkit.ir.graph import Graph
-from quantkit.types import TrainedRange
+from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.quantize import math as qm
+from quantkit.quantize.edits import Convert, Edit, SetGraphOutput, SetInput, apply
+from quantkit.types import OpType, QuantParams, TrainedRange
+
+_FLOAT = np.dtype(np.float32)
 
 
 def nudged(rmin: np.ndarray | float, rmax: np.ndarray | float, num_bits: int = 8,
@@ -59,3 +66,36 @@ def trained_ranges(graph: Graph) -> Mapping[str, tuple[float, float]]:
 
 def has_trained_ranges(graphs: list[Graph]) -> bool:
     return any(t.trained_range is not None for g in graphs for t in g.tensors())
+
+
+def _int8_params(trained: TrainedRange) -> QuantParams:
+    """TF's own step ``s`` and nudged zero point, moved to int8: ``z = q_min − min'/s − 128``
+    (the file then holds the scale TF's kernel rounds with, to the last bit)."""
+    lo, _, scale = nudged(trained.min, trained.max, trained.num_bits, trained.narrow_range)
+    if not scale > 0:
+        return qm.activation_params(0.0, 0.0, qm.INT8)
+    qmin = 1 if trained.narrow_range else 0
+    zero_point = int(qm.round_half_away(qmin - lo / scale)) + qm.INT8_MIN
+    return QuantParams((float(scale),), (int(np.clip(zero_point, qm.INT8_MIN, qm.INT8_MAX)),))
+
+
+def emulated(graph: Graph) -> Graph:
+    """A copy of ``graph`` where each tensor with a trained range is read through QUANTIZE →
+    DEQUANTIZE at its nudged int8 parameters: ``r' = s·(clamp(round(r/s) + z, −128, 127) − z)``,
+    TF's FakeQuant for 8 bits (a narrower grid, ``num_bits < 8`` or ``narrow_range``, is
+    emulated on the int8 grid of the same nudged range)."""
+    consumers = graph.consumers()
+    edits: list[Edit] = []
+    for t in graph.tensors():
+        if t.trained_range is None or t.is_const or np.dtype(t.dtype) != _FLOAT:
+            continue
+        params = _int8_params(t.trained_range)
+        stored = Tensor(f"{t.name}/fake_quant", np.dtype(np.int8), t.shape, quant=params)
+        rounded = Tensor(f"{t.name}/fake_quant/float", _FLOAT, t.shape)
+        edits += [Convert(Op(OpType.QUANTIZE, [t], [stored], name=t.name)),
+                  Convert(Op(OpType.DEQUANTIZE, [stored], [rounded], name=t.name))]
+        edits += [SetInput(op, i, rounded) for op in consumers.get(t, [])
+                  for i, x in enumerate(op.inputs) if x is t]
+        edits += [SetGraphOutput(position, rounded, f"{t.name}/raw")
+                  for position, out in enumerate(graph.outputs) if out is t]
+    return apply(graph, edits) if edits else graph

