@@ -39,24 +39,29 @@ def _import_tfmot():
 
 @pytest.fixture(scope="module")
 def qat():
-    """A QAT CNN (conv, pool, dense) fine-tuned one epoch on 600 MNIST digits; test rows."""
+    """A QAT CNN (conv + BatchNorm + ReLU, a residual conv and Add, pool, two dense) trained
+    one epoch on 600 MNIST digits; test rows and the QAT model's outputs on them."""
     tfmot, tf_keras = _import_tfmot()
     x_train, y_train, x_test, _ = mnist.load_mnist()  # loaded once per process, shuffled
     x, test = x_train[:600] / np.float32(255), x_test[:100] / np.float32(255)
     tf_keras.utils.set_random_seed(0)
     layers = tf_keras.layers
-    model = tfmot.quantization.keras.quantize_model(tf_keras.Sequential([
-        layers.InputLayer((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"),
-        layers.MaxPooling2D(), layers.Flatten(), layers.Dense(10)]))
+    image = layers.Input((28, 28, 1))
+    h = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(image)))
+    h = layers.Add()([h, layers.Conv2D(8, 3, padding="same", activation="relu")(h)])
+    h = layers.Dense(16, activation="relu")(layers.Flatten()(layers.MaxPooling2D()(h)))
+    model = tfmot.quantization.keras.quantize_model(
+        tf_keras.Model(image, layers.Dense(10)(h)))
     model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y_train[:600], epochs=1, batch_size=32, verbose=0)
     return model, test, [model(test, training=False).numpy()]
 
 
-def _converted(module, model, int8: bool) -> bytes:
+def _converted(module, model, int8: bool, io: tf.DType = tf.float32) -> bytes:
     converter = module.TFLiteConverter.from_keras_model(model)
     if int8:
         converter.optimizations = [module.Optimize.DEFAULT]  # no representative_dataset
+        converter.inference_input_type = converter.inference_output_type = io
     return converter.convert()
 
 
@@ -91,6 +96,15 @@ def test_qat_int8_uses_the_trained_ranges(qat):
     assert weights.dtype == np.int8 and len(weights.quant.scales) == 1  # as trained
 
 
+def test_qat_int8_model_io_without_data(qat):
+    """int8 model inputs and outputs need no representative dataset either (TF's the same)."""
+    model, test, reference = qat
+    ours = measure(_converted(quantkit, model, True, tf.int8), [test], reference)
+    assert_input_matters(ours)
+    assert ours.sqnr >= 30.0, ours
+    assert "QUANTIZE" not in ours.ops and "DEQUANTIZE" not in ours.ops, ours.ops
+
+
 def test_qat_float32_keeps_the_fake_quant_as_tf(qat):
     model, test, reference = qat
     ours = measure(_converted(quantkit, model, False), [test], reference)
@@ -98,7 +112,7 @@ def test_qat_float32_keeps_the_fake_quant_as_tf(qat):
     print(f"QAT float32: quantkit {ours}")
     assert ours.sqnr >= 60.0, ours  # the trained model's clamps and rounding included
     assert "CUSTOM" not in ours.ops and ours.ops.count("QUANTIZE") == ours.ops.count("DEQUANTIZE")
-    assert ours.ops.count("QUANTIZE") == 3  # input, conv, dense outputs; pooling shares
+    assert ours.ops.count("QUANTIZE") == 6  # input, 2 convs, add, 2 dense; pooling shares
 
 
 def test_missing_ranges_are_named():
