@@ -77,29 +77,29 @@ def has_trained_ranges(graphs: list[Graph]) -> bool:
     return any(t.trained_range is not None for g in graphs for t in g.tensors())
 
 
-def _int8_params(trained: TrainedRange) -> QuantParams:
-    """TF's own step ``s`` and nudged zero point, moved to int8: ``z = q_min − min'/s − 128``
-    (the file then holds the scale TF's kernel rounds with, to the last bit)."""
+def _uint8_params(trained: TrainedRange) -> QuantParams:
+    """TF's own step ``s`` and nudged zero point ``z = q_min − min'/s`` (uint8, as TF's
+    converter writes a float model's FakeQuant: the scale its kernel rounds with, to the bit)."""
     lo, _, scale = nudged(trained.min, trained.max, trained.num_bits, trained.narrow_range)
     if not scale > 0:
-        return qm.activation_params(0.0, 0.0, qm.INT8)
+        return qm.activation_params(0.0, 0.0, qm.UINT8)
     qmin = 1 if trained.narrow_range else 0
-    zero_point = int(qm.round_half_away(qmin - lo / scale)) + qm.INT8_MIN
-    return QuantParams((float(scale),), (int(np.clip(zero_point, qm.INT8_MIN, qm.INT8_MAX)),))
+    zero_point = int(qm.round_half_away(qmin - lo / scale))
+    return QuantParams((float(scale),), (int(np.clip(zero_point, 0, 255)),))
 
 
 def emulated(graph: Graph) -> Graph:
     """A copy of ``graph`` where each tensor with a trained range is read through QUANTIZE →
-    DEQUANTIZE at its nudged int8 parameters: ``r' = s·(clamp(round(r/s) + z, −128, 127) − z)``,
-    TF's FakeQuant for 8 bits (a narrower grid, ``num_bits < 8`` or ``narrow_range``, is
-    emulated on the int8 grid of the same nudged range)."""
+    DEQUANTIZE at its nudged uint8 parameters: ``r' = s·(clamp(round(r/s) + z, 0, 255) − z)``,
+    TF's FakeQuant for 8 bits, as TF's converter writes it (a narrower grid, ``num_bits < 8``,
+    is emulated on the 8-bit grid of the same nudged range)."""
     consumers = graph.consumers()
     edits: list[Edit] = []
     for t in graph.tensors():
         if t.trained_range is None or t.is_const or np.dtype(t.dtype) != _FLOAT:
             continue
-        params = _int8_params(t.trained_range)
-        stored = Tensor(f"{t.name}/fake_quant", np.dtype(np.int8), t.shape, quant=params)
+        params = _uint8_params(t.trained_range)
+        stored = Tensor(f"{t.name}/fake_quant", np.dtype(np.uint8), t.shape, quant=params)
         rounded = Tensor(f"{t.name}/fake_quant/float", _FLOAT, t.shape)
         edits += [Convert(Op(OpType.QUANTIZE, [t], [stored], name=t.name)),
                   Convert(Op(OpType.DEQUANTIZE, [stored], [rounded], name=t.name))]
