@@ -24,6 +24,7 @@ from quantkit.ir.graph import Graph
 from quantkit.mode import resolve_mode
 from quantkit.passes import run_passes
 from quantkit.quantize import quantize_integer
+from quantkit.quantize.fake_quant import emulated, has_trained_ranges, trained_ranges
 from quantkit.quantize.params import range_methods
 from quantkit.quantize.schemes import SCHEMES
 from quantkit.quantize.weight_only import quantize_dynamic_range, quantize_float16
@@ -210,8 +211,9 @@ class TFLiteConverter:
                    ModelType.TFLITE)
 
     # --- conversion ---------------------------------------------------------------------
-    def resolve_mode(self) -> ConversionMode:
-        """The conversion mode the attributes ask for (raises for combinations TF rejects)."""
+    def resolve_mode(self, trained_ranges: bool = False) -> ConversionMode:
+        """The conversion mode the attributes ask for (raises for combinations TF rejects);
+        ``trained_ranges``: the model has FakeQuant ranges from quantization-aware training."""
         per_tensor = self._experimental_disable_per_channel
         return resolve_mode(
             optimizations=self.optimizations,
@@ -223,7 +225,8 @@ class TFLiteConverter:
             granularity=Granularity.PER_TENSOR if per_tensor else self.weight_granularity,
             bias_correction=self.bias_correction, legacy_uint8=self.legacy_uint8,
             int16x8_bias_type=self._experimental_full_integer_quantization_bias_type,
-            dense_per_tensor=self._experimental_disable_per_channel_quantization_for_dense_layers)
+            dense_per_tensor=self._experimental_disable_per_channel_quantization_for_dense_layers,
+            trained_ranges=trained_ranges)
 
     def convert(self) -> bytes:
         """Convert the model; returns the TFLite flatbuffer as bytes."""
@@ -231,9 +234,13 @@ class TFLiteConverter:
             from quantkit.debug.accuracy import convert_within_budget
 
             return convert_within_budget(self)
-        mode = self.resolve_mode()
-        graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY)
+        lowered = self._frontend(self.allow_custom_ops)
+        # A quantization-aware trained model quantizes fully without a representative dataset.
+        mode = self.resolve_mode(has_trained_ranges(lowered))
+        graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered)
         settings = self._settings(graphs, mode)
+        if mode.quant is QuantMode.FLOAT32:  # a QAT model's FakeQuants stay, as in TF
+            graphs = [emulated(graph) for graph in graphs]
         if mode.quant in _REWRITES:
             graphs = [_REWRITES[mode.quant](graph, mode, settings) for graph in graphs]
         elif mode.quant in _CALIBRATED:
@@ -259,18 +266,23 @@ class TFLiteConverter:
     def _quantize_integer(self, graphs: list[Graph], mode: ConversionMode,
                           settings: OpSettings) -> list[Graph]:
         """Calibrate (or reuse ``calibration_statistics``), then quantize each signature."""
-        stats = self.calibration_statistics or self._calibrate(graphs, settings)
+        stats = self.calibration_statistics
+        if stats is None and self.representative_dataset is not None:
+            stats = self._calibrate(graphs, settings)
         # When only a recipe asks for histograms, every other tensor keeps the min/max range
         # the configured observer would have given.
-        default = (RangeMethod.MIN_MAX if ObserverKind(stats.observer) is ObserverKind.HISTOGRAM
-                   and self.calibration.observer is ObserverKind.MIN_MAX else None)
+        default = (RangeMethod.MIN_MAX if stats is not None and ObserverKind(stats.observer)
+                   is ObserverKind.HISTOGRAM and self.calibration.observer is
+                   ObserverKind.MIN_MAX else None)
         quantized = []
         for graph in graphs:
             key = graph.signature_key
             methods = range_methods(graph, settings)
+            calibrated = ranges(stats, key, self.calibration, methods, default) if stats else {}
+            # trained FakeQuant ranges (quantization-aware training) win, as in TF
             new, plan = quantize_integer(
-                graph, ranges(stats, key, self.calibration, methods, default), mode,
-                means(stats, key), settings)
+                graph, {**calibrated, **trained_ranges(graph)}, mode,
+                means(stats, key) if stats else {}, settings)
             log.info("signature %r: %d ops quantized, %d left float", key,
                      len(plan.quantized_ops), len(plan.float_ops))
             quantized.append(new)
@@ -298,10 +310,12 @@ class TFLiteConverter:
         options = self._calibration_options(self.recipe.resolve(graphs, Settings()))
         return graphs, dataclasses.replace(options, batch_size=batch_rows(graphs, options))
 
-    def _float_graphs(self, keep_offsets: bool = False) -> list[Graph]:
+    def _float_graphs(self, keep_offsets: bool = False,
+                      lowered: list[Graph] | None = None) -> list[Graph]:
+        """The float graphs after the passes, of ``lowered`` (else the frontend's)."""
         graphs = []
-        for lowered in self._frontend(self.allow_custom_ops):
-            graph = run_passes(lowered, keep_offsets)
+        for source in lowered or self._frontend(self.allow_custom_ops):
+            graph = run_passes(source, keep_offsets)
             if not self.allow_custom_ops:
                 _check_no_leftover_custom_ops(graph)
             graphs.append(graph)

@@ -36,13 +36,17 @@ def resolve_mode(*, optimizations: Iterable[Any], representative_dataset: Any,
                  inference_input_type: Any, inference_output_type: Any,
                  granularity: Granularity = Granularity.PER_CHANNEL,
                  bias_correction: bool = True, legacy_uint8: bool = False,
-                 int16x8_bias_type: Any = None, dense_per_tensor: bool = False) -> ConversionMode:
+                 int16x8_bias_type: Any = None, dense_per_tensor: bool = False,
+                 trained_ranges: bool = False) -> ConversionMode:
     """The conversion mode the attributes ask for, as TF decides it (``lite.py``'s
     ``QuantizationMode``); a ``ConversionError`` with TF's reason for what TF rejects.
 
     ``legacy_uint8`` (quantkit's own) asks for TF1-era uint8 models; ``int16x8_bias_type``
-    is TF's private ``_experimental_full_integer_quantization_bias_type``.
+    is TF's private ``_experimental_full_integer_quantization_bias_type``. ``trained_ranges``:
+    the model is quantization-aware trained (its FakeQuant ranges stand in for calibration, so
+    full integer quantization needs no ``representative_dataset``, as in TF).
     """
+    ranged = representative_dataset is not None or trained_ranges  # activations get ranges
     ops = {_member(OpsSet, v, "target_spec.supported_ops") for v in supported_ops}
     types = {as_tf_dtype(t, "target_spec.supported_types") for t in supported_types}
     in_type = as_tf_dtype(inference_input_type, "inference_input_type") or tf.float32
@@ -63,7 +67,7 @@ def resolve_mode(*, optimizations: Iterable[Any], representative_dataset: Any,
     if int8_required and types and min(t.size for t in types) != 1:
         raise ConversionError(Phase.OPTIONS, "TFLITE_BUILTINS_INT8 requires smallest supported "
                               "type to be INT8.")
-    if integer_target and representative_dataset is None:
+    if integer_target and not ranged:
         raise ConversionError(Phase.OPTIONS, "For full integer quantization, a "
                               "`representative_dataset` must be specified.")
     dense = Granularity.PER_TENSOR if dense_per_tensor else granularity
@@ -71,7 +75,7 @@ def resolve_mode(*, optimizations: Iterable[Any], representative_dataset: Any,
                   bias_correction=bool(bias_correction))
     bias = as_tf_dtype(int16x8_bias_type, "_experimental_full_integer_quantization_bias_type")
     # as TF: an integer target makes it full integer even with float16 among the types
-    integer = representative_dataset is not None and quantizing and (
+    integer = ranged and quantizing and (
         integer_target or tf.float16 not in types)
     if bias is not None and not integer:
         raise ConversionError(Phase.OPTIONS, "`full_integer_quantization_bias_type` is only "
@@ -87,7 +91,7 @@ def resolve_mode(*, optimizations: Iterable[Any], representative_dataset: Any,
     if tf.float16 in types and not integer_target:
         _check_io_types(in_type, out_type, [tf.float32])
         return ConversionMode(QuantMode.FLOAT16, **common)
-    if representative_dataset is None:
+    if not ranged:
         if (in_type, out_type) != (tf.float32, tf.float32):
             raise ConversionError(
                 Phase.OPTIONS, f"inference_input_type=tf.{in_type.name}, inference_output_type="

@@ -125,6 +125,20 @@ class QuantParams:
     axis: int | None = None
 
 
+@dataclass(frozen=True)
+class TrainedRange:
+    """The range a FakeQuant op of a quantization-aware trained model (TF's
+    ``FakeQuantWithMinMaxVars``, as ``tfmot.quantization.keras.quantize_model`` inserts them)
+    learned for a tensor: its ``[min, max]`` on a grid of ``2^num_bits`` levels (one fewer with
+    ``narrow_range``), before TF's nudging makes 0 exactly representable. A weight's range may
+    be per output channel (``FakeQuantWithMinMaxVarsPerChannel``): tuples, one per channel."""
+
+    min: float | tuple[float, ...]
+    max: float | tuple[float, ...]
+    num_bits: int = 8
+    narrow_range: bool = False
+
+
 class QuantMode(enum.Enum):
     """What the converter does to the numbers, resolved once from the converter's attributes."""
 

@@ -255,6 +255,17 @@ CASES: dict[str, Case] = {
                                 _fused_batchnorm(tf.raw_ops.FusedBatchNormV3, 10), ("MUL", "ADD")),
     "FusedBatchNorm": fn_case("FusedBatchNorm", _conv_then_fused_batchnorm, ("CONV_2D",),
                               absent=("MUL", "ADD")),
+    # --- quantization-aware training: float32 keeps an activation's FakeQuant as QUANTIZE →
+    # DEQUANTIZE (as TF does); a weight's is applied to the constant ---
+    "FakeQuantWithMinMaxVars": fn_case("FakeQuantWithMinMaxVars", lambda x: tf.nn.relu(
+        tf.quantization.fake_quant_with_min_max_vars(x, -0.7, 0.9)), ("QUANTIZE", "DEQUANTIZE")),
+    "FakeQuantWithMinMaxArgs": fn_case("FakeQuantWithMinMaxArgs", lambda x: tf.nn.relu(
+        tf.quantization.fake_quant_with_min_max_args(x, -0.8, 0.6)), ("QUANTIZE", "DEQUANTIZE")),
+    "FakeQuantWithMinMaxVarsPerChannel": fn_case(
+        "FakeQuantWithMinMaxVarsPerChannel", lambda x: tf.nn.conv2d(
+            x, tf.quantization.fake_quant_with_min_max_vars_per_channel(
+                _const((3, 3, 3, 4), 1), [-1.0] * 4, [1.0] * 4, narrow_range=True),
+            1, "SAME"), ("CONV_2D",), absent=("QUANTIZE",)),
     # --- pooling and reductions ---
     "MaxPool": fn_case("MaxPool", lambda x: tf.nn.max_pool2d(x, 3, 2, "SAME"), ("MAX_POOL_2D",),
                        {"x": Input((None, 7, 7, 3))}),

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import tensorflow as tf
-from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
-
+from quantkit.frontend.bodies import body_graph
 from quantkit.frontend.capture import Captured
 from quantkit.frontend.tf_context import TFContext, ir_tensor
 from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
@@ -82,9 +81,16 @@ def _body(ctx: TFContext, call: Any) -> Any:
         if function is None:
             raise ConversionError(Phase.LOWERING, f"op {key!r}: function {name!r} is not in "
                                   "the graph's library")
-        ctx.bodies[key] = function_def_to_graph(
-            function.definition, input_shapes=[t.shape for t in call.inputs])
+        bound = [ctx.tensors.get(t.name) for t in call.inputs]
+        ctx.bodies[key] = body_graph(function.definition, call.inputs, bound)
     return ctx.bodies[key]
+
+
+def _bind_params(ctx: TFContext, inner: TFContext, body: Any, call: Any) -> None:
+    """The called body's parameters stand for the call's arguments (those known so far)."""
+    for param, arg in zip(body.inputs, call.inputs):
+        if arg.name in ctx.tensors:
+            inner.tensors[param.name] = ctx.tensors[arg.name]
 
 
 def _unsupported(ctx: TFContext, nodes: list, lowerings: dict) -> list:
@@ -92,8 +98,9 @@ def _unsupported(ctx: TFContext, nodes: list, lowerings: dict) -> list:
     missing = []
     for node in nodes:
         if node.type in CALLS:
-            missing += _unsupported(ctx.scope(node.name), _body(ctx, node).get_operations(),
-                                    lowerings)
+            body, inner = _body(ctx, node), ctx.scope(node.name)
+            _bind_params(ctx, inner, body, node)  # nested bodies read the same variables
+            missing += _unsupported(inner, body.get_operations(), lowerings)
         elif node.type not in lowerings and node.type not in PASS_THROUGH \
                 and node.type not in IGNORED:
             missing.append(node)
@@ -123,8 +130,7 @@ def _lower_call(ctx: TFContext, call: Any) -> None:
     """Inline a function call (SavedModel signatures wrap their body in one)."""
     body = _body(ctx, call)
     inner = ctx.scope(call.name)
-    for param, arg in zip(body.inputs, call.inputs):
-        inner.tensors[param.name] = ctx.tensors[arg.name]
+    _bind_params(ctx, inner, body, call)
     _lower_nodes(inner, body.get_operations())
     for result, out in zip(body.outputs, call.outputs):
         ctx.tensors[out.name] = inner.tensors[result.name]

@@ -16,7 +16,8 @@ from quantkit.frontend.builder import zero_bias
 from quantkit.frontend.tf_context import TFContext
 from quantkit.ir import options as o
 from quantkit.ir.graph import Tensor
-from quantkit.types import NUMPY_TENSOR_TYPES, OpType, Padding, TensorType
+from quantkit.quantize.fake_quant import fake_quant as fake_quantized
+from quantkit.types import NUMPY_TENSOR_TYPES, OpType, Padding, TensorType, TrainedRange
 
 Handler = Callable[[TFContext], None]
 
@@ -42,14 +43,21 @@ def _hw(values: list[int]) -> tuple[int, int]:
 def _transposed(ctx: TFContext, tensor: Tensor, perm: tuple[int, ...], suffix: str) -> Tensor:
     shape = None if tensor.shape is None else tuple(tensor.shape[p] for p in perm)
     out = ctx.new_tensor(suffix, tensor.dtype, shape)
-    return ctx.emit(OpType.TRANSPOSE, [tensor, ctx.constant(f"{suffix}/perm", perm, np.int32)],
-                    out=out)
+    return _keeping_range(tensor, ctx.emit(
+        OpType.TRANSPOSE, [tensor, ctx.constant(f"{suffix}/perm", perm, np.int32)], out=out))
+
+
+def _keeping_range(source: Tensor, moved: Tensor) -> Tensor:
+    """A weight's layout change keeps the range a FakeQuant trained for it."""
+    if source.is_const and moved.is_const:
+        moved.trained_range = source.trained_range
+    return moved
 
 
 def _reshaped(ctx: TFContext, tensor: Tensor, shape: tuple[int, ...], suffix: str) -> Tensor:
     out = ctx.new_tensor(suffix, tensor.dtype, tuple(None if d == -1 else d for d in shape))
-    return ctx.emit(OpType.RESHAPE, [tensor, ctx.constant(f"{suffix}/shape", shape, np.int32)],
-                    out=out)
+    return _keeping_range(tensor, ctx.emit(
+        OpType.RESHAPE, [tensor, ctx.constant(f"{suffix}/shape", shape, np.int32)], out=out))
 
 
 def _int32_operand(ctx: TFContext, index: int, suffix: str) -> Tensor:
@@ -286,6 +294,34 @@ def _resize(op_type: OpType, options: type) -> Handler:
     return handler
 
 
+# --- quantization-aware training ------------------------------------------------------------
+def fake_quant(ctx: TFContext) -> None:
+    """A FakeQuant op leaves no op: on a weight (a constant) it rounds the values once, as the
+    trained model computed them; on an activation its trained range is kept on the tensor
+    (``Tensor.trained_range``) for the quantizer, and the value passes through unchanged."""
+    x = ctx.input(0)
+    if ctx.op_type == "FakeQuantWithMinMaxArgs":
+        lo, hi = np.float32(ctx.attr("min")), np.float32(ctx.attr("max"))
+    else:
+        lo, hi = ctx.const_input(1).astype(np.float32), ctx.const_input(2).astype(np.float32)
+    bits, narrow = int(ctx.attr("num_bits")), bool(ctx.attr("narrow_range"))
+    if x.is_const:
+        rounded = ctx.constant("fake_quant", fake_quantized(x.data, lo, hi, bits, narrow))
+        per_channel = bool(np.ndim(lo) or np.ndim(hi))  # else one grid: kept per tensor
+        rounded.trained_range = TrainedRange(
+            tuple(float(v) for v in np.broadcast_to(lo, np.shape(hi) or np.shape(lo)))
+            if per_channel else float(lo),
+            tuple(float(v) for v in np.broadcast_to(hi, np.shape(lo) or np.shape(hi)))
+            if per_channel else float(hi), bits, narrow)
+        ctx.alias(rounded)
+        return
+    if np.ndim(lo) or np.ndim(hi):
+        raise ctx.error("a per-channel FakeQuant on an activation: TFLite quantizes "
+                        "activations per tensor")
+    x.trained_range = TrainedRange(float(lo), float(hi), bits, narrow)
+    ctx.alias(x)
+
+
 # TF ops with no builtin of their own that a pattern pass absorbs into one (Erfc into GELU).
 # They are lowered as custom ops; one left over after the passes is an error unless the user
 # allows custom ops (``converter`` checks).
@@ -348,6 +384,9 @@ LOWERINGS: dict[str, Handler] = {
     "Tile": tile,
     "DepthToSpace": depth_to_space,
     "Erfc": lower_custom,
+    "FakeQuantWithMinMaxVars": fake_quant,
+    "FakeQuantWithMinMaxVarsPerChannel": fake_quant,
+    "FakeQuantWithMinMaxArgs": fake_quant,
     "ResizeBilinear": _resize(OpType.RESIZE_BILINEAR, o.ResizeBilinearOptions),
     "ResizeNearestNeighbor": _resize(OpType.RESIZE_NEAREST_NEIGHBOR,
                                      o.ResizeNearestNeighborOptions),

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from quantkit.types import OpType, QuantParams
+from quantkit.types import OpType, QuantParams, TrainedRange
 
 
 @dataclass(eq=False)
@@ -24,6 +24,7 @@ class Tensor:
     shape: tuple[int | None, ...] | None  # None: rank unknown
     data: np.ndarray | None = None
     quant: QuantParams | None = None
+    trained_range: TrainedRange | None = None  # from a FakeQuant op the frontend dropped
 
     @property
     def is_const(self) -> bool:

@@ -116,9 +116,13 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
 
     spans: dict[Node, list[float]] = {}
     for t in dict.fromkeys(members):
-        lo, hi = _range(t[0], ranges)
+        known = _range(t[0], ranges)
+        if known is None:  # a group needs one member with a range (pooling shares its input's)
+            continue
+        lo, hi = known
         span = spans.setdefault(groups.find(t), [lo, hi])
         span[0], span[1] = min(span[0], lo), max(span[1], hi)
+    _check_ranged(members, groups, spans, fixed)
     for anchor, extra in const_ranges.items():
         span = spans.setdefault(groups.find(anchor), [0.0, 0.0])
         for lo, hi in extra:
@@ -131,6 +135,7 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
             floors[root] = max(floors.get(root, 0.0), bound / 2.0 ** 30)
     root_params = {root: fixed.get(root) or qm.activation_params(
         lo, hi, root[1], floors.get(root, 0.0)) for root, (lo, hi) in spans.items()}
+    root_params.update({root: params for root, params in fixed.items() if root not in spans})
     tensor_params = {t: root_params[groups.find(t)] for t in groups.parent}
     return Params(tensor_params,
                    {edge: root_params[groups.find(a)] for edge, a in requantize.items()})
@@ -171,11 +176,28 @@ def constant_range(t: Tensor) -> tuple[float, float]:
     return float(t.data.min(initial=0.0)), float(t.data.max(initial=0.0))
 
 
-def _range(t: Tensor, ranges: Ranges) -> tuple[float, float]:
+def _range(t: Tensor, ranges: Ranges) -> tuple[float, float] | None:
+    """A tensor's calibrated or trained range (a constant's own); None when neither is known."""
     if t.is_const:
         return constant_range(t)
     if t.name not in ranges:
-        raise ConversionError(Phase.QUANTIZATION, f"tensor {t.name!r} has no calibration "
-                              "statistics (was it computed by the calibration run?)")
+        return None
     lo, hi = ranges[t.name]
     return float(lo), float(hi)
+
+
+def _check_ranged(members: list[Node], groups: _Groups, spans: dict, fixed: dict) -> None:
+    """Every group of tensors sharing parameters has a range (or fixed parameters).
+
+    Raises:
+      ConversionError: (quantization) naming every tensor with no range from calibration
+        statistics or from a quantization-aware trained FakeQuant, nor shared with one that has.
+    """
+    missing = [node[0].name for node in dict.fromkeys(members)
+               if groups.find(node) not in spans and groups.find(node) not in fixed]
+    if missing:
+        listed = ", ".join(repr(name) for name in dict.fromkeys(missing))
+        raise ConversionError(
+            Phase.QUANTIZATION, f"{len(set(missing))} tensor(s) have no range: {listed}; "
+            "neither calibration statistics (a `representative_dataset`) nor a trained "
+            "FakeQuant range (quantization-aware training) cover them")

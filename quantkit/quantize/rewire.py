@@ -20,6 +20,7 @@ from quantkit.quantize import math as qm
 from quantkit.quantize.edits import (Convert, Edit, Retype, SetGraphOutput, SetInput,
                                      SetOptions)
 from quantkit.quantize.params import Node, Params, constant_range
+from quantkit.quantize.fake_quant import trained_weight_params
 from quantkit.quantize.schemes import Scheme, scheme_for, weight_granularity
 from quantkit.recipe import OpSettings
 from quantkit.types import (NUMPY_TENSOR_TYPES, ConversionMode, Granularity, OpType,
@@ -151,7 +152,9 @@ class Rewire:
         w = op.inputs[layout.weights_input]
         per_channel = (scheme.per_channel and weight_granularity(self.mode, op, self.settings)
                        is Granularity.PER_CHANNEL)
-        w_params = qm.weight_params(w.data, layout.output_axis if per_channel else None, storage)
+        axis = layout.output_axis if per_channel else None
+        trained = trained_weight_params(w, axis) if storage == qm.INT8_WEIGHTS else None
+        w_params = trained or qm.weight_params(w.data, axis, storage)
         w_quantized = self._constant(w, w_params, qm.quantize_weights, storage)
         self.edits.append(SetInput(op, layout.weights_input, w_quantized))
         bias = op.inputs[layout.bias_input] if layout.bias_input < len(op.inputs) else None

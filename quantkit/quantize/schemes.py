@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from quantkit.ir.graph import Op
+from quantkit.ops import OPS
 from quantkit.quantize import math as qm
 from quantkit.recipe import OpSettings
 from quantkit.types import (ConversionMode, Granularity, OpType, QuantMode, QuantParams,
@@ -64,8 +65,15 @@ def scheme_for(mode: ConversionMode) -> Scheme:
 def weight_granularity(mode: ConversionMode, op: Op, settings: OpSettings | None = None
                        ) -> Granularity:
     """The weight granularity of ``op``: its recipe settings', else the one ``mode`` asks
-    for its type (FULLY_CONNECTED has its own)."""
+    for its type (FULLY_CONNECTED has its own). Weights a quantization-aware trained model
+    rounded per tensor (a FakeQuant's ``trained_range`` on them) stay per tensor: their values
+    already lie on that one grid, which per-channel scales would not contain."""
     chosen = settings[op].weight_granularity if settings and op in settings else None
     if chosen is not None:
         return chosen
+    layout = OPS[op.type].weights if op.type in OPS else None
+    weights = op.inputs[layout.weights_input] if layout is not None else None
+    if weights is not None and weights.trained_range is not None:
+        per_tensor = not isinstance(weights.trained_range.min, tuple)
+        return Granularity.PER_TENSOR if per_tensor else Granularity.PER_CHANNEL
     return mode.dense_granularity if op.type == OpType.FULLY_CONNECTED else mode.granularity
