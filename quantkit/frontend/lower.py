@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 
 from quantkit.frontend.capture import Captured
+from quantkit.frontend import tf_loops
 from quantkit.frontend.tf_context import TFContext, ir_tensor
 from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
 from quantkit.ir.graph import Graph, const
@@ -74,17 +75,27 @@ def _drop_wrapper_scope(graph: Graph, calls: list) -> None:
 
 def _body(ctx: TFContext, call: Any) -> Any:
     """The graph of the function a call node runs, its inputs shaped as at the call."""
-    key = ctx.prefix + call.name
+    return _function_graph(ctx, ctx.prefix + call.name, call.get_attr("f").name,
+                           [t.shape for t in call.inputs])
+
+
+def _function_graph(ctx: TFContext, key: str, name: str, shapes: list) -> Any:
+    """The graph of the library function ``name``, built once per ``key`` (a call site)."""
     if key not in ctx.bodies:
         # The traced graph's library holds nested functions too; a body graph's does not.
-        name = call.get_attr("f").name
         function = ctx.library._get_function(name)
         if function is None:
             raise ConversionError(Phase.LOWERING, f"op {key!r}: function {name!r} is not in "
                                   "the graph's library")
-        ctx.bodies[key] = function_def_to_graph(
-            function.definition, input_shapes=[t.shape for t in call.inputs])
+        ctx.bodies[key] = function_def_to_graph(function.definition, input_shapes=shapes)
     return ctx.bodies[key]
+
+
+def _loop_graphs(ctx: TFContext, loop: Any) -> list:
+    """A While node's condition and body graphs."""
+    shapes = [t.shape for t in loop.inputs]
+    return [_function_graph(ctx, f"{ctx.prefix}{loop.name}/{part}",
+                            loop.get_attr(part).name, shapes) for part in ("cond", "body")]
 
 
 def _unsupported(ctx: TFContext, nodes: list, lowerings: dict) -> list:
@@ -94,6 +105,9 @@ def _unsupported(ctx: TFContext, nodes: list, lowerings: dict) -> list:
         if node.type in CALLS:
             missing += _unsupported(ctx.scope(node.name), _body(ctx, node).get_operations(),
                                     lowerings)
+        elif node.type in tf_loops.LOOPS:  # its condition is evaluated, not lowered
+            body = _loop_graphs(ctx, node)[1]
+            missing += _unsupported(ctx.scope(node.name), body.get_operations(), lowerings)
         elif node.type not in lowerings and node.type not in PASS_THROUGH \
                 and node.type not in IGNORED:
             missing.append(node)
@@ -111,6 +125,8 @@ def _lower_nodes(ctx: TFContext, nodes: list) -> None:
                 ctx.alias(ctx.input(i), i)
         elif node.type in CALLS:
             _lower_call(ctx, node)
+        elif node.type in tf_loops.LOOPS:
+            _lower_node(ctx, node, _lower_loop)
         elif node.type in IGNORED:
             continue  # placeholders were mapped before: inputs, captures, call arguments
         elif node.type in LOWERINGS:
@@ -128,6 +144,11 @@ def _lower_call(ctx: TFContext, call: Any) -> None:
     _lower_nodes(inner, body.get_operations())
     for result, out in zip(body.outputs, call.outputs):
         ctx.tensors[out.name] = inner.tensors[result.name]
+
+
+def _lower_loop(ctx: TFContext) -> None:
+    """Unroll a While loop (``tf_loops``): its body lowered in place once per step."""
+    tf_loops.lower_while(ctx, _loop_graphs(ctx, ctx.node)[0], _lower_nodes)
 
 
 def _lower_node(ctx: TFContext, node: Any, handler: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from quantkit.frontend import tf_loops
 from quantkit.frontend.builder import zero_bias
 from quantkit.frontend.tf_context import TFContext
 from quantkit.ir import options as o
@@ -352,3 +353,5 @@ LOWERINGS: dict[str, Handler] = {
     "ResizeNearestNeighbor": _resize(OpType.RESIZE_NEAREST_NEIGHBOR,
                                      o.ResizeNearestNeighborOptions),
 }
+# RNNs: tensor lists, and the slicing ops of unrolled loops (While itself: ``lower``).
+LOWERINGS.update(tf_loops.LOWERINGS)
