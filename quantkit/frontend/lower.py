@@ -109,7 +109,7 @@ def _unsupported(ctx: TFContext, nodes: list, lowerings: dict) -> list:
             body = _loop_graphs(ctx, node)[1]
             missing += _unsupported(ctx.scope(node.name), body.get_operations(), lowerings)
         elif node.type not in lowerings and node.type not in PASS_THROUGH \
-                and node.type not in IGNORED:
+                and node.type not in IGNORED and node.type not in tf_loops.TENSOR_LISTS:
             missing.append(node)
     return missing
 
@@ -131,6 +131,8 @@ def _lower_nodes(ctx: TFContext, nodes: list) -> None:
             continue  # placeholders were mapped before: inputs, captures, call arguments
         elif node.type in LOWERINGS:
             _lower_node(ctx, node, LOWERINGS[node.type])
+        elif node.type in tf_loops.TENSOR_LISTS:
+            _lower_node(ctx, node, tf_loops.TENSOR_LISTS[node.type])
         else:
             lower_custom(ctx)
 

@@ -188,13 +188,19 @@ def unpack(ctx: TFContext) -> None:
     ctx.bind_results(unstacked(ctx, x, int(ctx.attr("axis")) % len(x.shape)))
 
 
-LOWERINGS: dict[str, Callable[[TFContext], None]] = {
+# Tensor lists exist only around a While (their values are Python tuples while lowering): they
+# are part of the loop machinery ``lower`` runs, tested with the RNNs (tests/test_rnn.py).
+TENSOR_LISTS: dict[str, Callable[[TFContext], None]] = {
     "TensorListReserve": tensor_list_reserve,
     "TensorListFromTensor": tensor_list_from_tensor,
     "TensorListGetItem": tensor_list_get_item,
     "TensorListSetItem": tensor_list_set_item,
     "TensorListStack": tensor_list_stack,
     "TensorListLength": tensor_list_length,
+}
+
+# Rows of the lowering table (``tf_ops.LOWERINGS``), each with its case in tests/test_ops.py.
+LOWERINGS: dict[str, Callable[[TFContext], None]] = {
     "Range": range_,
     "Fill": fill,
     "ReverseV2": reverse,
