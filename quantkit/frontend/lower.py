@@ -118,6 +118,10 @@ def _lower_nodes(ctx: TFContext, nodes: list) -> None:
     for node in nodes:
         ctx.node = node
         if node.type == "Const":
+            variable = tf_loops.variable_read(node)
+            if variable is not None:  # a variable's read (tf_loops.function_graph)
+                ctx.alias(ctx.tensors[variable])
+                continue
             value = tf.make_ndarray(node.get_attr("value"))
             ctx.tensors[node.outputs[0].name] = const(ctx.name, value)
         elif node.type in PASS_THROUGH:
@@ -139,7 +143,10 @@ def _lower_nodes(ctx: TFContext, nodes: list) -> None:
 
 def _lower_call(ctx: TFContext, call: Any) -> None:
     """Inline a function call (SavedModel signatures wrap their body in one)."""
-    body = _body(ctx, call)
+    # Variables read as constants: TF then infers the shapes in the body (tf_loops).
+    body = tf_loops.function_graph(ctx, f"{ctx.prefix}{call.name}/inlined",
+                                   call.get_attr("f").name,
+                                   [ctx.tensors[t.name] for t in call.inputs])
     inner = ctx.scope(call.name)
     for param, arg in zip(body.inputs, call.inputs):
         inner.tensors[param.name] = ctx.tensors[arg.name]

@@ -240,46 +240,65 @@ def _condition(ctx: TFContext, cond: Any, values: list) -> bool:
     return bool(np.reshape(result, -1)[0])
 
 
-def _body_graph(ctx: TFContext, name: str, values: list) -> Any:
-    """The body function's graph, with the loop's variables as constants and its other inputs
-    shaped as this step's values: the body reads its weights through resource arguments, so as
-    the library holds it TF knows no shape past the first matmul (Split then could not be
-    lowered). Built once per distinct set of input shapes."""
-    shapes = [tf.TensorShape(v.shape) if isinstance(v, Tensor) and v.shape is not None
-              and not _is_resource(v) else None for v in values]
-    key = (f"{ctx.name}/body", tuple(None if s is None else tuple(s.as_list()) for s in shapes))
-    if key not in ctx.bodies:
-        fdef = function_pb2.FunctionDef()
-        fdef.CopyFrom(ctx.library._get_function(name).definition)
-        args = fdef.signature.input_arg
+def function_graph(ctx: TFContext, key: str, name: str, values: list) -> Any:
+    """The graph of library function ``name`` called on ``values`` (IR tensors, tensor lists):
+    the variables it reads become constants and its other inputs are shaped as the values.
+
+    A function reads its weights through resource arguments, so as the library holds it TF
+    knows no shape past the first matmul (an LSTM cell's Split then could not be lowered);
+    with the reads turned into constants TF infers every shape. Built once per ``key`` and
+    distinct set of input shapes.
+    """
+    fdef = function_pb2.FunctionDef()
+    fdef.CopyFrom(ctx.library._get_function(name).definition)
+    args = fdef.signature.input_arg
+    shapes = [tf.TensorShape(v.shape) if arg.type != types_pb2.DT_RESOURCE
+              and isinstance(v, Tensor) and v.shape is not None else None
+              for arg, v in zip(args, values)]
+    cache_key = (key, tuple(None if s is None else tuple(s.as_list()) for s in shapes))
+    if cache_key not in ctx.bodies:
         constants = {arg.name: v.data for arg, v in zip(args, values)
                      if arg.type == types_pb2.DT_RESOURCE and isinstance(v, Tensor)
                      and v.is_const}
-        renamed = {}  # a read's result is ``name:value:0``, a constant's ``name:output:0``
-        for node in fdef.node_def:
-            if node.op == "ReadVariableOp" and node.input and node.input[0] in constants:
-                value = constants[node.input[0]]
-                node.op = "Const"
-                del node.input[:]
-                node.attr.clear()
-                node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
-                node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
-                renamed[f"{node.name}:value:"] = f"{node.name}:output:"
-        for node in fdef.node_def:
-            for i, name in enumerate(node.input):
-                head = name[:name.rfind(":") + 1]
-                if head in renamed:
-                    node.input[i] = renamed[head] + name[len(head):]
-        for key, name in fdef.ret.items():
-            head = name[:name.rfind(":") + 1]
-            if head in renamed:
-                fdef.ret[key] = renamed[head] + name[len(head):]
-        ctx.bodies[key] = function_def_to_graph(fdef, input_shapes=shapes)
-    return ctx.bodies[key]
+        _reads_as_constants(fdef, constants)
+        ctx.bodies[cache_key] = function_def_to_graph(fdef, input_shapes=shapes)
+    return ctx.bodies[cache_key]
 
 
-def _is_resource(value: Tensor) -> bool:
-    return value.is_const and value.data.dtype == object
+# Marks a Const that stands for a variable read: lowering binds it to the argument's IR
+# constant itself (one tensor per variable, named after it), not to a copy.
+VARIABLE_ATTR = "_quantkit_variable"
+
+
+def variable_read(node: Any) -> str | None:
+    """The tensor name of the argument a Const made by ``function_graph`` reads, else None."""
+    attr = node.node_def.attr.get(VARIABLE_ATTR)
+    return None if attr is None else f"{attr.s.decode()}:0"
+
+
+def _reads_as_constants(fdef: Any, constants: dict) -> None:
+    """Each ReadVariableOp of a resource argument in ``constants`` becomes a Const node."""
+    renamed = {}  # a read's result is ``name:value:0``, a constant's ``name:output:0``
+    for node in fdef.node_def:
+        if node.op == "ReadVariableOp" and node.input and node.input[0] in constants:
+            arg = node.input[0]
+            value = constants[arg]
+            node.op = "Const"
+            del node.input[:]
+            node.attr.clear()
+            node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+            node.attr[VARIABLE_ATTR].s = arg.encode()
+            renamed[f"{node.name}:value:"] = f"{node.name}:output:"
+
+    def rename(name: str) -> str:
+        head = name[:name.rfind(":") + 1]
+        return renamed[head] + name[len(head):] if head in renamed else name
+
+    for node in fdef.node_def:
+        node.input[:] = [rename(name) for name in node.input]
+    for key in list(fdef.ret):
+        fdef.ret[key] = rename(fdef.ret[key])
 
 
 def lower_while(ctx: TFContext, cond: Any, lower_nodes: Callable[[TFContext, list], None]) -> None:
@@ -296,7 +315,7 @@ def lower_while(ctx: TFContext, cond: Any, lower_nodes: Callable[[TFContext, lis
             break
         if step == MAX_STEPS:
             raise ctx.error(f"a loop of more than {MAX_STEPS} steps")
-        body = _body_graph(ctx, node.get_attr("body").name, values)
+        body = function_graph(ctx, f"{ctx.name}/body", node.get_attr("body").name, values)
         inner = ctx.scope(f"{node.name}/step_{step}")
         for param, value in zip(body.inputs, values):
             inner.tensors[param.name] = value
