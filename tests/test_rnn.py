@@ -17,7 +17,7 @@ import quantkit
 from benchmarks.zoo import rnns
 from quantkit.ir.graph import Graph, Op, Tensor, const
 from quantkit.ir import options as o
-from quantkit.passes.zeros import zero_products
+from quantkit.passes.zeros import constant_into_summand, zero_products
 from quantkit.types import ConversionError, OpType
 from tests.side_by_side import (FLOAT32_REL, assert_input_matters, convert, keras_converter,
                                 measure, run_all)
@@ -123,3 +123,22 @@ def test_product_with_zero_becomes_a_constant_the_add_then_drops():
     graph = Graph(ops=[Op(OpType.MUL, [gate, zeros], [product], o.MulOptions())],
                   inputs=[gate], outputs=[product])
     assert not zero_products(graph)
+
+
+def test_bias_after_a_sum_of_matmuls_moves_onto_one_of_them():
+    """(x·W + h·U) + b → (x·W + b) + h·U, the same values, and b next to a matmul."""
+    f32 = np.dtype(np.float32)
+    x, h = Tensor("x", f32, (None, 3)), Tensor("h", f32, (None, 2))
+    xw, hu = Tensor("xw", f32, (None, 4)), Tensor("hu", f32, (None, 4))
+    total, out = Tensor("sum", f32, (None, 4)), Tensor("out", f32, (None, 4))
+    bias = const("b", np.arange(4, dtype=np.float32))
+    fc = [Op(OpType.FULLY_CONNECTED, [x, const("w", np.ones((4, 3), np.float32)), None], [xw],
+             o.FullyConnectedOptions()),
+          Op(OpType.FULLY_CONNECTED, [h, const("u", np.ones((4, 2), np.float32)), None], [hu],
+             o.FullyConnectedOptions())]
+    graph = Graph(ops=[*fc, Op(OpType.ADD, [xw, hu], [total], o.AddOptions()),
+                       Op(OpType.ADD, [total, bias], [out], o.AddOptions())],
+                  inputs=[x, h], outputs=[out])
+    assert constant_into_summand(graph)
+    assert graph.ops[2].inputs == [xw, bias] and graph.ops[3].inputs == [total, hu]
+    assert not constant_into_summand(graph)

@@ -249,14 +249,15 @@ def function_graph(ctx: TFContext, key: str, name: str, values: list) -> Any:
     with the reads turned into constants TF infers every shape. Built once per ``key`` and
     distinct set of input shapes.
     """
-    fdef = function_pb2.FunctionDef()
-    fdef.CopyFrom(ctx.library._get_function(name).definition)
-    args = fdef.signature.input_arg
+    library = ctx.library._get_function(name).definition
+    args = library.signature.input_arg
     shapes = [tf.TensorShape(v.shape) if arg.type != types_pb2.DT_RESOURCE
               and isinstance(v, Tensor) and v.shape is not None else None
               for arg, v in zip(args, values)]
     cache_key = (key, tuple(None if s is None else tuple(s.as_list()) for s in shapes))
     if cache_key not in ctx.bodies:
+        fdef = function_pb2.FunctionDef()
+        fdef.CopyFrom(library)
         constants = {arg.name: v.data for arg, v in zip(args, values)
                      if arg.type == types_pb2.DT_RESOURCE and isinstance(v, Tensor)
                      and v.is_const}
