@@ -5,7 +5,9 @@ share). Ops whose inputs are all constant are folded as they are emitted, so han
 weights that TF computes from variables (Keras 3 reshapes its biases, BatchNorm computes
 ``gamma·rsqrt(var + eps)``) as plain arrays. Function calls are inlined: the called function's
 graph is lowered in place, in a scope of its own (``TFContext.scope``: a name prefix), its
-parameters bound to the call's arguments.
+parameters bound to the call's arguments, its variable reads bound to the variables' constants
+(``tf_loops.function_graph``: TF then knows the shapes inside). A ``While`` over a static trip
+count is unrolled the same way, its body lowered once per step (``tf_loops``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 
-from quantkit.frontend.capture import Captured
 from quantkit.frontend import tf_loops
+from quantkit.frontend.capture import Captured
 from quantkit.frontend.tf_context import TFContext, ir_tensor
 from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
 from quantkit.ir.graph import Graph, const

@@ -353,5 +353,5 @@ LOWERINGS: dict[str, Handler] = {
     "ResizeNearestNeighbor": _resize(OpType.RESIZE_NEAREST_NEIGHBOR,
                                      o.ResizeNearestNeighborOptions),
 }
-# RNNs: tensor lists, and the slicing ops of unrolled loops (While itself: ``lower``).
+# RNNs: the slicing and constant ops of unrolled loops (While and tensor lists: ``lower``).
 LOWERINGS.update(tf_loops.LOWERINGS)

@@ -17,9 +17,9 @@ from quantkit.passes.fold_batchnorm import fold_batchnorm
 from quantkit.passes.fold_constants import fold_constants
 from quantkit.passes.fuse_activations import fuse_activations
 from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad
-from quantkit.passes.zeros import constant_into_summand, zero_products
 from quantkit.passes.patterns import (gelu, hard_swish, nd_fully_connected, prelu,
                                       upsample_nearest)
+from quantkit.passes.zeros import constant_into_summand, zero_products
 from quantkit.types import ConversionError, Phase
 
 Pass = Callable[[Graph], bool]
