@@ -145,6 +145,11 @@ def range_(ctx: TFContext) -> None:
     ctx.alias(ctx.constant("range", np.arange(start, limit, delta), dtype))
 
 
+# Readers a batch-1 constant can stand in for a dynamic-batch fill for (see ``fill``).
+_BROADCASTING_READERS = {"While", "StatelessWhile", "Identity", "AddV2", "Add", "Sub", "Mul",
+                         "MatMul"}
+
+
 def fill(ctx: TFContext) -> None:
     """``Fill(dims, value)``: a constant; dims that are dynamic (the batch of an RNN's zero
     initial state) become 1, which broadcasts wherever the value is used elementwise or as
@@ -155,8 +160,11 @@ def fill(ctx: TFContext) -> None:
         shape = [int(d) for d in np.reshape(dims.data, -1)]
     else:
         out = ctx.output_tensor().shape
-        if out is None:
-            raise ctx.error("Fill of a shape of unknown rank")
+        readers = {op.type for op in ctx.node.outputs[0].consumers()}
+        if out is None or not readers <= _BROADCASTING_READERS:
+            raise ctx.error(f"Fill of a dynamic shape read by {sorted(readers)}: only an "
+                            "initial state (read by a loop, elementwise ops or a matmul) is "
+                            "supported")
         shape = [1 if d is None else d for d in out]
     ctx.alias(ctx.constant("filled", np.full(shape, value, value.dtype)))
 
