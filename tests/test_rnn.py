@@ -23,9 +23,10 @@ from tests.side_by_side import (FLOAT32_REL, assert_input_matters, convert, kera
                                 measure, run_all)
 
 N_TEST, N_CALIBRATION = 40, 40
-# Measured on these lightly trained models (40 rows): int8 about 22 dB, int16x8 about 40 dB.
-INT8_FLOOR_DB = 18.0
-INT16X8_FLOOR_DB = 38.0
+# Measured on these lightly trained models (40 rows): int8 28.3-29.0 dB (lstm, gru,
+# bidirectional), int16x8 50.8 dB (lstm).
+INT8_FLOOR_DB = 24.0
+INT16X8_FLOOR_DB = 44.0
 
 
 @pytest.fixture(scope="module")
