@@ -338,6 +338,23 @@ CASES: dict[str, Case] = {
     "Tile": fn_case("Tile", lambda x: tf.tile(x, [1, 2, 1, 3]), ("TILE",)),
     "DepthToSpace": fn_case("DepthToSpace", lambda x: tf.nn.depth_to_space(x, 2),
                             ("DEPTH_TO_SPACE",), {"x": Input((None, 3, 3, 8))}),
+    # --- issue #12, the ops of unrolled RNNs: slices, and constants ---
+    # quantkit slices (STRIDED_SLICE, which every scheme has) where TF writes one SPLIT,
+    # UNPACK or REVERSE_V2: more ops than TF for Split and Unpack (a follow-up: their rows).
+    "Split": fn_case("Split", lambda x: tf.concat(tf.split(x, 3, axis=3)[::-1], 3),
+                     ("STRIDED_SLICE", "CONCATENATION"), versions={"STRIDED_SLICE": 1},
+                     xfail={"structure": "3 STRIDED_SLICE ops where TF writes 1 SPLIT"}),
+    "SplitV": fn_case("SplitV", lambda x: tf.concat(tf.split(x, [1, 2], axis=3)[::-1], 3),
+                      ("STRIDED_SLICE", "CONCATENATION"), versions={"STRIDED_SLICE": 1},
+                      xfail={"structure": "2 STRIDED_SLICE ops where TF writes 1 SPLIT_V"}),
+    "Unpack": fn_case("Unpack", lambda x: tf.stack(tf.unstack(x, axis=1)[::-1], axis=1),
+                      ("STRIDED_SLICE", "PACK"), versions={"STRIDED_SLICE": 1},
+                      xfail={"structure": "6 STRIDED_SLICE ops where TF writes 1 UNPACK"}),
+    "ReverseV2": fn_case("ReverseV2", lambda x: tf.reverse(x, [1]), ("STRIDED_SLICE",),
+                         versions={"STRIDED_SLICE": 1}),
+    "Fill": fn_case("Fill", lambda x: x + tf.fill([3], 2.0), ("ADD",), absent=("FILL",)),
+    "Range": fn_case("Range", lambda x: x + tf.cast(tf.range(3), tf.float32), ("ADD",),
+                     absent=("RANGE", "CAST")),
     "ResizeBilinear": fn_case("ResizeBilinear", lambda x: tf.image.resize(x, [9, 7], "bilinear"),
                               ("RESIZE_BILINEAR",)),
     "ResizeBilinear/align_corners": fn_case("ResizeBilinear", lambda x: tf.compat.v1.image.resize(

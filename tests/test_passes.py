@@ -373,6 +373,9 @@ FOLD_CASES = {
     OpType.REDUCE_MAX: (o.ReducerOptions(), [[[1.0, 5.0], [3.0, 4.0]], np.array([0], I32)],
                         [3.0, 5.0]),
     OpType.PAD: (None, [[1.0, 2.0], np.array([[1, 0]], I32)], [0.0, 1.0, 2.0]),
+    # x·Wᵀ + b = [1·1 + 2·1 + 0.5, 1·2 + 2·0 − 3] = [3.5, −1] → ReLU
+    OpType.FULLY_CONNECTED: (o.FullyConnectedOptions(Activation.RELU),
+                             [[[1.0, 2.0]], [[1.0, 1.0], [2.0, 0.0]], [0.5, -3.0]], [[3.5, 0.0]]),
 }
 
 

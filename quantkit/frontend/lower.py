@@ -5,7 +5,9 @@ share). Ops whose inputs are all constant are folded as they are emitted, so han
 weights that TF computes from variables (Keras 3 reshapes its biases, BatchNorm computes
 ``gamma·rsqrt(var + eps)``) as plain arrays. Function calls are inlined: the called function's
 graph is lowered in place, in a scope of its own (``TFContext.scope``: a name prefix), its
-parameters bound to the call's arguments.
+parameters bound to the call's arguments, its variable reads bound to the variables' constants
+(``tf_loops.function_graph``: TF then knows the shapes inside). A ``While`` over a static trip
+count is unrolled the same way, its body lowered once per step (``tf_loops``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import tensorflow as tf
-from quantkit.frontend.bodies import body_graph
+from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+
+from quantkit.frontend import tf_loops
 from quantkit.frontend.capture import Captured
 from quantkit.frontend.tf_context import TFContext, ir_tensor
 from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
@@ -73,24 +77,27 @@ def _drop_wrapper_scope(graph: Graph, calls: list) -> None:
 
 def _body(ctx: TFContext, call: Any) -> Any:
     """The graph of the function a call node runs, its inputs shaped as at the call."""
-    key = ctx.prefix + call.name
+    return _function_graph(ctx, ctx.prefix + call.name, call.get_attr("f").name,
+                           [t.shape for t in call.inputs])
+
+
+def _function_graph(ctx: TFContext, key: str, name: str, shapes: list) -> Any:
+    """The graph of the library function ``name``, built once per ``key`` (a call site)."""
     if key not in ctx.bodies:
         # The traced graph's library holds nested functions too; a body graph's does not.
-        name = call.get_attr("f").name
         function = ctx.library._get_function(name)
         if function is None:
             raise ConversionError(Phase.LOWERING, f"op {key!r}: function {name!r} is not in "
                                   "the graph's library")
-        bound = [ctx.tensors.get(t.name) for t in call.inputs]
-        ctx.bodies[key] = body_graph(function.definition, call.inputs, bound)
+        ctx.bodies[key] = function_def_to_graph(function.definition, input_shapes=shapes)
     return ctx.bodies[key]
 
 
-def _bind_params(ctx: TFContext, inner: TFContext, body: Any, call: Any) -> None:
-    """The called body's parameters stand for the call's arguments (those known so far)."""
-    for param, arg in zip(body.inputs, call.inputs):
-        if arg.name in ctx.tensors:
-            inner.tensors[param.name] = ctx.tensors[arg.name]
+def _loop_graphs(ctx: TFContext, loop: Any) -> list:
+    """A While node's condition and body graphs."""
+    shapes = [t.shape for t in loop.inputs]
+    return [_function_graph(ctx, f"{ctx.prefix}{loop.name}/{part}",
+                            loop.get_attr(part).name, shapes) for part in ("cond", "body")]
 
 
 def _unsupported(ctx: TFContext, nodes: list, lowerings: dict) -> list:
@@ -98,11 +105,13 @@ def _unsupported(ctx: TFContext, nodes: list, lowerings: dict) -> list:
     missing = []
     for node in nodes:
         if node.type in CALLS:
-            body, inner = _body(ctx, node), ctx.scope(node.name)
-            _bind_params(ctx, inner, body, node)  # nested bodies read the same variables
-            missing += _unsupported(inner, body.get_operations(), lowerings)
+            missing += _unsupported(ctx.scope(node.name), _body(ctx, node).get_operations(),
+                                    lowerings)
+        elif node.type in tf_loops.LOOPS:  # its condition is evaluated, not lowered
+            body = _loop_graphs(ctx, node)[1]
+            missing += _unsupported(ctx.scope(node.name), body.get_operations(), lowerings)
         elif node.type not in lowerings and node.type not in PASS_THROUGH \
-                and node.type not in IGNORED:
+                and node.type not in IGNORED and node.type not in tf_loops.TENSOR_LISTS:
             missing.append(node)
     return missing
 
@@ -111,6 +120,10 @@ def _lower_nodes(ctx: TFContext, nodes: list) -> None:
     for node in nodes:
         ctx.node = node
         if node.type == "Const":
+            variable = tf_loops.variable_read(node)
+            if variable is not None:  # a variable's read (tf_loops.function_graph)
+                ctx.alias(ctx.tensors[variable])
+                continue
             value = tf.make_ndarray(node.get_attr("value"))
             ctx.tensors[node.outputs[0].name] = const(ctx.name, value)
         elif node.type in PASS_THROUGH:
@@ -118,22 +131,35 @@ def _lower_nodes(ctx: TFContext, nodes: list) -> None:
                 ctx.alias(ctx.input(i), i)
         elif node.type in CALLS:
             _lower_call(ctx, node)
+        elif node.type in tf_loops.LOOPS:
+            _lower_node(ctx, node, _lower_loop)
         elif node.type in IGNORED:
             continue  # placeholders were mapped before: inputs, captures, call arguments
         elif node.type in LOWERINGS:
             _lower_node(ctx, node, LOWERINGS[node.type])
+        elif node.type in tf_loops.TENSOR_LISTS:
+            _lower_node(ctx, node, tf_loops.TENSOR_LISTS[node.type])
         else:
             lower_custom(ctx)
 
 
 def _lower_call(ctx: TFContext, call: Any) -> None:
     """Inline a function call (SavedModel signatures wrap their body in one)."""
-    body = _body(ctx, call)
+    # Variables read as constants: TF then infers the shapes in the body (tf_loops).
+    body = tf_loops.function_graph(ctx, f"{ctx.prefix}{call.name}/inlined",
+                                   call.get_attr("f").name,
+                                   [ctx.tensors[t.name] for t in call.inputs])
     inner = ctx.scope(call.name)
-    _bind_params(ctx, inner, body, call)
+    for param, arg in zip(body.inputs, call.inputs):
+        inner.tensors[param.name] = ctx.tensors[arg.name]
     _lower_nodes(inner, body.get_operations())
     for result, out in zip(body.outputs, call.outputs):
         ctx.tensors[out.name] = inner.tensors[result.name]
+
+
+def _lower_loop(ctx: TFContext) -> None:
+    """Unroll a While loop (``tf_loops``): its body lowered in place once per step."""
+    tf_loops.lower_while(ctx, _loop_graphs(ctx, ctx.node)[0], _lower_nodes)
 
 
 def _lower_node(ctx: TFContext, node: Any, handler: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from quantkit.frontend import tf_loops
 from quantkit.frontend.builder import zero_bias
 from quantkit.frontend.tf_context import TFContext
 from quantkit.ir import options as o
@@ -391,3 +392,5 @@ LOWERINGS: dict[str, Handler] = {
     "ResizeNearestNeighbor": _resize(OpType.RESIZE_NEAREST_NEIGHBOR,
                                      o.ResizeNearestNeighborOptions),
 }
+# RNNs: the slicing and constant ops of unrolled loops (While and tensor lists: ``lower``).
+LOWERINGS.update(tf_loops.LOWERINGS)

@@ -49,6 +49,15 @@ def strided_slice(op: Any, values: list[np.ndarray]) -> list[np.ndarray] | None:
     return [np.asarray(x[tuple(index)])]
 
 
+def fully_connected(op: Any, values: list[np.ndarray]) -> list[np.ndarray]:
+    """``y = act(x·Wᵀ + b)`` over x's rows (an RNN's matmul of its zero initial state)."""
+    x, w, *bias = values
+    y = np.reshape(x, (-1, w.shape[1])) @ w.T + (bias[0] if bias else 0)
+    shape = (*x.shape[:-1], w.shape[0]) if op.options.keep_num_dims else y.shape
+    act = op.options.fused_activation_function
+    return [_ACTIVATIONS[act](np.reshape(y, shape))]
+
+
 def reduce(fn: Callable[..., np.ndarray]) -> Kernel:
     """``y = fn(x, axes)``, keeping the reduced dims when the options say so."""
     def kernel(op: Any, values: list[np.ndarray]) -> list[np.ndarray]:

@@ -85,6 +85,7 @@ WEIGHTED = (
            runtime=("1.5.0", "1.12.0", "1.14.0", "2.2.0", "2.3.0", "2.3.0", "2.11.0")),
     OpSpec(T.FULLY_CONNECTED, o.FullyConnectedOptions, weights=WeightLayout(1, 2, 0, 1),
            bias_correction=BiasCorrection.FC, fusable=RELUS, quant=OWN_1,
+           fold=f.fully_connected,  # an RNN's matmul of its zero initial state
            hybrid=Hybrid(True, True), int16=Int16Quirks(bias_type_option=True, min_version=4),
            versions=((12, both(HYBRID, PerChannel("in1", 0))),
                      (5, NonDefault("keep_num_dims", False)),

@@ -19,6 +19,7 @@ from quantkit.passes.fuse_activations import fuse_activations
 from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad
 from quantkit.passes.patterns import (gelu, hard_swish, nd_fully_connected, prelu,
                                       upsample_nearest)
+from quantkit.passes.zeros import constant_into_summand, zero_products
 from quantkit.types import ConversionError, Phase
 
 Pass = Callable[[Graph], bool]
@@ -29,6 +30,8 @@ PIPELINE: tuple[Pass, ...] = (
     static_reshapes,
     constant_operands,
     noop_elementwise,
+    zero_products,
+    constant_into_summand,
     hard_swish,
     prelu,
     gelu,

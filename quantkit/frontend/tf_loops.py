@@ -1,0 +1,339 @@
+"""Loops and tensor lists: a TF ``While`` over a static trip count is unrolled while lowering.
+
+Keras RNNs (LSTM, GRU, SimpleRNN, Bidirectional) trace to a ``While`` whose body runs the cell
+once per time step, reading the sequence from a TensorList (``TensorListFromTensor`` →
+``TensorListGetItem``) and writing the outputs to another (``TensorListSetItem`` →
+``TensorListStack``). The time dimension of these models is static, so the loop is unrolled:
+the condition is evaluated in numpy on the loop counters (constants: lowering folds the body's
+``time + 1``), and the body is lowered once per step with its parameters bound to the previous
+step's results. A tensor list is a Python tuple of IR tensors (``TensorList``) that exists only
+while lowering: reading and writing an element at a constant index moves references, unstacking
+is one STRIDED_SLICE per element, stacking one PACK. Nothing here needs a TFLite op of its own,
+so every integer scheme that has FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD runs the result.
+
+Why unrolling, and not matching the body against a fused TFLite sequence op
+(UNIDIRECTIONAL_SEQUENCE_LSTM/RNN): it is exact for any cell (GRU's reset-after, peepholes,
+custom cells), it needs nothing of Keras (SavedModels and concrete functions take the same
+path), every op of the result has an int8 and an int16 kernel, and the result is stateless:
+the fused ops keep their state in variable tensors that LiteRT carries from one invoke to the
+next (a converted stateless Keras LSTM then needs ``reset_all_variables()`` between calls). The
+price is the op count: about 17 ops per LSTM step, where TF 2.21 writes a WHILE loop with a
+body subgraph (and fails on a dynamic batch).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import function_pb2, types_pb2
+from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+
+from quantkit.frontend.tf_context import TFContext
+from quantkit.ir import options as o
+from quantkit.ir.graph import Tensor
+from quantkit.types import OpType
+
+LOOPS = {"While", "StatelessWhile"}
+MAX_STEPS = 4096  # a loop that runs longer is not a static sequence
+
+
+@dataclass(frozen=True)
+class TensorList:
+    """A TF TensorList while lowering: its elements (None: not yet written)."""
+
+    items: tuple[Tensor | None, ...]
+
+
+def _list(ctx: TFContext, index: int) -> TensorList:
+    value = ctx.tensors[ctx.node.inputs[index].name]
+    if not isinstance(value, TensorList):
+        raise ctx.error(f"{ctx.describe_input(index)} is not a tensor list quantkit tracked")
+    return value
+
+
+def _index(ctx: TFContext, index: int, length: int) -> int:
+    tensor = ctx.input(index)
+    if not tensor.is_const:
+        raise ctx.error("a tensor list index that is not constant (a loop whose trip count "
+                        "is not static)")
+    i = int(np.reshape(tensor.data, -1)[0])
+    if not -length <= i < length:
+        raise ctx.error(f"index {i} out of a tensor list of {length}")
+    return i % length
+
+
+# --- slicing helpers (STRIDED_SLICE, which every scheme has) ------------------------------------
+def slice_axis(ctx: TFContext, x: Tensor, axis: int, start: int, stop: int | None,
+               suffix: str, shrink: bool = False, stride: int = 1) -> Tensor:
+    """``x[..., start:stop:stride, ...]`` on ``axis`` (``shrink``: that axis dropped)."""
+    rank = len(x.shape)
+    begin, end, strides = [0] * rank, [0] * rank, [1] * rank
+    begin[axis], end[axis], strides[axis] = start, 0 if stop is None else stop, stride
+    others = sum(1 << i for i in range(rank) if i != axis)
+    end_mask = others | (1 << axis if stop is None else 0)
+    shape = list(x.shape)
+    if shrink:
+        shape.pop(axis)
+    elif x.shape[axis] is not None:
+        shape[axis] = len(range(*slice(start, stop, stride).indices(x.shape[axis])))
+    out = ctx.new_tensor(suffix, x.dtype, shape)
+    return ctx.emit(OpType.STRIDED_SLICE, [
+        x, ctx.constant(f"{suffix}/begin", begin, np.int32),
+        ctx.constant(f"{suffix}/end", end, np.int32),
+        ctx.constant(f"{suffix}/strides", strides, np.int32)],
+        o.StridedSliceOptions(begin_mask=others, end_mask=end_mask,
+                              shrink_axis_mask=(1 << axis) if shrink else 0), out=out)
+
+
+def _static_dim(ctx: TFContext, x: Tensor, axis: int) -> int:
+    if x.shape is None or x.shape[axis] is None:
+        raise ctx.error(f"dim {axis} of {x.name!r} must be static (shape {x.shape})")
+    return int(x.shape[axis])
+
+
+def unstacked(ctx: TFContext, x: Tensor, axis: int = 0) -> list[Tensor]:
+    """``x`` split into its slices along ``axis`` (that axis dropped)."""
+    n = _static_dim(ctx, x, axis)
+    return [slice_axis(ctx, x, axis, i, i + 1, f"item_{i}", shrink=True) for i in range(n)]
+
+
+# --- lowering rows ----------------------------------------------------------------------------
+def tensor_list_reserve(ctx: TFContext) -> None:
+    n = int(np.reshape(ctx.const_input(1), -1)[0])
+    if n < 0:
+        raise ctx.error("a tensor list of unknown length")
+    ctx.alias(TensorList((None,) * n))
+
+
+def tensor_list_from_tensor(ctx: TFContext) -> None:
+    ctx.alias(TensorList(tuple(unstacked(ctx, ctx.input(0)))))
+
+
+def tensor_list_get_item(ctx: TFContext) -> None:
+    items = _list(ctx, 0).items
+    item = items[_index(ctx, 1, len(items))]
+    if item is None:
+        raise ctx.error("reads a tensor list element that was never written")
+    ctx.alias(item)
+
+
+def tensor_list_set_item(ctx: TFContext) -> None:
+    items = list(_list(ctx, 0).items)
+    items[_index(ctx, 1, len(items))] = ctx.input(2)
+    ctx.alias(TensorList(tuple(items)))
+
+
+def tensor_list_stack(ctx: TFContext) -> None:
+    items = _list(ctx, 0).items
+    if not items or any(t is None for t in items):
+        raise ctx.error("stacks a tensor list with unwritten elements")
+    ctx.emit(OpType.PACK, list(items), o.PackOptions(len(items), 0))
+
+
+def tensor_list_length(ctx: TFContext) -> None:
+    ctx.alias(ctx.constant("length", len(_list(ctx, 0).items), np.int32))
+
+
+def range_(ctx: TFContext) -> None:
+    """Range over constants only (Keras's reduction axes of a scalar: an empty range)."""
+    start, limit, delta = (np.reshape(ctx.const_input(i), -1)[0] for i in range(3))
+    dtype = ctx.output_tensor().dtype
+    ctx.alias(ctx.constant("range", np.arange(start, limit, delta), dtype))
+
+
+# Readers a batch-1 constant can stand in for a dynamic-batch fill for (see ``fill``).
+_BROADCASTING_READERS = {"While", "StatelessWhile", "Identity", "AddV2", "Add", "Sub", "Mul",
+                         "MatMul"}
+
+
+def fill(ctx: TFContext) -> None:
+    """``Fill(dims, value)``: a constant; dims that are dynamic (the batch of an RNN's zero
+    initial state) become 1, which broadcasts wherever the value is used elementwise or as
+    matmul rows, as an initial state is."""
+    value = ctx.const_input(1)
+    dims = ctx.input(0)
+    if dims.is_const:
+        shape = [int(d) for d in np.reshape(dims.data, -1)]
+    else:
+        out = ctx.output_tensor().shape
+        readers = {op.type for op in ctx.node.outputs[0].consumers()}
+        if out is None or not readers <= _BROADCASTING_READERS:
+            raise ctx.error(f"Fill of a dynamic shape read by {sorted(readers)}: only an "
+                            "initial state (read by a loop, elementwise ops or a matmul) is "
+                            "supported")
+        shape = [1 if d is None else d for d in out]
+    ctx.alias(ctx.constant("filled", np.full(shape, value, value.dtype)))
+
+
+def reverse(ctx: TFContext) -> None:
+    """ReverseV2 as a STRIDED_SLICE with stride −1 along each reversed axis."""
+    x = ctx.input(0)
+    rank = len(x.shape)
+    for k, axis in enumerate(int(a) % rank for a in np.reshape(ctx.const_input(1), -1)):
+        x = slice_axis(ctx, x, axis, -1, None, f"reversed_{k}", stride=-1)
+    ctx.alias(x)
+
+
+def split(ctx: TFContext) -> None:
+    """Split(axis, value) into ``num_split`` equal parts: one STRIDED_SLICE each."""
+    axis_input, x_input = (0, 1) if ctx.op_type == "Split" else (2, 0)
+    x = ctx.input(x_input)
+    axis = int(np.reshape(ctx.const_input(axis_input), -1)[0]) % len(x.shape)
+    if ctx.op_type == "Split":
+        n = int(ctx.attr("num_split"))
+        sizes = [_static_dim(ctx, x, axis) // n] * n
+    else:
+        sizes = [int(s) for s in ctx.const_input(1)]
+        if -1 in sizes:
+            sizes[sizes.index(-1)] = _static_dim(ctx, x, axis) - sum(s for s in sizes if s >= 0)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    parts = [slice_axis(ctx, x, axis, int(starts[i]), int(starts[i + 1]), f"part_{i}")
+             for i in range(len(sizes))]
+    ctx.bind_results(parts)
+
+
+def unpack(ctx: TFContext) -> None:
+    x = ctx.input(0)
+    ctx.bind_results(unstacked(ctx, x, int(ctx.attr("axis")) % len(x.shape)))
+
+
+# Tensor lists exist only around a While (their values are Python tuples while lowering): they
+# are part of the loop machinery ``lower`` runs, tested with the RNNs (tests/test_rnn.py).
+TENSOR_LISTS: dict[str, Callable[[TFContext], None]] = {
+    "TensorListReserve": tensor_list_reserve,
+    "TensorListFromTensor": tensor_list_from_tensor,
+    "TensorListGetItem": tensor_list_get_item,
+    "TensorListSetItem": tensor_list_set_item,
+    "TensorListStack": tensor_list_stack,
+    "TensorListLength": tensor_list_length,
+}
+
+# Rows of the lowering table (``tf_ops.LOWERINGS``), each with its case in tests/test_ops.py.
+LOWERINGS: dict[str, Callable[[TFContext], None]] = {
+    "Range": range_,
+    "Fill": fill,
+    "ReverseV2": reverse,
+    "Split": split,
+    "SplitV": split,
+    "Unpack": unpack,
+}
+
+
+# --- the loop ---------------------------------------------------------------------------------
+# What a loop condition computes on its counters, in numpy.
+_CONDITION_OPS: dict[str, Callable[..., Any]] = {
+    "Less": operator.lt, "LessEqual": operator.le, "Greater": operator.gt,
+    "GreaterEqual": operator.ge, "Equal": operator.eq, "NotEqual": operator.ne,
+    "LogicalAnd": np.logical_and, "LogicalOr": np.logical_or, "LogicalNot": np.logical_not,
+    "AddV2": operator.add, "Add": operator.add, "Sub": operator.sub,
+    "Identity": lambda x: x, "Cast": lambda x: x,
+}
+
+
+def _condition(ctx: TFContext, cond: Any, values: list) -> bool:
+    """The loop condition on this step's loop variables; an error unless it is constant."""
+    known: dict[str, Any] = {}
+    for param, value in zip(cond.inputs, values):
+        if isinstance(value, Tensor) and value.is_const:
+            known[param.name] = value.data
+    for node in cond.get_operations():
+        if node.type == "Const":
+            known[node.outputs[0].name] = tf.make_ndarray(node.get_attr("value"))
+        elif node.type in _CONDITION_OPS and all(t.name in known for t in node.inputs):
+            args = [known[t.name] for t in node.inputs]
+            known[node.outputs[0].name] = _CONDITION_OPS[node.type](*args)
+    result = known.get(cond.outputs[0].name)
+    if result is None:
+        raise ctx.error("a loop whose condition is not constant on each step (its trip count "
+                        "is not static); quantkit unrolls loops over a static sequence length")
+    return bool(np.reshape(result, -1)[0])
+
+
+def function_graph(ctx: TFContext, key: str, name: str, values: list) -> Any:
+    """The graph of library function ``name`` called on ``values`` (IR tensors, tensor lists):
+    the variables it reads become constants and its other inputs are shaped as the values.
+
+    A function reads its weights through resource arguments, so as the library holds it TF
+    knows no shape past the first matmul (an LSTM cell's Split then could not be lowered);
+    with the reads turned into constants TF infers every shape. Built once per ``key`` and
+    distinct set of input shapes.
+    """
+    library = ctx.library._get_function(name).definition
+    args = library.signature.input_arg
+    shapes = [tf.TensorShape(v.shape) if arg.type != types_pb2.DT_RESOURCE
+              and isinstance(v, Tensor) and v.shape is not None else None
+              for arg, v in zip(args, values)]
+    cache_key = (key, tuple(None if s is None else tuple(s.as_list()) for s in shapes))
+    if cache_key not in ctx.bodies:
+        fdef = function_pb2.FunctionDef()
+        fdef.CopyFrom(library)
+        constants = {arg.name: v.data for arg, v in zip(args, values)
+                     if arg.type == types_pb2.DT_RESOURCE and isinstance(v, Tensor)
+                     and v.is_const}
+        _reads_as_constants(fdef, constants)
+        ctx.bodies[cache_key] = function_def_to_graph(fdef, input_shapes=shapes)
+    return ctx.bodies[cache_key]
+
+
+# Marks a Const that stands for a variable read: lowering binds it to the argument's IR
+# constant itself (one tensor per variable, named after it), not to a copy.
+VARIABLE_ATTR = "_quantkit_variable"
+
+
+def variable_read(node: Any) -> str | None:
+    """The tensor name of the argument a Const made by ``function_graph`` reads, else None."""
+    attr = node.node_def.attr.get(VARIABLE_ATTR)
+    return None if attr is None else f"{attr.s.decode()}:0"
+
+
+def _reads_as_constants(fdef: Any, constants: dict) -> None:
+    """Each ReadVariableOp of a resource argument in ``constants`` becomes a Const node."""
+    renamed = {}  # a read's result is ``name:value:0``, a constant's ``name:output:0``
+    for node in fdef.node_def:
+        if node.op == "ReadVariableOp" and node.input and node.input[0] in constants:
+            arg = node.input[0]
+            value = constants[arg]
+            node.op = "Const"
+            del node.input[:]
+            node.attr.clear()
+            node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+            node.attr[VARIABLE_ATTR].s = arg.encode()
+            renamed[f"{node.name}:value:"] = f"{node.name}:output:"
+
+    def rename(name: str) -> str:
+        head = name[:name.rfind(":") + 1]
+        return renamed[head] + name[len(head):] if head in renamed else name
+
+    for node in fdef.node_def:
+        node.input[:] = [rename(name) for name in node.input]
+    for key in list(fdef.ret):
+        fdef.ret[key] = rename(fdef.ret[key])
+
+
+def lower_while(ctx: TFContext, cond: Any, lower_nodes: Callable[[TFContext, list], None]) -> None:
+    """Unroll the While node ``ctx.node``: its body lowered once per step (``step_k`` scopes).
+
+    Args:
+      cond: the graph of the loop's condition.
+      lower_nodes: lowers a graph's nodes into a builder (``lower._lower_nodes``).
+    """
+    node = ctx.node
+    values = [ctx.tensors[t.name] for t in node.inputs]
+    for step in range(MAX_STEPS + 1):
+        if not _condition(ctx, cond, values):
+            break
+        if step == MAX_STEPS:
+            raise ctx.error(f"a loop of more than {MAX_STEPS} steps")
+        body = function_graph(ctx, f"{ctx.name}/body", node.get_attr("body").name, values)
+        inner = ctx.scope(f"{node.name}/step_{step}")
+        for param, value in zip(body.inputs, values):
+            inner.tensors[param.name] = value
+        lower_nodes(inner, body.get_operations())
+        values = [inner.tensors[t.name] for t in body.outputs]
+    for out, value in zip(node.outputs, values):
+        ctx.tensors[out.name] = value
