@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test mutation bench clean
 
+# The QAT tests' tensorflow-model-optimization runs on Keras 2 (tf-keras), which requires the
+# full `tensorflow` package: --no-deps keeps tensorflow-cpu (their own deps are in the test extra).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,jax,beam]'
+	$(PY) -m pip install --quiet --no-deps 'tensorflow-model-optimization>=0.8' 'tf-keras~=2.21.0'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,13 +1,10 @@
 """A tensorflow-model-optimization pruned model through ``from_tflite``, in every mode.
 
 tensorflow-model-optimization 0.8.1 prunes only tf_keras (Keras 2) models: given a Keras 3
-model, ``prune_low_magnitude`` refuses it, and it does not import at all without tf_keras. So it
-is not a dependency of quantkit: install both into a scratch folder, and run with the legacy
-Keras switched on for this process only::
+model, ``prune_low_magnitude`` refuses it. ``make install`` puts both in ``.venv`` (with
+--no-deps, for tests/test_qat.py); run with the legacy Keras switched on for this process only::
 
-    .venv/bin/pip install --target /tmp/tfmot --no-deps tensorflow-model-optimization \\
-        tf_keras==2.21.0
-    PYTHONPATH=/tmp/tfmot:. TF_USE_LEGACY_KERAS=1 .venv/bin/python -m benchmarks.tfmot_pruned
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python -m benchmarks.tfmot_pruned
 
 A two-layer MLP is pruned to 80 % sparsity while it trains (a few steps on random data), the
 pruning wrappers are stripped, and TF's converter writes it with

