@@ -92,6 +92,9 @@ REGISTRY: tuple[BenchModel, ...] = (
     _application_entry("ResNet50"),
     _application_entry("EfficientNetB0"),
     _application_entry("MobileNetV3Small"),
+    # Left the test suite for its time budget (tests/test_applications.py says why).
+    _application_entry("NASNetMobile"),
+    _application_entry("ConvNeXtTiny", 112, label="ConvNeXtTiny_112"),
 )
 
 BY_NAME: dict[str, BenchModel] = {entry.name: entry for entry in REGISTRY}
