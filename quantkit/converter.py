@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -16,13 +17,16 @@ import tensorflow as tf
 
 from calibration import CalibrationStats, ObserverKind
 from quantkit._version import __version__
-from quantkit.calibrate import CalibrationOptions, calibrate_graphs, means, ranges
+from quantkit.accuracy import auto_ranges, make_probe
+from quantkit.calibrate import (HISTOGRAM_METHODS, CalibrationOptions, calibrate_graphs, means,
+                                ranges)
 from quantkit.frontend import capture
 from quantkit.frontend.lower import lower
 from quantkit.frontend.tf_ops import ONLY_IN_PATTERNS
 from quantkit.ir.graph import Graph
 from quantkit.mode import resolve_mode
 from quantkit.passes import run_passes
+from quantkit.passes.equalize import equalize
 from quantkit.quantize import quantize_integer
 from quantkit.quantize.params import range_methods
 from quantkit.quantize.schemes import SCHEMES
@@ -211,6 +215,7 @@ class TFLiteConverter:
 
     def convert(self) -> bytes:
         """Convert the model; returns the TFLite flatbuffer as bytes."""
+        self._started = time.perf_counter()
         mode = self.resolve_mode()
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY)
         settings = self._settings(graphs, mode)
@@ -241,13 +246,20 @@ class TFLiteConverter:
         # the configured observer would have given.
         default = (RangeMethod.MIN_MAX if ObserverKind(stats.observer) is ObserverKind.HISTOGRAM
                    and self.calibration.observer is ObserverKind.MIN_MAX else None)
+        default = self._range_method(stats) or default
         quantized = []
         for graph in graphs:
             key = graph.signature_key
             methods = range_methods(graph, settings)
-            new, plan = quantize_integer(
-                graph, ranges(stats, key, self.calibration, methods, default), mode,
-                means(stats, key), settings)
+            chosen = ranges(stats, key, self.calibration, methods, default)
+            auto = [n for n in chosen if methods.get(n, default) is RangeMethod.AUTO]
+            probe = make_probe(graph, self.representative_dataset) if auto else None
+            if probe is not None:  # Optimize.ACCURACY: ranges by the error at the outputs
+                budget = AUTO_BUDGET * (time.perf_counter() - getattr(self, "_started", 0.0))
+                chosen = auto_ranges(graph, stats.for_signature(key).tensors, chosen, auto,
+                                     mode, means(stats, key), settings, probe,
+                                     self.calibration, budget)
+            new, plan = quantize_integer(graph, chosen, mode, means(stats, key), settings)
             log.info("signature %r: %d ops quantized, %d left float", key,
                      len(plan.quantized_ops), len(plan.float_ops))
             quantized.append(new)
@@ -269,6 +281,8 @@ class TFLiteConverter:
         graphs = []
         for lowered in self._frontend(self.allow_custom_ops):
             graph = run_passes(lowered, keep_offsets)
+            if self._accuracy() and not keep_offsets:
+                equalize(graph)  # cross-layer equalization: the float model is unchanged
             if not self.allow_custom_ops:
                 _check_no_leftover_custom_ops(graph)
             graphs.append(graph)
@@ -279,12 +293,28 @@ class TFLiteConverter:
         dataset = self.representative_dataset
         dataset = getattr(dataset, "input_gen", dataset)  # a RepresentativeDataset
         options = self.calibration
-        if options.observer is ObserverKind.MIN_MAX and any(
-                s.range_method is RangeMethod.PERCENTILE for s in settings.values()):
+        wanted = {s.range_method for s in settings.values()} | {self._range_method()}
+        if options.observer is ObserverKind.MIN_MAX and wanted & HISTOGRAM_METHODS:
             # histograms keep the exact min and max too: MIN_MAX ranges stay what they were
             options = dataclasses.replace(options, observer=ObserverKind.HISTOGRAM)
         return calibrate_graphs(graphs, dataset, options)
 
+    def _accuracy(self) -> bool:
+        """``Optimize.ACCURACY`` is among the optimizations (quantkit's or by name)."""
+        return any(getattr(o, "name", o) == Optimize.ACCURACY.name for o in self.optimizations)
+
+    def _range_method(self, stats: CalibrationStats | None = None) -> RangeMethod | None:
+        """Every tensor's range method unless a recipe says otherwise: the calibration
+        options', else AUTO for ``Optimize.ACCURACY`` (unless ``stats`` given to reuse have
+        no histograms)."""
+        histograms = stats is None or ObserverKind(stats.observer) is ObserverKind.HISTOGRAM
+        return self.calibration.range_method or (
+            RangeMethod.AUTO if self._accuracy() and histograms else None)
+
+
+# Optimize.ACCURACY's range search may take this many times what the conversion took before it
+# (capture, passes, calibration): the whole conversion stays within ≈ 5× Optimize.DEFAULT's.
+AUTO_BUDGET = 2.5
 
 # Modes that rewrite without data (their activations stay float); modes that calibrate, then
 # rewrite to integers (one per integer scheme).

@@ -17,6 +17,7 @@ import numpy as np
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.ops import OPS, BiasCorrection, OutputRule, QuantRule
 from quantkit.quantize import math as qm
+from quantkit.quantize.clipping import mse_weight_params
 from quantkit.quantize.edits import (Convert, Edit, Retype, SetGraphOutput, SetInput,
                                      SetOptions)
 from quantkit.quantize.params import Node, Params, constant_range
@@ -151,7 +152,10 @@ class Rewire:
         w = op.inputs[layout.weights_input]
         per_channel = (scheme.per_channel and weight_granularity(self.mode, op, self.settings)
                        is Granularity.PER_CHANNEL)
-        w_params = qm.weight_params(w.data, layout.output_axis if per_channel else None, storage)
+        axis = layout.output_axis if per_channel else None
+        w_params = (mse_weight_params(w.data, axis, storage)
+                    if self.mode.accuracy and storage.symmetric
+                    else qm.weight_params(w.data, axis, storage))
         w_quantized = self._constant(w, w_params, qm.quantize_weights, storage)
         self.edits.append(SetInput(op, layout.weights_input, w_quantized))
         bias = op.inputs[layout.bias_input] if layout.bias_input < len(op.inputs) else None
