@@ -24,6 +24,7 @@ INT8_LEVELS = 256  # asymmetric int8: 255 steps between lo and hi
 MSE_STEPS = 200  # candidate ranges α·(min, max), α = k / MSE_STEPS
 ENTROPY_LEVELS = 128  # TensorRT: symmetric int8 has 128 levels on each side of 0
 KL_EPS = 1e-4  # smoothing of Q's empty bins (MXNet's)
+ENTROPY_THRESHOLDS = 128  # thresholds tried at most, evenly strided (pytorch-quantization's stride)
 
 
 def _checked(stats: HistogramStats, method: str) -> np.ndarray:
@@ -123,9 +124,35 @@ def kl_at(a: np.ndarray, i: int, levels: int) -> float:
     return _kl(p, q)
 
 
+def divergences(a: np.ndarray, thresholds: np.ndarray, levels: int) -> np.ndarray:
+    """``kl_at(a, i, levels)`` for every ``i`` in ``thresholds`` at once (one row per ``i``)."""
+    i = np.asarray(thresholds, np.int64)[:, None]
+    j = np.arange(int(i.max()))[None, :]
+    inside = j < i
+    chunk = np.minimum(j // (i // levels), levels - 1)
+    a_j = np.broadcast_to(a[:j.shape[1]], inside.shape) * inside
+    tail = np.cumsum(a[::-1])[::-1]  # tail[k] = Σ a[k:]
+    p = a_j + np.where(j == i - 1, np.append(tail, 0.0)[i], 0.0)
+    index = (np.arange(len(i))[:, None] * levels + chunk)[inside]
+    sums = np.bincount(index, a_j[inside], len(i) * levels)
+    nonzero = np.bincount(index, (a_j > 0)[inside], len(i) * levels)
+    spread = sums / np.maximum(nonzero, 1)
+    q = np.where(a_j > 0, spread[np.arange(len(i))[:, None] * levels + chunk], 0.0) * inside
+    zero = (q == 0) & inside
+    smooth = np.any(zero & (p > 0), axis=1, keepdims=True)
+    n_zero, n_nonzero = zero.sum(axis=1, keepdims=True), (inside & ~zero).sum(axis=1, keepdims=True)
+    q = np.where(smooth, np.where(zero, KL_EPS, q - KL_EPS * n_zero / np.maximum(n_nonzero, 1)),
+                 q) * inside
+    p, q = p / p.sum(axis=1, keepdims=True), q / q.sum(axis=1, keepdims=True)
+    terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / np.where(q > 0, q, 1.0)), 0.0)
+    return terms.sum(axis=1)
+
+
 def entropy_range(stats: HistogramStats, levels: int = ENTROPY_LEVELS) -> tuple[float, float]:
     """TensorRT's entropy calibration: the threshold ``T = i·w`` on ``|x|`` that minimises
-    ``kl_at(a, i, levels)`` over ``i = levels … B/2`` (the first ``i`` wins ties); the range
+    ``kl_at(a, i, levels)`` over ``i = levels, levels + k, … ≤ top`` and ``top`` (the bin past
+    the largest ``|x|``; stride ``k`` keeps it to ``ENTROPY_THRESHOLDS`` tries; the first ``i``
+    wins ties); the range
     is ``(max(min, −T), min(max, T))``, with ``min``, ``max`` widened to contain 0.
 
     ``levels`` is for symmetric int8 (128 per side); a one-signed tensor (ReLU) uses all 256
@@ -141,7 +168,8 @@ def entropy_range(stats: HistogramStats, levels: int = ENTROPY_LEVELS) -> tuple[
     top = int(np.nonzero(a)[0][-1]) + 1  # thresholds above every value all cost 0 clipping
     if top <= levels:
         return low, high
-    divergences = [kl_at(a, i, levels) for i in range(levels, top + 1)]
-    i = levels + int(np.argmin(divergences))
+    stride = max(1, (top - levels) // ENTROPY_THRESHOLDS)
+    thresholds = np.unique(np.append(np.arange(levels, top + 1, stride), top))
+    i = int(thresholds[np.argmin(divergences(a, thresholds, levels))])
     threshold = i * (stats.range_max / len(a))
     return max(low, -threshold), min(high, threshold)

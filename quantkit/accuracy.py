@@ -1,16 +1,20 @@
 """``Optimize.ACCURACY``'s range search: each tensor's range method chosen by the error it
 causes at the model's outputs (``RangeMethod.AUTO``).
 
+``Optimize.ACCURACY`` is ``Optimize.DEFAULT`` plus cross-layer equalization of the float graph
+(``passes.equalize``), MSE-clipped weight scales (``quantize.clipping``) and this search; the
+model is the same int8 format, only weights and ranges move.
+
 The histogram setters (``calibration.ranges``) each minimise an error at the tensor itself;
 which of them serves a tensor best depends on what reads it downstream (a clipped outlier
 feeding a softmax matters less than one feeding a residual sum). So the search measures:
-on up to ``AUTO_SAMPLES`` calibration samples it runs the quantized model in LiteRT and
-compares its outputs with the float graph's, ``e = Σ_outputs ‖ŷ − y‖² / ‖y‖²`` (the inverse
-of the output SQNR). It first tries one method for every AUTO tensor (``CANDIDATES``), keeps
-the best, then tries the other methods tensor by tensor (those whose candidate ranges differ
-most first), keeping a change only when ``e`` drops, until every tensor was tried, or
-``AUTO_TRIALS`` trials, or the time budget is spent. The result is the same int8 model
-format; only the ranges move.
+on up to ``AUTO_SAMPLES`` calibration samples (a ``Probe``) it runs the quantized model in
+LiteRT and compares its outputs with the float graph's, ``e = Σ_outputs ‖ŷ − y‖² / ‖y‖²``
+(the inverse of the output SQNR). It first tries one method for every AUTO tensor
+(``CANDIDATES``), keeps the best, then tries the other methods tensor by tensor (those whose
+candidate ranges differ most first), keeping a change only when ``e`` drops, until every
+tensor was tried, or ``AUTO_TRIALS`` trials, or the time budget is spent (the converter's
+``ACCURACY_TIME``). With the same data and no budget cut, the choice is deterministic.
 """
 
 from __future__ import annotations
@@ -86,6 +90,15 @@ def output_error(quantized: Graph, probe: Probe) -> float:
     return error
 
 
+def trial_error(graph: Graph, ranges: Ranges, mode: ConversionMode, means: Means | None,
+                settings: OpSettings | None, probe: Probe) -> float:
+    """``output_error`` of ``graph`` quantized from ``ranges`` (model IO kept float)."""
+    float_io = dataclasses.replace(mode, input_type=TensorType.FLOAT32,
+                                   output_type=TensorType.FLOAT32)
+    quantized, _ = quantize_integer(graph, ranges, float_io, means, settings)
+    return output_error(quantized, probe)
+
+
 def _candidate_ranges(tensors: Mapping[str, Any], names: list[str],
                       options: CalibrationOptions) -> dict[RangeMethod, dict[str, tuple]]:
     return {m: {n: METHOD_SETTERS[m](tensors[n], options) for n in names} for m in CANDIDATES}
@@ -104,12 +117,9 @@ def auto_ranges(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: 
     """``ranges`` with each tensor in ``auto`` set by the method that gives the least output
     error (module docstring); ``tensors`` are the signature's histogram statistics."""
     started = time.perf_counter()
-    float_io = dataclasses.replace(mode, input_type=TensorType.FLOAT32,
-                                   output_type=TensorType.FLOAT32)
 
     def error(trial: Ranges) -> float:
-        quantized, _ = quantize_integer(graph, trial, float_io, means, settings)
-        return output_error(quantized, probe)
+        return trial_error(graph, trial, mode, means, settings, probe)
 
     candidates = _candidate_ranges(tensors, auto, options)
     best, best_error, trials = dict(ranges), np.inf, 0
@@ -145,5 +155,3 @@ def _done(best: Ranges, chosen: dict[str, RangeMethod], error: float) -> Ranges:
         counts[method.name] = counts.get(method.name, 0) + 1
     log.info("AUTO ranges: output error %.3e, methods %s", error, counts)
     return best
-
-

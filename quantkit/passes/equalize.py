@@ -28,10 +28,10 @@ from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.passes.util import Uses
 from quantkit.types import Activation, OpType
 
-ROUNDS = 8  # sweeps over every pair; stops earlier once every scale is within TOLERANCE of 1
-TOLERANCE = 1e-3
+ROUNDS = 32  # sweeps over every pair; stops earlier once every scale is within TOLERANCE of 1
+TOLERANCE = 1e-4
 _HOMOGENEOUS = frozenset({Activation.NONE, Activation.RELU})
-_FIRST = frozenset({OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D})
+_FIRST = frozenset({OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED})
 _SECOND = frozenset({OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONNECTED})
 _POOLS = frozenset({OpType.MAX_POOL_2D, OpType.AVERAGE_POOL_2D})
 
@@ -41,7 +41,7 @@ def _activation(op: Op) -> Activation:
 
 
 def _out_axis(op: Op) -> int:
-    return 3 if op.type == OpType.DEPTHWISE_CONV_2D else 0
+    return 3 if op.type == OpType.DEPTHWISE_CONV_2D else 0  # CONV_2D OHWI, FC [O, I]
 
 
 def _passes_channels(op: Op) -> bool:
@@ -118,10 +118,18 @@ def _scale_shape(ndim: int, axis: int) -> list[int]:
     return shape
 
 
-def equalize_pair(first: Op, second: Op) -> np.ndarray:
-    """Scale one pair (module docstring); returns the scales ``s``."""
+def weight_scales(first: Op, second: Op) -> np.ndarray:
+    """``s_c = √(r1_c / r2_c)`` (1 where either range is 0): both weight ranges become
+    ``√(r1_c·r2_c)``."""
     r1, r2 = _ranges(first, second)
-    s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.where(r2 > 0, r2, 1.0)), 1.0)
+    return np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.where(r2 > 0, r2, 1.0)), 1.0)
+
+
+def equalize_pair(first: Op, second: Op, s: np.ndarray | None = None) -> np.ndarray:
+    """Scale one pair by ``s`` (default ``weight_scales``, module docstring); returns ``s``."""
+    if s is None:
+        s = weight_scales(first, second)
+    s = np.asarray(s, np.float64)
     w1 = first.inputs[1].data.astype(np.float64)
     _set_const(first, 1, w1 / s.reshape(_scale_shape(w1.ndim, _out_axis(first))))
     if len(first.inputs) > 2 and first.inputs[2] is not None:
