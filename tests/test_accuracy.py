@@ -172,3 +172,20 @@ def test_tf_optimize_members_still_resolve():
     """quantkit.Optimize has TF's members and ACCURACY, which TF's converter lacks."""
     assert {m.name for m in tf.lite.Optimize} <= set(quantkit.Optimize.__members__)
     assert "ACCURACY" in quantkit.Optimize.__members__
+
+
+def test_cli_range_method_and_accuracy(model):
+    """``--range-method`` and ``--accuracy`` reach the converter (the conversions above check
+    what they do); an unknown method is refused by the parser."""
+    from quantkit.cli import build_parser
+    from quantkit.cli.convert import configure
+    from quantkit.presets import Preset
+
+    args = build_parser().parse_args(["convert", "m.keras", "--range-method", "mse",
+                                      "--accuracy", "--no-progress"])
+    converter = quantkit.TFLiteConverter.from_keras_model(model)
+    configure(converter, Preset.INT8, args, lambda: iter([]))
+    assert converter.calibration.range_method is quantkit.RangeMethod.MSE
+    assert converter.optimizations == [quantkit.Optimize.ACCURACY]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["convert", "m.keras", "--range-method", "median"])
