@@ -17,6 +17,7 @@ correction), quantkit with ``CalibrationOptions(range_method=...)`` for each met
     .venv/bin/python -m benchmarks.accuracy_methods                 # ≈ 6 min on 2 cores
     .venv/bin/python -m benchmarks.accuracy_methods --models mnist_cnn --granularity per_channel
 
+``--time-ratio`` times ACCURACY against DEFAULT only (warmed-up medians). The run
 writes ``results.json``, ``results.md`` and ``accuracy_methods.png`` into ``-o`` (default
 ``benchmarks/results/accuracy_methods``).
 """
@@ -126,6 +127,21 @@ def measure(name: str, methods: list[str], granularities: list[str],
     return rows
 
 
+def time_ratio(name: str, samples: int, repeats: int = 3) -> tuple[float, float]:
+    """Median conversion time (s) of Optimize.DEFAULT and Optimize.ACCURACY (per-channel),
+    alternating, after a warm-up conversion (the first conversion in a process pays TF's
+    start-up: the table's times are not for ratios)."""
+    model, calibration, _, _ = _data(name, samples)
+    _convert(model, calibration, "DEFAULT", False)
+    times: dict[str, list[float]] = {"DEFAULT": [], "ACCURACY": []}
+    for _ in range(repeats):
+        for method in times:
+            start = time.perf_counter()
+            _convert(model, calibration, method, False)
+            times[method].append(time.perf_counter() - start)
+    return float(np.median(times["DEFAULT"])), float(np.median(times["ACCURACY"]))
+
+
 def markdown(rows: list[Row]) -> str:
     lines = ["| model | weights | method | SQNR (dB) | accuracy | float acc. | convert (s) |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
@@ -146,10 +162,11 @@ def summary(rows: list[Row]) -> str:
             (model, "per_channel", "tf.lite"))
         if ours and theirs:
             gains.append(ours.sqnr_db - theirs.sqnr_db)
+            default = by.get((model, "per_channel", "DEFAULT"))
+            ratio = ours.convert_s / default.convert_s if default else float("nan")
             lines.append(f"{model}: ACCURACY {ours.sqnr_db:.2f} dB vs tf.lite "
-                         f"{theirs.sqnr_db:.2f} dB ({gains[-1]:+.2f} dB), time "
-                         f"{ours.convert_s / max(by[(model, 'per_channel', 'DEFAULT')].convert_s, 1e-9):.1f}"
-                         f"× DEFAULT's")
+                         f"{theirs.sqnr_db:.2f} dB ({gains[-1]:+.2f} dB), time {ratio:.1f}× "
+                         "DEFAULT's")
         for method in ("DEFAULT", "CLE", "ACCURACY"):
             pc, pt = by.get((model, "per_channel", method)), by.get((model, "per_tensor", method))
             if pc and pt and method != "DEFAULT":
@@ -181,8 +198,9 @@ def plot(rows: list[Row], path: pathlib.Path) -> None:
         ax.set_title(model)
         ax.set_xlabel("output SQNR vs float (dB)")
         ax.invert_yaxis()
-    axes[0][0].legend(loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
 
 
@@ -194,9 +212,22 @@ def main(argv: list[str] | None = None) -> list[Row]:
                         choices=GRANULARITIES)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("-o", "--out", type=pathlib.Path, default=OUT)
+    parser.add_argument("--replot", type=pathlib.Path, metavar="RESULTS_JSON",
+                        help="re-render the table and plot of an earlier run, convert nothing")
+    parser.add_argument("--time-ratio", action="store_true",
+                        help="only time ACCURACY against DEFAULT (medians of 3, warmed up)")
     args = parser.parse_args(argv)
-    rows = [row for name in args.models
-            for row in measure(name, args.methods, args.granularity, args.samples)]
+    if args.time_ratio:
+        for name in args.models:
+            default, accurate = time_ratio(name, args.samples)
+            print(f"{name}: DEFAULT {default:.2f} s, ACCURACY {accurate:.2f} s, "
+                  f"ratio {accurate / default:.1f}×")
+        return []
+    if args.replot:
+        rows = [Row(**r) for r in json.loads(args.replot.read_text())]
+    else:
+        rows = [row for name in args.models
+                for row in measure(name, args.methods, args.granularity, args.samples)]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     text = markdown(rows) + "\n\n" + summary(rows) + "\n"

@@ -89,7 +89,8 @@ def test_kl_by_hand():
 def test_entropy_range_by_hand():
     # |x| counts [6, 2, 0, 0, 0, 0, 0, 1] (16 bins of width 1 over [-8, 8)), one-signed:
     # 2·1 = 2 levels per the one side. KL at i = 2: P = [6, 3]/9, Q = [6, 2]/8 → 0.01737;
-    # i = 3…7 pile the outlier on an empty bin (≥ 1/9·ln(8/9 / 1e-4) = 1.0); i = 8: Q = [4, 4, 0, 0, 0, 0, 0, 1]/9
+    # i = 3…7 pile the outlier on an empty bin (≥ 1/9·ln(8/9 / 1e-4) = 1.0);
+    # i = 8: Q = [4, 4, 0, 0, 0, 0, 0, 1]/9
     # → 6/9·ln(3/2) + 2/9·ln(1/2) = 0.1163. So T = 2.
     counts = [0] * 8 + [6, 2, 0, 0, 0, 0, 0, 1]
     stats = HistogramStats(3, tuple(counts), 0.1, 7.5, 9)
