@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -51,10 +51,12 @@ class Probe:
     reference: tuple[np.ndarray, ...]  # per output, every batch's rows concatenated
 
 
-def make_probe(graph: Graph, dataset: Any, samples: int = AUTO_SAMPLES) -> Probe | None:
+def make_probe(graph: Graph, dataset: Any, others: Sequence[Graph] = (),
+               samples: int = AUTO_SAMPLES) -> Probe | None:
     """The first ``samples`` samples of ``dataset`` for ``graph``'s signature, and the float
-    graph's outputs on them (LiteRT); None when the dataset has none for it."""
-    specs = {graph.signature_key: input_specs(graph)}
+    graph's outputs on them (LiteRT); None when the dataset has none for it. ``others``: the
+    model's other signatures, whose samples the dataset may hold too (they are skipped)."""
+    specs = {g.signature_key: input_specs(g) for g in [*others, graph]}
     dataset = getattr(dataset, "input_gen", dataset)
     rows: list[dict[str, np.ndarray]] = []
     for sample in calibration.iter_samples(dataset, specs):

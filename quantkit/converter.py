@@ -258,7 +258,8 @@ class TFLiteConverter:
             methods = range_methods(graph, settings)
             chosen = ranges(stats, key, self.calibration, methods, default)
             auto = [n for n in chosen if methods.get(n, default) is RangeMethod.AUTO]
-            probe = make_probe(graph, self.representative_dataset) if auto else None
+            probe = (make_probe(graph, self.representative_dataset, graphs) if auto
+                     else None)
             if probe is not None:  # Optimize.ACCURACY: ranges by the error at the outputs
                 budget = self._search_budget(calibrated)
                 chosen = auto_ranges(graph, stats.for_signature(key).tensors, chosen, auto,

@@ -189,3 +189,40 @@ def test_cli_range_method_and_accuracy(model):
     assert converter.optimizations == [quantkit.Optimize.ACCURACY]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["convert", "m.keras", "--range-method", "median"])
+
+
+def test_accuracy_with_two_signatures(tmp_path):
+    """The range search probes each signature on its own samples of a dataset that mixes
+    both (``(signature_key, inputs)`` samples); each signature's outputs follow TF's."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tests.models import save_two_signatures
+
+    module = save_two_signatures(str(tmp_path / "sm"))
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(40, 6)).astype(np.float32)
+    pixels = rng.normal(size=(40, 8, 8, 2)).astype(np.float32)
+
+    def dataset():
+        for f, p in zip(features[:24], pixels[:24]):
+            yield "classify", {"features": f[None]}
+            yield "encode", {"pixels": p[None]}
+
+    converter = quantkit.TFLiteConverter.from_saved_model(str(tmp_path / "sm"),
+                                                          signature_keys=["classify", "encode"])
+    converter.optimizations = [quantkit.Optimize.ACCURACY]
+    converter.representative_dataset = dataset
+    converter.calibration = quantkit.CalibrationOptions(progress=False)
+    tflite = converter.convert()
+    interpreter = Interpreter(model_content=tflite)
+    tests = {"classify": ("features", features[24:], module.classify),
+             "encode": ("pixels", pixels[24:], module.encode)}
+    for key, (name, x, function) in tests.items():
+        runner = interpreter.get_signature_runner(key)
+        expected = {k: v.numpy() for k, v in function(tf.constant(x)).items()}
+        got = {k: np.concatenate([runner(**{name: row[None]})[k] for row in x])
+               for k in expected}
+        converted = measure(tflite, [x], list(expected.values()),
+                            run=lambda _: [got[k] for k in expected])
+        assert_input_matters(converted, key)
+        assert converted.sqnr >= 20.0, (key, converted)
