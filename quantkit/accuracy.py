@@ -101,11 +101,6 @@ def trial_error(graph: Graph, ranges: Ranges, mode: ConversionMode, means: Means
     return output_error(quantized, probe)
 
 
-def _candidate_ranges(tensors: Mapping[str, Any], names: list[str],
-                      options: CalibrationOptions) -> dict[RangeMethod, dict[str, tuple]]:
-    return {m: {n: METHOD_SETTERS[m](tensors[n], options) for n in names} for m in CANDIDATES}
-
-
 def _spread(candidates: dict[RangeMethod, dict[str, tuple]], name: str,
             current: tuple[float, float]) -> float:
     """How far the candidates' widths are from the current one (relative, largest)."""
@@ -116,31 +111,35 @@ def _spread(candidates: dict[RangeMethod, dict[str, tuple]], name: str,
 def auto_ranges(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list[str],
                 mode: ConversionMode, means: Means | None, settings: OpSettings | None,
                 probe: Probe, options: CalibrationOptions, budget_s: float) -> Ranges:
-    """``ranges`` with each tensor in ``auto`` set by the method that gives the least output
-    error (module docstring); ``tensors`` are the signature's histogram statistics."""
+    """``ranges`` (min/max for the ``auto`` tensors) with each tensor in ``auto`` set by the
+    method that gives the least output error (module docstring); ``tensors`` are the
+    signature's histogram statistics. Out of time before the first trial: ``ranges``."""
     started = time.perf_counter()
 
     def error(trial: Ranges) -> float:
         return trial_error(graph, trial, mode, means, settings, probe)
 
-    candidates = _candidate_ranges(tensors, auto, options)
+    candidates: dict[RangeMethod, dict[str, tuple]] = {}
     best, best_error, trials = dict(ranges), np.inf, 0
     chosen: dict[str, RangeMethod] = {}
-    for method in CANDIDATES:
+    for method in CANDIDATES:  # each method's ranges are computed only when tried
+        if _out_of_budget(started, budget_s, trials):
+            break
+        candidates[method] = {n: METHOD_SETTERS[method](tensors[n], options) for n in auto}
         trial = {**ranges, **candidates[method]}
         e, trials = error(trial), trials + 1
         log.info("range method %s for every AUTO tensor: output error %.3e", method.name, e)
         if e < best_error:
             best, best_error = trial, e
             chosen = dict.fromkeys(auto, method)
-    order = sorted(auto, key=lambda n: -_spread(candidates, n, best[n]))
+    order = sorted(auto, key=lambda n: -_spread(candidates, n, best[n])) if candidates else []
     for name in order:
-        for method in CANDIDATES:
+        for method, ranges_of in candidates.items():
             if _out_of_budget(started, budget_s, trials):
                 return _done(best, chosen, best_error)
-            if method is chosen.get(name) or candidates[method][name] == best[name]:
+            if method is chosen.get(name) or ranges_of[name] == best[name]:
                 continue
-            trial = {**best, name: candidates[method][name]}
+            trial = {**best, name: ranges_of[name]}
             e, trials = error(trial), trials + 1
             if e < best_error:
                 best, best_error, chosen[name] = trial, e, method

@@ -331,7 +331,7 @@ class TFLiteConverter:
 # Optimize.ACCURACY's whole conversion aims at this many times Optimize.DEFAULT's (its range
 # search stops when it is spent; the bound is 5×). Histogram calibration takes about
 # this many times min/max calibration (measured: 3× on the small CNNs, 200 samples).
-ACCURACY_TIME = 4.5
+ACCURACY_TIME = 3.5
 HISTOGRAM_COST = 3.0
 
 # Modes that rewrite without data (their activations stay float); modes that calibrate, then

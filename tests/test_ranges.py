@@ -127,7 +127,7 @@ def test_mse_range_beats_min_max_on_a_long_tail():
 
 def test_clipping_error_by_hand():
     w = np.array([[0.1, 0.25, -1.0]])
-    # s = 0.5, qmax 1: q = [0, 1 (0.5 rounds away), -1] → errors 0.1², 0.25², 0.5²
+    # s = 0.5, qmax 1: q = [0, 0 or 1 (a tie: 0.25 from either), -1] → errors 0.1², 0.25², 0.5²
     assert clipping_error(w, np.array([0.5]), 1) == pytest.approx([0.01 + 0.0625 + 0.25])
 
 
