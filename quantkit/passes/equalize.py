@@ -12,9 +12,9 @@ ranges ``√(r1_c·r2_c)``: channels of very different ranges (a depthwise layer
 then share one per-tensor scale far better. Chains are equalized pair by pair, in rounds,
 until the scales settle (each layer sits in up to two pairs).
 
-Pairs: CONV_2D or DEPTHWISE_CONV_2D (fused NONE or RELU) → CONV_2D (ungrouped),
-DEPTHWISE_CONV_2D (multiplier 1) or FULLY_CONNECTED (through a flatten: FC input ``j`` reads
-channel ``j mod C``), with MAX_POOL_2D, AVERAGE_POOL_2D (fused NONE/RELU), MEAN over space and
+Pairs: CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED (fused NONE or RELU) → CONV_2D
+(ungrouped), DEPTHWISE_CONV_2D (multiplier 1) or FULLY_CONNECTED (through a flatten: FC input
+``j`` reads channel ``j mod C``), with MAX_POOL_2D, AVERAGE_POOL_2D (fused NONE/RELU), MEAN over space and
 RESHAPE allowed in between, every tensor on the way read by the next op only. A first layer
 fused with RELU6 (or RELU_N1_TO_1) is left alone: its clamp ``min(x, 6)`` would have to become
 ``min(x, 6/s_c)`` per channel, which no fused activation expresses.
