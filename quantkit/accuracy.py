@@ -12,9 +12,9 @@ on up to ``AUTO_SAMPLES`` calibration samples (a ``Probe``) it runs the quantize
 LiteRT and compares its outputs with the float graph's, ``e = Σ_outputs ‖ŷ − y‖² / ‖y‖²``
 (the inverse of the output SQNR). It first tries one method for every AUTO tensor
 (``CANDIDATES``), keeps the best, then tries the other methods tensor by tensor (those whose
-candidate ranges differ most first), keeping a change only when ``e`` drops by ``AUTO_MARGIN``, until every
-tensor was tried, or ``AUTO_TRIALS`` trials, or the time budget is spent (the converter's
-``ACCURACY_TIME``). With the same data and no budget cut, the choice is deterministic.
+candidate ranges differ most first), keeping a change only when ``e`` drops by
+``AUTO_MARGIN``, until every tensor was tried, or ``AUTO_TRIALS`` trials, or the time budget
+is spent (the converter's ``ACCURACY_TIME``). With the same data and no budget cut, the choice is deterministic.
 """
 
 from __future__ import annotations
