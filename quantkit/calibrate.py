@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 import calibration
+import calibration.ranges
 from calibration import CalibrationStats, InputSpec, ObserverKind
 from quantkit.ir.graph import Graph, Tensor
 from quantkit.ops import BiasCorrection, spec
@@ -38,6 +39,9 @@ class CalibrationOptions:
     None shows it only on a terminal. ``percentile``: the share of values the HISTOGRAM
     observer's range keeps (the rest are clipped as outliers). ``num_threads``: LiteRT's
     threads for the float runs; None: one per CPU this process may use (as TF's own runs).
+    ``range_method``: how every tensor's statistics become its range (a recipe's
+    ``range_method`` overrides it per op); None: the observer's own (min/max, or the
+    percentile for histograms). Methods other than MIN_MAX collect histograms.
     """
 
     observer: ObserverKind = ObserverKind.MIN_MAX
@@ -46,6 +50,7 @@ class CalibrationOptions:
     percentile: float = 99.99
     batch_memory_mb: float = 256.0
     num_threads: int | None = None
+    range_method: RangeMethod | None = None
 
 
 MAX_AUTO_BATCH = 32
@@ -129,7 +134,15 @@ RANGE_SETTERS: dict[ObserverKind, RangeSetter] = {
 METHOD_SETTERS: dict[RangeMethod, RangeSetter] = {
     RangeMethod.MIN_MAX: lambda s, _: (s.min, s.max),
     RangeMethod.PERCENTILE: lambda s, o: calibration.percentile_range(s, o.percentile),
+    RangeMethod.MSE: lambda s, _: calibration.ranges.mse_range(s),
+    RangeMethod.ENTROPY: lambda s, _: calibration.ranges.entropy_range(s),
+    # AUTO starts from min/max; quantkit.accuracy then picks a method per tensor by the error
+    # at the model's outputs (it needs the model, not only the statistics)
+    RangeMethod.AUTO: lambda s, _: (s.min, s.max),
 }
+# Methods that read histograms (calibration collects them when any tensor uses one).
+HISTOGRAM_METHODS = frozenset({RangeMethod.PERCENTILE, RangeMethod.MSE, RangeMethod.ENTROPY,
+                               RangeMethod.AUTO})
 
 
 def ranges(stats: CalibrationStats, signature_key: str, options: CalibrationOptions,
@@ -141,9 +154,9 @@ def ranges(stats: CalibrationStats, signature_key: str, options: CalibrationOpti
     observer = ObserverKind(stats.observer)
     chosen = {name: (methods or {}).get(name, default) for name in tensors}
     for name, method in chosen.items():
-        if method is RangeMethod.PERCENTILE and observer is not ObserverKind.HISTOGRAM:
+        if method in HISTOGRAM_METHODS and observer is not ObserverKind.HISTOGRAM:
             raise ConversionError(
-                Phase.CALIBRATION, f"tensor {name!r}: range method PERCENTILE needs histogram "
+                Phase.CALIBRATION, f"tensor {name!r}: range method {method.name} needs histogram "
                 f"statistics, these are {observer.name}; calibrate with "
                 "CalibrationOptions(observer=ObserverKind.HISTOGRAM)")
     return {name: (METHOD_SETTERS[chosen[name]] if chosen[name] else RANGE_SETTERS[observer])(

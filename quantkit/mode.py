@@ -15,7 +15,8 @@ import tensorflow as tf
 from quantkit.types import (ConversionError, ConversionMode, Granularity, Optimize, OpsSet,
                             Phase, QuantMode, TensorType)
 
-_QUANTIZING = {Optimize.DEFAULT, Optimize.OPTIMIZE_FOR_SIZE, Optimize.OPTIMIZE_FOR_LATENCY}
+_QUANTIZING = {Optimize.DEFAULT, Optimize.OPTIMIZE_FOR_SIZE, Optimize.OPTIMIZE_FOR_LATENCY,
+               Optimize.ACCURACY}
 _IO_TYPES = {tf.float32: TensorType.FLOAT32, tf.int8: TensorType.INT8, tf.uint8: TensorType.UINT8,
              tf.int16: TensorType.INT16}
 _INT16X8_OPS = OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
@@ -56,8 +57,8 @@ def resolve_mode(*, optimizations: Iterable[Any], representative_dataset: Any,
             Phase.OPTIONS, "target_spec.supported_ops has SELECT_TF_OPS: quantkit writes TFLite "
             "builtin ops only (no Flex delegate ops); list the TF ops it lacks with "
             "`allow_custom_ops=True` or convert them with tf.lite")
-    quantizing = bool({_member(Optimize, v, "optimizations") for v in optimizations}
-                      & _QUANTIZING)
+    chosen = {_member(Optimize, v, "optimizations") for v in optimizations}
+    quantizing = bool(chosen & _QUANTIZING)
     int16x8 = _INT16X8_OPS in ops
     # As TF: int8 is required by the INT8 op set or by supported_types == {int8}; ops may stay
     # float only when TFLITE_BUILTINS is in the op set.
@@ -72,7 +73,7 @@ def resolve_mode(*, optimizations: Iterable[Any], representative_dataset: Any,
                               "`representative_dataset` must be specified.")
     dense = Granularity.PER_TENSOR if dense_per_tensor else granularity
     common = dict(granularity=granularity, dense_granularity=dense,
-                  bias_correction=bool(bias_correction))
+                  bias_correction=bool(bias_correction), accuracy=Optimize.ACCURACY in chosen)
     bias = as_tf_dtype(int16x8_bias_type, "_experimental_full_integer_quantization_bias_type")
     # as TF: an integer target makes it full integer even with float16 among the types
     integer = ranged and quantizing and (

@@ -43,6 +43,9 @@ class RangeMethod(enum.Enum):
 
     MIN_MAX = "min_max"  # every value seen
     PERCENTILE = "percentile"  # the calibration's `percentile` share (needs histograms)
+    MSE = "mse"  # least expected squared error E[(x − Q(x))²] (needs histograms)
+    ENTROPY = "entropy"  # TensorRT's least KL divergence (needs histograms)
+    AUTO = "auto"  # of the above, the one with the least error at the model's outputs
 
 
 @dataclass(frozen=True)

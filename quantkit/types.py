@@ -24,6 +24,9 @@ class Optimize(enum.Enum):
     OPTIMIZE_FOR_SIZE = "OPTIMIZE_FOR_SIZE"
     OPTIMIZE_FOR_LATENCY = "OPTIMIZE_FOR_LATENCY"
     EXPERIMENTAL_SPARSITY = "EXPERIMENTAL_SPARSITY"
+    # quantkit's own: DEFAULT plus cross-layer equalization, histogram ranges chosen per tensor
+    # by the error at the outputs, MSE-clipped weights (same int8 format; quantkit.accuracy)
+    ACCURACY = "ACCURACY"
 
 
 class OpsSet(enum.Enum):
@@ -176,3 +179,4 @@ class ConversionMode:
     output_type: TensorType = TensorType.FLOAT32
     bias_correction: bool = True
     int16x8_bias: TensorType = TensorType.INT64  # INT32 when asked (TF's private flag)
+    accuracy: bool = False  # Optimize.ACCURACY: equalization, chosen ranges, clipped weights

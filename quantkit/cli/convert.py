@@ -49,6 +49,7 @@ def add_parser(subparsers: Any) -> None:
                    help=f"calibrate on at most N samples (default {DEFAULT_SAMPLES})")
     p.add_argument("--per-tensor", action="store_true",
                    help="one weight scale per tensor instead of per output channel")
+    add_accuracy_options(p)
     p.add_argument("--input-type", choices=IO_TYPES, metavar="TYPE",
                    help=f"model input type, overriding the mode's ({', '.join(IO_TYPES)})")
     p.add_argument("--output-type", choices=IO_TYPES, metavar="TYPE",
@@ -85,6 +86,16 @@ def selection_recipe(args: argparse.Namespace) -> Any:
                         for p in getattr(args, "int16", []))
                   + tuple(Rule(select(p), Settings(precision=Precision.FLOAT))
                           for p in getattr(args, "keep_float", [])))
+def add_accuracy_options(p: argparse.ArgumentParser) -> None:
+    from quantkit.recipe import RangeMethod
+
+    methods = [m.value for m in RangeMethod]
+    p.add_argument("--range-method", choices=methods, metavar="METHOD",
+                   help=f"how calibrated statistics become each activation's range: "
+                        f"{', '.join(methods)} (default: min/max; auto with --accuracy)")
+    p.add_argument("--accuracy", action="store_true",
+                   help="Optimize.ACCURACY: equalization, clipped weights and ranges chosen by "
+                        "the error at the outputs (same int8 format, slower conversion)")
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -350,8 +361,12 @@ def configure(converter: Any, mode: Any, args: argparse.Namespace, dataset: Any)
         converter.inference_input_type = tf.as_dtype(args.input_type)
     if args.output_type:
         converter.inference_output_type = tf.as_dtype(args.output_type)
+    if getattr(args, "accuracy", False) and converter.optimizations:
+        converter.optimizations = [quantkit.Optimize.ACCURACY]
+    method = getattr(args, "range_method", None)
     converter.calibration = quantkit.CalibrationOptions(
-        progress=False if args.no_progress else None)
+        progress=False if args.no_progress else None,
+        range_method=quantkit.RangeMethod(method) if method else None)
 
 
 def write_output(output: str, blob: bytes) -> None:

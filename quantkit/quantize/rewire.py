@@ -17,6 +17,7 @@ import numpy as np
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.ops import OPS, BiasCorrection, OutputRule, QuantRule
 from quantkit.quantize import math as qm
+from quantkit.quantize.clipping import mse_weight_params
 from quantkit.quantize.edits import (Convert, Edit, Retype, SetGraphOutput, SetInput,
                                      SetOptions)
 from quantkit.quantize.params import Node, Params, constant_range
@@ -154,7 +155,9 @@ class Rewire:
                        is Granularity.PER_CHANNEL)
         axis = layout.output_axis if per_channel else None
         trained = trained_weight_params(w, axis) if storage == qm.INT8_WEIGHTS else None
-        w_params = trained or qm.weight_params(w.data, axis, storage)
+        w_params = trained or (mse_weight_params(w.data, axis, storage)
+                               if self.mode.accuracy and storage.symmetric
+                               else qm.weight_params(w.data, axis, storage))
         w_quantized = self._constant(w, w_params, qm.quantize_weights, storage)
         self.edits.append(SetInput(op, layout.weights_input, w_quantized))
         bias = op.inputs[layout.bias_input] if layout.bias_input < len(op.inputs) else None

@@ -1,0 +1,161 @@
+"""``Optimize.ACCURACY``'s range search: each tensor's range method chosen by the error it
+causes at the model's outputs (``RangeMethod.AUTO``).
+
+``Optimize.ACCURACY`` is ``Optimize.DEFAULT`` plus cross-layer equalization of the float graph
+(``passes.equalize``), MSE-clipped weight scales (``quantize.clipping``) and this search; the
+model is the same int8 format, only weights and ranges move.
+
+The histogram setters (``calibration.ranges``) each minimise an error at the tensor itself;
+which of them serves a tensor best depends on what reads it downstream (a clipped outlier
+feeding a softmax matters less than one feeding a residual sum). So the search measures:
+on up to ``AUTO_SAMPLES`` calibration samples (a ``Probe``) it runs the quantized model in
+LiteRT and compares its outputs with the float graph's, ``e = Σ_outputs ‖ŷ − y‖² / ‖y‖²``
+(the inverse of the output SQNR). It first tries one method for every AUTO tensor
+(``CANDIDATES``), keeps the best, then tries the other methods tensor by tensor (those whose
+candidate ranges differ most first), keeping a change only when ``e`` drops by
+``AUTO_MARGIN``, until every tensor was tried, or ``AUTO_TRIALS`` trials, or the time budget
+is spent (the converter's ``ACCURACY_TIME``). With the same data and no budget cut, the choice is deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+import calibration
+from quantkit.calibrate import METHOD_SETTERS, CalibrationOptions, input_specs
+from quantkit.ir.graph import Graph
+from quantkit.quantize import Means, Ranges, quantize_integer
+from quantkit.recipe import OpSettings, RangeMethod
+from quantkit.runtime import LiteRTExecutor
+from quantkit.types import ConversionMode, TensorType
+
+log = logging.getLogger(__name__)
+
+AUTO_SAMPLES = 32  # calibration samples the output error is measured on
+AUTO_TRIALS = 48  # quantized models tried per signature, at most
+# A change is kept only when it lowers the output error by this share: smaller drops on 32
+# samples are mostly noise, and chasing them fits the probe (measured: digits CNN, −1 dB).
+AUTO_MARGIN = 0.05
+CANDIDATES = (RangeMethod.MIN_MAX, RangeMethod.MSE, RangeMethod.ENTROPY,
+              RangeMethod.PERCENTILE)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Samples of one signature (batches as the graph takes them) and the float outputs."""
+
+    batches: tuple[dict[str, np.ndarray], ...]
+    reference: tuple[np.ndarray, ...]  # per output, every batch's rows concatenated
+
+
+def make_probe(graph: Graph, dataset: Any, others: Sequence[Graph] = (),
+               samples: int = AUTO_SAMPLES) -> Probe | None:
+    """The first ``samples`` samples of ``dataset`` for ``graph``'s signature, and the float
+    graph's outputs on them (LiteRT); None when the dataset has none for it. ``others``: the
+    model's other signatures, whose samples the dataset may hold too (they are skipped)."""
+    specs = {g.signature_key: input_specs(g) for g in [*others, graph]}
+    dataset = getattr(dataset, "input_gen", dataset)
+    rows: list[dict[str, np.ndarray]] = []
+    for sample in calibration.iter_samples(dataset, specs):
+        if sample.signature_key == graph.signature_key:
+            rows.append(sample.inputs)
+        if len(rows) >= samples:
+            break
+    if not rows:
+        return None
+    executor = LiteRTExecutor(graph, graph.outputs)
+    batches = _batches(rows, executor.batch_size)
+    outputs = [executor(b) for b in batches]
+    reference = tuple(np.concatenate([o[t.name] for o in outputs]).astype(np.float64)
+                      for t in graph.outputs)
+    return Probe(tuple(batches), reference)
+
+
+def _batches(rows: list[dict[str, np.ndarray]], fixed: int | None
+             ) -> list[dict[str, np.ndarray]]:
+    if fixed is not None:
+        return rows
+    return [{name: np.concatenate([r[name] for r in rows]) for name in rows[0]}]
+
+
+def output_error(quantized: Graph, probe: Probe) -> float:
+    """``e = Σ_outputs ‖ŷ − y‖² / ‖y‖²`` of ``quantized`` (float IO) against the reference."""
+    executor = LiteRTExecutor(quantized, quantized.outputs)
+    outputs = [executor(b) for b in probe.batches]
+    error = 0.0
+    for t, y in zip(quantized.outputs, probe.reference):
+        y_hat = np.concatenate([o[t.name] for o in outputs]).astype(np.float64)
+        error += float(np.sum((y_hat - y) ** 2) / max(np.sum(y ** 2), 1e-30))
+    return error
+
+
+def trial_error(graph: Graph, ranges: Ranges, mode: ConversionMode, means: Means | None,
+                settings: OpSettings | None, probe: Probe) -> float:
+    """``output_error`` of ``graph`` quantized from ``ranges`` (model IO kept float)."""
+    float_io = dataclasses.replace(mode, input_type=TensorType.FLOAT32,
+                                   output_type=TensorType.FLOAT32)
+    quantized, _ = quantize_integer(graph, ranges, float_io, means, settings)
+    return output_error(quantized, probe)
+
+
+def _spread(candidates: dict[RangeMethod, dict[str, tuple]], name: str,
+            current: tuple[float, float]) -> float:
+    """How far the candidates' widths are from the current one (relative, largest)."""
+    width = max(current[1] - current[0], 1e-30)
+    return max(abs((c[name][1] - c[name][0]) - width) / width for c in candidates.values())
+
+
+def auto_ranges(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list[str],
+                mode: ConversionMode, means: Means | None, settings: OpSettings | None,
+                probe: Probe, options: CalibrationOptions, budget_s: float) -> Ranges:
+    """``ranges`` (min/max for the ``auto`` tensors) with each tensor in ``auto`` set by the
+    method that gives the least output error (module docstring); ``tensors`` are the
+    signature's histogram statistics. Out of time before the first trial: ``ranges``."""
+    started = time.perf_counter()
+
+    def error(trial: Ranges) -> float:
+        return trial_error(graph, trial, mode, means, settings, probe)
+
+    candidates: dict[RangeMethod, dict[str, tuple]] = {}
+    best, best_error, trials = dict(ranges), np.inf, 0
+    chosen: dict[str, RangeMethod] = {}
+    for method in CANDIDATES:  # each method's ranges are computed only when tried
+        if _out_of_budget(started, budget_s, trials):
+            break
+        candidates[method] = {n: METHOD_SETTERS[method](tensors[n], options) for n in auto}
+        trial = {**ranges, **candidates[method]}
+        e, trials = error(trial), trials + 1
+        log.info("range method %s for every AUTO tensor: output error %.3e", method.name, e)
+        if e < best_error * (1.0 - AUTO_MARGIN):
+            best, best_error = trial, e
+            chosen = dict.fromkeys(auto, method)
+    order = sorted(auto, key=lambda n: -_spread(candidates, n, best[n])) if candidates else []
+    for name in order:
+        for method, ranges_of in candidates.items():
+            if _out_of_budget(started, budget_s, trials):
+                return _done(best, chosen, best_error)
+            if method is chosen.get(name) or ranges_of[name] == best[name]:
+                continue
+            trial = {**best, name: ranges_of[name]}
+            e, trials = error(trial), trials + 1
+            if e < best_error * (1.0 - AUTO_MARGIN):
+                best, best_error, chosen[name] = trial, e, method
+    return _done(best, chosen, best_error)
+
+
+def _out_of_budget(started: float, budget_s: float, trials: int) -> bool:
+    return trials >= AUTO_TRIALS or time.perf_counter() - started > budget_s
+
+
+def _done(best: Ranges, chosen: dict[str, RangeMethod], error: float) -> Ranges:
+    counts: dict[str, int] = {}
+    for method in chosen.values():
+        counts[method.name] = counts.get(method.name, 0) + 1
+    log.info("AUTO ranges: output error %.3e, methods %s", error, counts)
+    return best
