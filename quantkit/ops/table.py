@@ -191,9 +191,6 @@ REDUCING = (
            fold=f.reduce(np.max)),
     OpSpec(T.REDUCE_PROD, o.ReducerOptions, int16=I16_2, versions=INT8_OR_INT16,
            runtime=("1.11.0", "2.6.0"), fold=f.reduce(np.prod)),
-    OpSpec(T.REDUCE_MIN, o.ReducerOptions),  # read only
-    OpSpec(T.ARG_MAX, o.ArgMaxOptions, True),  # read only
-    OpSpec(T.ARG_MIN, o.ArgMinOptions, True),  # read only
 )
 
 # --- values that move without rescaling -------------------------------------------------------
@@ -251,7 +248,6 @@ MOVING = (
     OpSpec(T.DEPTH_TO_SPACE, o.DepthToSpaceOptions, True, quant=SHARED_1,
            lacks=frozenset({INT16}), int16=I16_2, versions=INT8_ONLY,
            runtime=("2.1.0", "2.5.0")),
-    OpSpec(T.SPLIT, o.SplitOptions, True),  # read only
 )
 
 # --- types, shapes and the rest ---------------------------------------------------------------
@@ -277,5 +273,54 @@ OTHER = (
     OpSpec(T.CUSTOM, versions=ALWAYS_1, runtime=None),
 )
 
+# --- issue #12: attention masks, embeddings, Conv3D, splits, comparisons and math ------------
+COMPARE = QuantRule((0, 1))  # both inputs rescaled by the kernel; the output is bool
+COMPARISONS = ((2, Types(in0=I8)), (1, ALWAYS))
+COMPARE_RUNTIME = ("1.14.0", "1.14.0")
+ISSUE12 = (
+    # LiteRT's CONV_3D is float only
+    OpSpec(T.CONV_3D, o.Conv3DOptions, True, versions=ALWAYS_1, runtime=("2.4.0",)),
+    # LiteRT 2.x registers ELU version 1 only: float (TF's int8 converter leaves it float)
+    OpSpec(T.ELU, versions=ALWAYS_1, runtime=("1.14.0",),
+           fold=f.elementwise(lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))))),
+    OpSpec(T.ABS, quant=OWN_1, lacks=frozenset({UINT8}), int16=I16_2,
+           versions=((3, Types(in0=I16)), (2, Types(in0=I8)), (1, ALWAYS)),
+           runtime=("1.13.0", "2.4.0", "2.5.0"), fold=f.elementwise(np.abs)),
+    OpSpec(T.LOG, quant=OWN_1, lacks=frozenset({UINT8}), int16=I16_2,
+           versions=INT8_OR_INT16, runtime=("1.14.0", "2.15.0"), fold=f.elementwise(np.log)),
+    OpSpec(T.POW, versions=ALWAYS_1, runtime=("1.10.0",), fold=f.elementwise(np.power)),
+    OpSpec(T.REDUCE_MIN, o.ReducerOptions, quant=SHARED_1, int16=I16_2,
+           versions=INT16_3_INT8_2, runtime=("1.11.0", "1.14.0", "2.5.0"),
+           fold=f.reduce(np.min)),
+    OpSpec(T.ARG_MAX, o.ArgMaxOptions, True, quant=OWN_1, lacks=frozenset({INT16}),
+           versions=INT8_ONLY, runtime=("1.9.0", "1.14.0")),
+    OpSpec(T.ARG_MIN, o.ArgMinOptions, True, quant=OWN_1, lacks=frozenset({INT16}),
+           versions=INT8_ONLY, runtime=("1.9.0", "1.14.0")),
+    OpSpec(T.SPLIT, o.SplitOptions, True, quant=QuantRule((1,), OutputRule.SHARED),
+           int16=I16_2, versions=((3, Types(in1=I16)), (2, Types(in1=I8)), (1, ALWAYS)),
+           runtime=("1.5.0", "1.14.0", "2.3.0"), fold=f.split),
+    OpSpec(T.SPLIT_V, o.SplitVOptions, True, quant=SHARED_1, int16=I16_2,
+           versions=((3, Types(in0=I16)), (2, Types(in0=I8)), (1, ALWAYS)),
+           runtime=("1.13.1", "1.14.0", "2.3.0"), fold=f.split_v),
+    OpSpec(T.LESS, quant=COMPARE, lacks=frozenset({INT16}), versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.less)),
+    OpSpec(T.LESS_EQUAL, quant=COMPARE, lacks=frozenset({INT16}), versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.less_equal)),
+    OpSpec(T.GREATER, quant=COMPARE, lacks=frozenset({INT16}), versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.greater)),
+    OpSpec(T.GREATER_EQUAL, quant=COMPARE, lacks=frozenset({INT16}), versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.greater_equal)),
+    OpSpec(T.EQUAL, quant=COMPARE, lacks=frozenset({INT16}), versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.equal)),
+    # values move: the two value inputs and the output share parameters
+    OpSpec(T.SELECT_V2, quant=QuantRule((1, 2), OutputRule.SHARED), int16=I16_2,
+           versions=((2, Types(in1=(I8, I16))), (1, ALWAYS)), runtime=("2.2.0", "2.12.0"),
+           fold=f.select),
+    OpSpec(T.LOGICAL_AND, versions=ALWAYS_1, runtime=("1.14.0",),
+           fold=f.elementwise(np.logical_and)),
+    OpSpec(T.FILL, versions=ALWAYS_1, runtime=("1.13.0",), fold=f.fill),
+    OpSpec(T.RANGE, versions=ALWAYS_1, runtime=("1.13.0",), fold=f.arange),
+)
+
 OPS: dict[OpType, OpSpec] = {s.op: s for s in (*WEIGHTED, *ARITHMETIC, *UNARY, *REDUCING,
-                                                *MOVING, *OTHER)}
+                                                *MOVING, *OTHER, *ISSUE12)}
