@@ -60,7 +60,9 @@ def converter(module, model: keras.Model, int8: bool, calibration: np.ndarray):
     if int8:
         conv.optimizations = [module.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([x[None]] for x in calibration)
-        conv.target_spec.supported_ops = [module.OpsSet.TFLITE_BUILTINS_INT8]
+        # ops LiteRT has no int8 kernel for stay float (CONV_3D, POW, ...), as TF leaves them
+        conv.target_spec.supported_ops = [module.OpsSet.TFLITE_BUILTINS_INT8,
+                                          module.OpsSet.TFLITE_BUILTINS]
     if module is quantkit:
         conv.calibration = quantkit.CalibrationOptions(progress=False)
     return conv

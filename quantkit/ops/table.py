@@ -38,6 +38,7 @@ INT16, UINT8 = QuantMode.INT16X8, QuantMode.LEGACY_UINT8
 # --- shared pieces ----------------------------------------------------------------------------
 OWN_1, OWN_2 = QuantRule((0,)), QuantRule((0, 1))
 SHARED_1, SHARED_ALL = QuantRule((0,), OutputRule.SHARED), QuantRule(ALL, OutputRule.SHARED)
+BOUNDED = QuantRule(ALL, OutputRule.SHARED, constants_clamp=True)  # MAXIMUM, MINIMUM
 
 
 def fixed(scale: float, zero_point: int) -> QuantRule:
@@ -133,9 +134,9 @@ ARITHMETIC = (
     OpSpec(T.SQUARED_DIFFERENCE, quant=OWN_2, lacks=frozenset({INT16, UINT8}), int16=I16_2,
            versions=INT8_ONLY, runtime=("1.13.1", "2.5.0"),
            fold=f.elementwise(lambda a, b: (a - b) ** 2)),
-    OpSpec(T.MAXIMUM, quant=SHARED_ALL, int16=I16_2, versions=MAXMIN, runtime=MAXMIN_RUNTIME,
+    OpSpec(T.MAXIMUM, quant=BOUNDED, int16=I16_2, versions=MAXMIN, runtime=MAXMIN_RUNTIME,
            fold=f.elementwise(np.maximum)),
-    OpSpec(T.MINIMUM, quant=SHARED_ALL, int16=I16_2, versions=MAXMIN, runtime=MAXMIN_RUNTIME,
+    OpSpec(T.MINIMUM, quant=BOUNDED, int16=I16_2, versions=MAXMIN, runtime=MAXMIN_RUNTIME,
            fold=f.elementwise(np.minimum)),
     OpSpec(T.PRELU, quant=OWN_2, lacks=frozenset({INT16}), versions=ALWAYS_1,
            runtime=("1.8.0",)),
@@ -310,7 +311,8 @@ ISSUE12 = (
            runtime=COMPARE_RUNTIME, fold=f.elementwise(np.greater)),
     OpSpec(T.GREATER_EQUAL, quant=COMPARE, lacks=frozenset({INT16}), versions=COMPARISONS,
            runtime=COMPARE_RUNTIME, fold=f.elementwise(np.greater_equal)),
-    OpSpec(T.EQUAL, quant=COMPARE, lacks=frozenset({INT16}), versions=COMPARISONS,
+    # float only here: equality of quantized codes is not equality of values
+    OpSpec(T.EQUAL, versions=COMPARISONS,
            runtime=COMPARE_RUNTIME, fold=f.elementwise(np.equal)),
     # values move: the two value inputs and the output share parameters
     OpSpec(T.SELECT_V2, quant=QuantRule((1, 2), OutputRule.SHARED), int16=I16_2,

@@ -104,7 +104,7 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
                 requantize[(op, i)] = anchor
             else:
                 join(node[i], anchor)
-        for i in acts:
+        for i in acts if not rule.constants_clamp else ():
             if op.inputs[i].is_const:
                 data = op.inputs[i].data
                 const_ranges.setdefault(anchor, []).append((float(data.min()), float(data.max())))
