@@ -177,6 +177,20 @@ VERSION_CASES = [
          options=o.BatchMatMulOptions(asymmetric_quantize_inputs=True)),
     *group(["GELU"], [(2, "int8"), (2, "uint8"), (1, "float32")]),
     *group(["TILE"], [(3, "int8 int32"), (1, "float32 int32")]),
+    # --- issue #12 ---
+    *group(["CONV_3D"], [(1, "float32 float32 float32")]),
+    *group(["ELU", "POW", "LOGICAL_AND", "FILL", "RANGE"], [(1, "float32")]),
+    *group(["ABS"], [(3, "int16"), (2, "int8"), (1, "float32")]),
+    *group(["LOG"], [(2, "int8"), (2, "int16"), (1, "float32")]),
+    *group(["REDUCE_MIN"], [(3, "int16 int32"), (2, "int8 int32"), (1, "float32 int32")]),
+    *group(["ARG_MAX", "ARG_MIN"], [(2, "int8 int32 -> int32"), (1, "float32 int32 -> int32")]),
+    *group(["SPLIT"], [(3, "int32 int16"), (2, "int32 int8"), (1, "int32 float32")]),
+    *group(["SPLIT_V"], [(3, "int16 int32 int32"), (2, "int8 int32 int32"),
+                         (1, "float32 int32 int32")]),
+    *group(["LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "EQUAL"],
+           [(2, "int8 int8 -> bool"), (1, "float32 float32 -> bool")]),
+    *group(["SELECT_V2"], [(2, "bool int8 int8 -> int8"), (2, "bool int16 int16 -> int16"),
+                           (1, "bool float32 float32 -> float32")]),
 ]
 
 
@@ -282,5 +296,6 @@ def test_table_has_rows_for_exactly_the_op_types_quantkit_emits():
 
 
 def test_op_without_version_rule_is_an_error():
-    with pytest.raises(ConversionError, match=r"WHILE \(op 'while_op'\).*covers: ADD, AVERAGE_"):
+    with pytest.raises(ConversionError,
+                       match=r"WHILE \(op 'while_op'\).*covers: ABS, ADD, ARG_MAX"):
         versions.op_version(make_op(OpType.WHILE, "float32"))
