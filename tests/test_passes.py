@@ -216,6 +216,16 @@ def conv_relu6():
     return b.done(b.op(OpType.RELU6, [y], y.shape)), (2, 8, 8, 3)
 
 
+def conv1d_relu():
+    """Keras Conv1D: EXPAND_DIMS → CONV_2D → SQUEEZE, then its ReLU."""
+    b = Builder((None, 8, 3))
+    wide = b.op(OpType.EXPAND_DIMS, [b.x, const("axis", np.array(1, np.int32))], (None, 1, 8, 3))
+    y = b.op(OpType.CONV_2D, [wide, const("w", W_CONV[:, :1]), const("b", np.full(
+        W_CONV.shape[0], 0.3, F32))], (None, 1, 8, W_CONV.shape[0]), o.Conv2DOptions(Padding.SAME))
+    y = b.op(OpType.SQUEEZE, [y], (None, 8, W_CONV.shape[0]), o.SqueezeOptions((1,)))
+    return b.done(b.op(OpType.RELU, [y], y.shape)), (2, 8, 3)
+
+
 def layernorm_negations():
     """``x·g + (−mean)·g`` as LayerNormalization lowers, plus ``x − (−a)`` and ``(−a) + x``."""
     b = Builder((None, 4, 6))
@@ -249,6 +259,7 @@ CASES: list[tuple[Callable, Callable, list[str]]] = [
     (static_reshapes, flatten_chain, ["RESHAPE"]),
     (fold_constants, foldable_constants, ["MUL"]),
     (fuse_activations, conv_relu6, ["CONV_2D"]),
+    (fuse_activations, conv1d_relu, ["EXPAND_DIMS", "CONV_2D", "SQUEEZE"]),
     (drop_zero_bias, dense_zero_bias, ["FULLY_CONNECTED", "TANH"]),
     (absorb_negation, layernorm_negations, ["MEAN", "MUL", "MUL", "SUB", "ADD", "SUB"]),
 ]
