@@ -189,7 +189,7 @@ VERSION_CASES = [
                          (1, "float32 int32 int32")]),
     *group(["LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "EQUAL"],
            [(2, "int8 int8 -> bool"), (1, "float32 float32 -> bool")]),
-    *group(["SELECT_V2"], [(1, "bool int8 int8 -> int8"), (1, "bool int16 int16 -> int16"),
+    *group(["SELECT_V2"], [(1, "bool int8 int8 -> int8"), (2, "bool int16 int16 -> int16"),
                            (1, "bool float32 float32 -> float32")]),
 ]
 

@@ -315,8 +315,11 @@ ISSUE12 = (
     OpSpec(T.EQUAL, versions=COMPARISONS,
            runtime=COMPARE_RUNTIME, fold=f.elementwise(np.equal)),
     # values move: the two value inputs and the output share parameters
-    OpSpec(T.SELECT_V2, quant=QuantRule((1, 2), OutputRule.SHARED), int16=I16_2,
-           versions=ALWAYS_1, runtime=("2.2.0",), fold=f.select),  # TF: int8 is version 1
+    OpSpec(T.SELECT_V2, quant=QuantRule((1, 2), OutputRule.SHARED, constants_clamp=True),
+           int16=I16_2,
+           # TF writes int8 as version 1, int16 as 2 (runtime of 2: a guess, not checked)
+           versions=((2, Types(in1=I16)), (1, ALWAYS)), runtime=("2.2.0", "2.12.0"),
+           fold=f.select),
     OpSpec(T.LOGICAL_AND, versions=ALWAYS_1, runtime=("1.14.0",),
            fold=f.elementwise(np.logical_and)),
     OpSpec(T.FILL, versions=ALWAYS_1, runtime=("1.13.0",), fold=f.fill),
