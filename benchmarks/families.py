@@ -9,6 +9,7 @@ conversion or run that fails shows its error, shortened.
 
     .venv/bin/python -m benchmarks.families                      # every family (≈ 2 min)
     .venv/bin/python -m benchmarks.families --families mha conv3d --samples 64
+    .venv/bin/python -m benchmarks.families --int16x8        # int16x8 columns as well
 """
 
 from __future__ import annotations
@@ -53,11 +54,22 @@ class Row:
     family: str
     float32: dict[str, Result]  # converter ("quantkit", "tf") → result
     int8: dict[str, Result]
+    int16x8: dict[str, Result] | None = None
 
 
-def converter(module, model: keras.Model, int8: bool, calibration: np.ndarray):
+INT16X8 = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
+
+
+def converter(module, model: keras.Model, int8: bool, calibration: np.ndarray,
+              int16: bool = False):
+    """float32, int8 or (``int16``) int16x8; quantized ops where LiteRT has the kernels."""
     conv = module.TFLiteConverter.from_keras_model(model)
-    if int8:
+    if int16:
+        conv.optimizations = [module.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x[None]] for x in calibration)
+        conv.target_spec.supported_ops = [getattr(module.OpsSet, INT16X8),
+                                          module.OpsSet.TFLITE_BUILTINS]
+    elif int8:
         conv.optimizations = [module.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([x[None]] for x in calibration)
         # ops LiteRT has no int8 kernel for stay float (CONV_3D, POW, ...), as TF leaves them
@@ -68,9 +80,10 @@ def converter(module, model: keras.Model, int8: bool, calibration: np.ndarray):
     return conv
 
 
-def convert(module, model: keras.Model, int8: bool, calibration: np.ndarray) -> bytes:
+def convert(module, model: keras.Model, int8: bool, calibration: np.ndarray,
+            int16: bool = False) -> bytes:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return converter(module, model, int8, calibration).convert()
+        return converter(module, model, int8, calibration, int16).convert()
 
 
 def score(data: bytes, x: np.ndarray, reference: np.ndarray, int8: bool) -> float:
@@ -82,35 +95,46 @@ def score(data: bytes, x: np.ndarray, reference: np.ndarray, int8: bool) -> floa
 
 
 def measure(module, model: keras.Model, int8: bool, calibration: np.ndarray, x: np.ndarray,
-            reference: np.ndarray) -> Result:
+            reference: np.ndarray, int16: bool = False) -> Result:
     try:
-        data = convert(module, model, int8, calibration)
+        data = convert(module, model, int8, calibration, int16)
     except Exception as e:  # noqa: BLE001 (a table cell)
         return Result(error="convert: " + str(e).strip().splitlines()[0])
     try:
-        return Result(len(op_types(data)), score(data, x, reference, int8))
+        return Result(len(op_types(data)), score(data, x, reference, int8 or int16))
     except Exception as e:  # noqa: BLE001
         return Result(len(op_types(data)), error="run: " + str(e).strip().splitlines()[0])
 
 
-def family_row(name: str, samples: int = 32, modules=None) -> Row:
+def family_row(name: str, samples: int = 32, modules=None, int16x8: bool = False) -> Row:
     modules = modules or {"quantkit": quantkit, "tf": tf.lite}
     model = zoo.build(name)
     calibration, x = zoo.data(name, samples, 1), zoo.data(name, TEST_SAMPLES, 2)
     reference = keras.ops.convert_to_numpy(model(x, training=False))
-    return Row(name, *({k: measure(m, model, int8, calibration, x, reference)
-                        for k, m in modules.items()} for int8 in (False, True)))
+    f32, i8 = ({k: measure(m, model, int8, calibration, x, reference)
+                for k, m in modules.items()} for int8 in (False, True))
+    i16 = {k: measure(m, model, False, calibration, x, reference, int16=True)
+           for k, m in modules.items()} if int16x8 else None
+    return Row(name, f32, i8, i16)
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| family | ops f32 qk / TF | f32 error qk | f32 error TF | ops int8 qk / TF "
-             "| int8 SQNR qk | int8 SQNR TF |", "|" + " --- |" * 7]
+    int16 = any(r.int16x8 for r in rows)
+    head = ("| family | ops f32 qk / TF | f32 error qk | f32 error TF | ops int8 qk / TF "
+            "| int8 SQNR qk | int8 SQNR TF |")
+    if int16:
+        head += " ops int16x8 qk / TF | int16x8 SQNR qk | int16x8 SQNR TF |"
+    lines = [head, "|" + " --- |" * (10 if int16 else 7)]
     for r in rows:
         ops = lambda d: " / ".join("–" if d[k].ops is None else str(d[k].ops)  # noqa: E731
                                    for k in ("quantkit", "tf"))
-        lines.append(f"| {r.family} | {ops(r.float32)} | {r.float32['quantkit'].cell(False)} | "
-                     f"{r.float32['tf'].cell(False)} | {ops(r.int8)} | "
-                     f"{r.int8['quantkit'].cell(True)} | {r.int8['tf'].cell(True)} |")
+        line = (f"| {r.family} | {ops(r.float32)} | {r.float32['quantkit'].cell(False)} | "
+                f"{r.float32['tf'].cell(False)} | {ops(r.int8)} | "
+                f"{r.int8['quantkit'].cell(True)} | {r.int8['tf'].cell(True)} |")
+        if int16:
+            line += (f" {ops(r.int16x8)} | {r.int16x8['quantkit'].cell(True)} | "
+                     f"{r.int16x8['tf'].cell(True)} |")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -118,10 +142,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="*", default=list(zoo.FAMILIES))
     parser.add_argument("--samples", type=int, default=32, help="calibration samples")
+    parser.add_argument("--int16x8", action="store_true", help="int16x8 columns too")
     args = parser.parse_args()
     rows = []
     for name in args.families:
-        rows.append(family_row(name, args.samples))
+        rows.append(family_row(name, args.samples, int16x8=args.int16x8))
         print(markdown(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(markdown(rows))

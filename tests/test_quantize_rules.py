@@ -152,7 +152,9 @@ CASES: dict[OpType, Case] = {
                        order=[1, 0]),
     OpType.SPLIT_V: Case(OpType.SPLIT_V, [_IMG], [_i32(1, 2), _i32(3)], o.SplitVOptions(2),
                          outputs=2),
-    **{t: Case(t, [_IMG, _IMG], int_output=True, out_dtype="bool", agreement=0.97)
+    # against a threshold whose scale differs from x's, as in tf.where(x > 0.3, ...)
+    **{t: Case(t, [_IMG], [const("threshold", np.array(0.3, np.float32))], int_output=True,
+               out_dtype="bool", agreement=0.97, min_sqnr=10.0)
        for t in (OpType.LESS, OpType.LESS_EQUAL, OpType.GREATER, OpType.GREATER_EQUAL)},
     OpType.SELECT_V2: Case(OpType.SELECT_V2, [_IMG, _IMG], [const("condition", np.random.default_rng(
         3).uniform(size=_IMG) > 0.5)], order=[2, 0, 1]),
