@@ -558,3 +558,16 @@ def test_numerics(case_id):
     expected = conv.subject.reference()
     assert_matches(conv.subject.run(conv.ours), expected)
     assert_matches(run_builtin_kernels(conv.ours, conv.subject.arrays), expected)
+
+
+@pytest.mark.parametrize("equation, shapes, message", [
+    ("abc,cd->ad", [(None, 4, 3), (3, 5)], "a label summed within one operand"),
+    ("...c,cd->...d", [(None, 4, 3), (3, 5)], "no ellipsis"),
+])
+def test_einsum_forms_without_a_lowering_are_one_line_errors(equation, shapes, message):
+    """Einsum forms the lowering lacks: a ConversionError naming the op, not a traceback."""
+    specs = [tf.TensorSpec(s, tf.float32) for s in shapes]
+    fn = tf.function(lambda *xs: tf.einsum(equation, *xs), input_signature=specs)
+    with pytest.raises(quantkit.types.ConversionError, match=message):
+        quantkit.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()],
+                                                         fn).convert()

@@ -116,7 +116,7 @@ def lower(ctx: GraphBuilder, equation: str, a: Tensor, b: Tensor) -> None:
         (la, a), (lb, b) = (lb, b), (la, a)  # the swapped product needs no output TRANSPOSE
         g = groups(la, lb, out)
     low = _Lowering(ctx, _dims(ctx, [(la, a), (lb, b)]))
-    if b.is_const and not g.batch and g.free_a and not (a.is_const):
+    if b.is_const and not g.batch and g.free_a and not a.is_const:
         y, have = _fully_connected(low, g, la, a, lb, b)
     else:
         y, have = _batch_matmul(low, g, la, a, lb, b)
