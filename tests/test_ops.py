@@ -437,10 +437,11 @@ CASES: dict[str, Case] = {
     "SelectV2": fn_case("SelectV2", lambda x, y: tf.where(x > y, x - y, y), ("SELECT_V2",),
                         TWO),
     # Keras's causal mask: ones_like(scores) & band(ones(T, T)); the band folds, the FILL of
-    # True goes.
+    # True goes. (Keras fills −1e9; −3 keeps the output's magnitude, and so the numeric
+    # tolerance, at the scale of x.)
     "LogicalAnd": fn_case("LogicalAnd", lambda x: tf.where(tf.logical_and(
         tf.ones_like(x, tf.bool), tf.linalg.band_part(tf.ones((4, 5), tf.bool), -1, 0)), x,
-        -1e9), ("SELECT_V2",), {"x": Input((None, 4, 5))}, absent=("FILL", "LOGICAL_AND")),
+        -3.0), ("SELECT_V2",), {"x": Input((None, 4, 5))}, absent=("FILL", "LOGICAL_AND")),
     "Fill": fn_case("Fill", lambda x: x + tf.fill(tf.shape(x), 2.0), ("FILL", "ADD")),
     "MatrixBandPart": fn_case("MatrixBandPart", lambda x: x * tf.linalg.band_part(
         tf.ones((4, 5)), 1, 2), ("MUL",), {"x": Input((None, 4, 5))}),
