@@ -156,8 +156,8 @@ CASES: dict[OpType, Case] = {
     **{t: Case(t, [_IMG], [const("threshold", np.array(0.3, np.float32))], int_output=True,
                out_dtype="bool", agreement=0.97, min_sqnr=10.0)
        for t in (OpType.LESS, OpType.LESS_EQUAL, OpType.GREATER, OpType.GREATER_EQUAL)},
-    OpType.SELECT_V2: Case(OpType.SELECT_V2, [_IMG, _IMG], [const("condition", np.random.default_rng(
-        3).uniform(size=_IMG) > 0.5)], order=[2, 0, 1]),
+    OpType.SELECT_V2: Case(OpType.SELECT_V2, [_IMG, _IMG], [const(
+        "condition", np.random.default_rng(3).uniform(size=_IMG) > 0.5)], order=[2, 0, 1]),
 }
 
 INT8_IO = ConversionMode(QuantMode.FULL_INTEGER, integer_only=True,
