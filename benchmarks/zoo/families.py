@@ -64,6 +64,21 @@ def mha_causal() -> keras.Model:
     return keras.Model(x, L.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True))
 
 
+def mha_padding_mask() -> keras.Model:
+    """Self-attention with a padding mask input (int32 1 = attend, [batch, SEQ]); two inputs,
+    so not in ``FAMILIES`` (whose benchmark feeds one): ``tests/test_families.py`` runs it."""
+    x, keep = keras.Input((SEQ, DIM)), keras.Input((SEQ,), dtype="int32")
+    mask = L.Lambda(lambda t: tf.cast(t[:, None, :], tf.bool))(keep)
+    return keras.Model([x, keep], L.MultiHeadAttention(2, 8)(x, x, attention_mask=mask))
+
+
+def padding_mask_data(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    keep = (rng.uniform(size=(n, SEQ)) > 0.3).astype(np.int32)
+    keep[:, 0] = 1  # at least one position to attend to
+    return [rng.normal(0, 1, (n, SEQ, DIM)).astype(np.float32), keep]
+
+
 def transformer() -> keras.Model:
     x = keras.Input((SEQ, DIM))
     return keras.Model(x, _encoder_block(x))
