@@ -339,22 +339,20 @@ CASES: dict[str, Case] = {
     "DepthToSpace": fn_case("DepthToSpace", lambda x: tf.nn.depth_to_space(x, 2),
                             ("DEPTH_TO_SPACE",), {"x": Input((None, 3, 3, 8))}),
     # --- issue #12, the ops of unrolled RNNs: slices, and constants ---
-    # quantkit slices (STRIDED_SLICE, which every scheme has) where TF writes one SPLIT,
-    # UNPACK or REVERSE_V2: more ops than TF for Split and Unpack (a follow-up: their rows).
-    "Split": fn_case("Split", lambda x: tf.concat(tf.split(x, 3, axis=3)[::-1], 3),
-                     ("STRIDED_SLICE", "CONCATENATION"), versions={"STRIDED_SLICE": 1},
-                     xfail={"structure": "3 STRIDED_SLICE ops where TF writes 1 SPLIT"}),
-    "SplitV": fn_case("SplitV", lambda x: tf.concat(tf.split(x, [1, 2], axis=3)[::-1], 3),
-                      ("STRIDED_SLICE", "CONCATENATION"), versions={"STRIDED_SLICE": 1},
-                      xfail={"structure": "2 STRIDED_SLICE ops where TF writes 1 SPLIT_V"}),
+    # quantkit slices (STRIDED_SLICE, which every scheme has) where TF writes one UNPACK or
+    # REVERSE_V2: more ops than TF for Unpack (a follow-up: its row).
     "Unpack": fn_case("Unpack", lambda x: tf.stack(tf.unstack(x, axis=1)[::-1], axis=1),
                       ("STRIDED_SLICE", "PACK"), versions={"STRIDED_SLICE": 1},
                       xfail={"structure": "6 STRIDED_SLICE ops where TF writes 1 UNPACK"}),
     "ReverseV2": fn_case("ReverseV2", lambda x: tf.reverse(x, [1]), ("STRIDED_SLICE",),
                          versions={"STRIDED_SLICE": 1}),
-    "Fill": fn_case("Fill", lambda x: x + tf.fill([3], 2.0), ("ADD",), absent=("FILL",)),
-    "Range": fn_case("Range", lambda x: x + tf.cast(tf.range(3), tf.float32), ("ADD",),
-                     absent=("RANGE", "CAST")),
+    "Fill/constant": fn_case("Fill", lambda x: x + tf.fill([3], 2.0), ("ADD",),
+                             absent=("FILL",)),
+    # a dynamic batch read elementwise: a batch-1 constant broadcasts the same
+    "Fill/dynamic_batch": fn_case("Fill", lambda x: x + tf.fill(tf.shape(x), 2.0), ("ADD",),
+                                  absent=("FILL",)),
+    "Range/constant": fn_case("Range", lambda x: x + tf.cast(tf.range(3), tf.float32),
+                              ("ADD",), absent=("RANGE", "CAST")),
     "ResizeBilinear": fn_case("ResizeBilinear", lambda x: tf.image.resize(x, [9, 7], "bilinear"),
                               ("RESIZE_BILINEAR",)),
     "ResizeBilinear/align_corners": fn_case("ResizeBilinear", lambda x: tf.compat.v1.image.resize(
@@ -420,6 +418,67 @@ CASES: dict[str, Case] = {
         keras.layers.Normalization(mean=[0.5, -0.2, 1.0], variance=[2.0, 0.5, 1.5]),
         keras.layers.Conv2D(4, 3)], X, ("CONV_2D",), absent=("MUL", "ADD", "SUB", "DIV"),
         check=_only("CONV_2D")),
+    # --- issue #12: attention, embeddings, Conv3D and math ops ---
+    # Keras MultiHeadAttention's two einsums: scores (q·kᵀ per head) and the weighted values.
+    "Einsum": fn_case("Einsum", lambda q, k: tf.einsum("BTNH,BSNH->BNTS", q, k),
+                      ("BATCH_MATMUL", "TRANSPOSE"),
+                      {"q": Input((None, 5, 2, 4)), "k": Input((None, 6, 2, 4))}),
+    "Einsum/values": fn_case("Einsum", lambda p, v: tf.einsum("BNTS,BSNH->BTNH", p, v),
+                             ("BATCH_MATMUL", "TRANSPOSE"),
+                             {"p": Input((None, 2, 5, 6)), "v": Input((None, 6, 2, 4))}),
+    # A constant right-hand side: one FULLY_CONNECTED (EinsumDense's projection).
+    "Einsum/dense": fn_case("Einsum", lambda x: tf.einsum("abc,cde->abde", x, _const((4, 2, 3),
+                                                                                   12)),
+                            ("FULLY_CONNECTED", "RESHAPE"), {"x": Input((None, 5, 4))},
+                            absent=("BATCH_MATMUL",)),
+    "Conv3D": fn_case("Conv3D", lambda x: tf.nn.conv3d(x, _const((2, 3, 3, 2, 4), 13),
+                                                       (1, 1, 2, 1, 1), "SAME"),
+                      ("CONV_3D",), {"x": Input((None, 3, 5, 5, 2))}),
+    "Elu": fn_case("Elu", tf.nn.elu, ("ELU",)),
+    "Selu": fn_case("Selu", tf.nn.selu, ("ELU", "LEAKY_RELU", "MUL"),
+                    versions={"ELU": 1, "LEAKY_RELU": 1, "MUL": 1}),
+    "Softplus": fn_case("Softplus", tf.nn.softplus, ("EXP", "LOG")),
+    "Pow": fn_case("Pow", lambda x: tf.pow(x, 1.5), ("POW",), {"x": POSITIVE}),
+    "Pow/gelu_tanh": fn_case("Pow", lambda x: tf.nn.gelu(x, approximate=True), ("GELU",),
+                             absent=("POW", "TANH")),
+    "Abs": fn_case("Abs", tf.abs, ("ABS",)),
+    "Log": fn_case("Log", tf.math.log, ("LOG",), {"x": POSITIVE}),
+    "Min": fn_case("Min", lambda x: tf.reduce_min(x, axis=[1, 2]), ("REDUCE_MIN",)),
+    "ArgMax": fn_case("ArgMax", lambda x: tf.cast(tf.argmax(x, axis=-1), tf.float32),
+                      ("ARG_MAX",)),
+    "ArgMin": fn_case("ArgMin", lambda x: tf.cast(tf.argmin(x, axis=2), tf.float32),
+                      ("ARG_MIN",)),
+    "Split": fn_case("Split", lambda x: tf.concat(tf.split(x, 3, axis=2)[::-1], 2),
+                     ("SPLIT",)),
+    "SplitV": fn_case("SplitV", lambda x: tf.concat(tf.split(x, [1, 2], axis=-1)[::-1], -1),
+                      ("SPLIT_V",)),
+    "Greater": fn_case("Greater", lambda x: tf.where(x > 0.3, x, 0.5 * x),
+                       ("GREATER", "SELECT_V2")),
+    "Less": fn_case("Less", lambda x, y: tf.where(x < y, x, y), ("LESS", "SELECT_V2"), TWO),
+    "LessEqual": fn_case("LessEqual", lambda x: tf.cast(x <= 0.5, tf.float32), ("LESS_EQUAL",)),
+    "GreaterEqual": fn_case("GreaterEqual", lambda x: tf.cast(x >= 0.5, tf.float32),
+                            ("GREATER_EQUAL",)),
+    "Equal": fn_case("Equal", lambda x: tf.cast(tf.equal(tf.cast(x, tf.int32), 1), tf.float32),
+                     ("EQUAL",)),
+    "SelectV2": fn_case("SelectV2", lambda x, y: tf.where(x > y, x - y, y), ("SELECT_V2",),
+                        TWO),
+    # Keras's causal mask: ones_like(scores) & band(ones(T, T)); the band folds, the FILL of
+    # True goes. (Keras fills −1e9; −3 keeps the output's magnitude, and so the numeric
+    # tolerance, at the scale of x.)
+    "LogicalAnd": fn_case("LogicalAnd", lambda x: tf.where(tf.logical_and(
+        tf.ones_like(x, tf.bool), tf.linalg.band_part(tf.ones((4, 5), tf.bool), -1, 0)), x,
+        -3.0), ("SELECT_V2",), {"x": Input((None, 4, 5))}, absent=("FILL", "LOGICAL_AND")),
+    # a dynamic shape read where a batch of 1 would not do (a SELECT_V2's condition shape)
+    "Fill": fn_case("Fill", lambda x: tf.where(tf.fill(tf.shape(x), True), x, 0.5),
+                    ("FILL", "SELECT_V2")),
+    "MatrixBandPart": fn_case("MatrixBandPart", lambda x: x * tf.linalg.band_part(
+        tf.ones((4, 5)), 1, 2), ("MUL",), {"x": Input((None, 4, 5))}),
+    # Softmax over a non-last axis: TRANSPOSE by a Range-built permutation.
+    "Range": keras_case(lambda: [keras.layers.Softmax(axis=1)], Input((None, 4, 5)),
+                        ("SOFTMAX", "TRANSPOSE"), absent=("RANGE",), tf_op=None),
+    "Range/dynamic": fn_case("Range", lambda x: x * tf.cast(tf.range(tf.shape(x)[0]),
+                                                            tf.float32)[:, None, None, None],
+                             ("RANGE",)),
 }
 
 
@@ -528,3 +587,16 @@ def test_numerics(case_id):
     expected = conv.subject.reference()
     assert_matches(conv.subject.run(conv.ours), expected)
     assert_matches(run_builtin_kernels(conv.ours, conv.subject.arrays), expected)
+
+
+@pytest.mark.parametrize("equation, shapes, message", [
+    ("abc,cd->ad", [(None, 4, 3), (3, 5)], "a label summed within one operand"),
+    ("...c,cd->...d", [(None, 4, 3), (3, 5)], "no ellipsis"),
+])
+def test_einsum_forms_without_a_lowering_are_one_line_errors(equation, shapes, message):
+    """Einsum forms the lowering lacks: a ConversionError naming the op, not a traceback."""
+    specs = [tf.TensorSpec(s, tf.float32) for s in shapes]
+    fn = tf.function(lambda *xs: tf.einsum(equation, *xs), input_signature=specs)
+    with pytest.raises(quantkit.types.ConversionError, match=message):
+        quantkit.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()],
+                                                         fn).convert()

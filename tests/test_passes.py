@@ -216,6 +216,16 @@ def conv_relu6():
     return b.done(b.op(OpType.RELU6, [y], y.shape)), (2, 8, 8, 3)
 
 
+def conv1d_relu():
+    """Keras Conv1D: EXPAND_DIMS → CONV_2D → SQUEEZE, then its ReLU."""
+    b = Builder((None, 8, 3))
+    wide = b.op(OpType.EXPAND_DIMS, [b.x, const("axis", np.array(1, np.int32))], (None, 1, 8, 3))
+    y = b.op(OpType.CONV_2D, [wide, const("w", W_CONV[:, :1]), const("b", np.full(
+        W_CONV.shape[0], 0.3, F32))], (None, 1, 8, W_CONV.shape[0]), o.Conv2DOptions(Padding.SAME))
+    y = b.op(OpType.SQUEEZE, [y], (None, 8, W_CONV.shape[0]), o.SqueezeOptions((1,)))
+    return b.done(b.op(OpType.RELU, [y], y.shape)), (2, 8, 3)
+
+
 def layernorm_negations():
     """``x·g + (−mean)·g`` as LayerNormalization lowers, plus ``x − (−a)`` and ``(−a) + x``."""
     b = Builder((None, 4, 6))
@@ -249,6 +259,7 @@ CASES: list[tuple[Callable, Callable, list[str]]] = [
     (static_reshapes, flatten_chain, ["RESHAPE"]),
     (fold_constants, foldable_constants, ["MUL"]),
     (fuse_activations, conv_relu6, ["CONV_2D"]),
+    (fuse_activations, conv1d_relu, ["EXPAND_DIMS", "CONV_2D", "SQUEEZE"]),
     (drop_zero_bias, dense_zero_bias, ["FULLY_CONNECTED", "TANH"]),
     (absorb_negation, layernorm_negations, ["MEAN", "MUL", "MUL", "SUB", "ADD", "SUB"]),
 ]
@@ -376,6 +387,25 @@ FOLD_CASES = {
     # x·Wᵀ + b = [1·1 + 2·1 + 0.5, 1·2 + 2·0 − 3] = [3.5, −1] → ReLU
     OpType.FULLY_CONNECTED: (o.FullyConnectedOptions(Activation.RELU),
                              [[[1.0, 2.0]], [[1.0, 1.0], [2.0, 0.0]], [0.5, -3.0]], [[3.5, 0.0]]),
+    # --- issue #12 (SPLIT/SPLIT_V: the first output) ---
+    OpType.ABS: (None, [[-1.0, 2.0]], [1.0, 2.0]),
+    OpType.LOG: (None, [[1.0, np.e]], [0.0, 1.0]),
+    OpType.POW: (None, [[2.0, 3.0], [2.0, 0.5]], [4.0, 1.7320508]),
+    OpType.ELU: (None, [[1.0, -1.0]], [1.0, -0.63212056]),
+    OpType.REDUCE_MIN: (o.ReducerOptions(), [[[1.0, 5.0], [3.0, 4.0]], np.array([0], I32)],
+                        [1.0, 4.0]),
+    OpType.SPLIT: (o.SplitOptions(2), [np.array(0, I32), [1.0, 2.0, 3.0, 4.0]], [1.0, 2.0]),
+    OpType.SPLIT_V: (o.SplitVOptions(2), [[1.0, 2.0, 3.0], np.array([1, 2], I32),
+                                          np.array(0, I32)], [1.0]),
+    OpType.LESS: (None, [[1.0, 5.0], [2.0, 3.0]], [1.0, 0.0]),
+    OpType.LESS_EQUAL: (None, [[1.0, 3.0], [2.0, 3.0]], [1.0, 1.0]),
+    OpType.GREATER: (None, [[1.0, 5.0], [2.0, 3.0]], [0.0, 1.0]),
+    OpType.GREATER_EQUAL: (None, [[1.0, 3.0], [2.0, 3.0]], [0.0, 1.0]),
+    OpType.EQUAL: (None, [[1.0, 3.0], [2.0, 3.0]], [0.0, 1.0]),
+    OpType.SELECT_V2: (None, [np.array([True, False]), [1.0, 2.0], [3.0, 4.0]], [1.0, 4.0]),
+    OpType.LOGICAL_AND: (None, [np.array([True, False]), np.array([True, True])], [1.0, 0.0]),
+    OpType.FILL: (None, [np.array([2], I32), 3.0], [3.0, 3.0]),
+    OpType.RANGE: (None, [0.0, 3.0, 1.0], [0.0, 1.0, 2.0]),
 }
 
 
@@ -385,6 +415,18 @@ def test_gather_with_batch_dims_is_not_folded():
     out = Tensor("out", np.dtype(F32), (2, 1))
     op = Op(OpType.GATHER, [params, indices], [out], o.GatherOptions(axis=1, batch_dims=1))
     assert try_fold(op) is False and out.data is None
+
+
+def test_strided_slice_with_new_axis_folds():
+    """Keras's causal mask: band[None, None, :, :] (new-axis bits 0 and 1)."""
+    x = const("x", np.arange(6, dtype=F32).reshape(2, 3))
+    begin, end, strides = (const(n, np.array(v, I32)) for n, v in (
+        ("b", [0, 0, 0, 0]), ("e", [0, 0, 0, 0]), ("s", [1, 1, 1, 1])))
+    out = Tensor("out", np.dtype(F32), (1, 1, 2, 3))
+    op = Op(OpType.STRIDED_SLICE, [x, begin, end, strides], [out],
+            o.StridedSliceOptions(begin_mask=15, end_mask=15, new_axis_mask=3))
+    assert try_fold(op) is True
+    np.testing.assert_array_equal(out.data, np.arange(6, dtype=F32).reshape(1, 1, 2, 3))
 
 
 def test_every_folder_has_a_golden_case():

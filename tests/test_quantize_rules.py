@@ -58,13 +58,15 @@ class Case:
     order: list[int] | None = None  # positions of [inputs..., operands...] in the op's inputs
     min_sqnr: float = 30.0
     int_output: bool = False
+    out_dtype: str = "int32"  # of an integer output (comparisons: bool)
+    agreement: float = 1.0  # integer outputs: the share that must equal the ideal op's
 
     def graph(self) -> Graph:
         xs = [Tensor(f"x{i}", F32, shape) for i, shape in enumerate(self.inputs)]
         args = [*xs, *self.operands]
         if self.order is not None:
             args = [args[i] for i in self.order]
-        out_dtype = np.dtype(np.int32) if self.int_output else F32
+        out_dtype = np.dtype(self.out_dtype) if self.int_output else F32
         outs = [Tensor(f"y{i}", out_dtype, None) for i in range(self.outputs)]
         op = Op(self.op, args, outs, self.options, name=self.op.name.lower())
         return Graph([op], xs, outs, [x.name for x in xs], [y.name for y in outs])
@@ -138,6 +140,24 @@ CASES: dict[OpType, Case] = {
     OpType.MAXIMUM: Case(OpType.MAXIMUM, [_IMG, _IMG]),
     OpType.MINIMUM: Case(OpType.MINIMUM, [_IMG, _IMG]),
     OpType.SHAPE: Case(OpType.SHAPE, [_IMG], options=o.ShapeOptions(), int_output=True),
+    # --- issue #12 ---
+    OpType.ABS: Case(OpType.ABS, [_IMG]),
+    OpType.LOG: Case(OpType.LOG, [_IMG], draw=_POSITIVE),
+    OpType.REDUCE_MIN: Case(OpType.REDUCE_MIN, [_IMG], [_i32(1, 2)], o.ReducerOptions()),
+    OpType.ARG_MAX: Case(OpType.ARG_MAX, [(4, 10)], [_i32(1)], o.ArgMaxOptions(TensorType.INT32),
+                         int_output=True, agreement=0.85),
+    OpType.ARG_MIN: Case(OpType.ARG_MIN, [(4, 10)], [_i32(1)], o.ArgMinOptions(TensorType.INT32),
+                         int_output=True, agreement=0.85),
+    OpType.SPLIT: Case(OpType.SPLIT, [_IMG], [_i32(3)], o.SplitOptions(3), outputs=3,
+                       order=[1, 0]),
+    OpType.SPLIT_V: Case(OpType.SPLIT_V, [_IMG], [_i32(1, 2), _i32(3)], o.SplitVOptions(2),
+                         outputs=2),
+    # against a threshold whose scale differs from x's, as in tf.where(x > 0.3, ...)
+    **{t: Case(t, [_IMG], [const("threshold", np.array(0.3, np.float32))], int_output=True,
+               out_dtype="bool", agreement=0.97, min_sqnr=10.0)
+       for t in (OpType.LESS, OpType.LESS_EQUAL, OpType.GREATER, OpType.GREATER_EQUAL)},
+    OpType.SELECT_V2: Case(OpType.SELECT_V2, [_IMG, _IMG], [const(
+        "condition", np.random.default_rng(3).uniform(size=_IMG) > 0.5)], order=[2, 0, 1]),
 }
 
 INT8_IO = ConversionMode(QuantMode.FULL_INTEGER, integer_only=True,
@@ -198,7 +218,8 @@ def test_rule(scheme, op_type):
             if op.inputs[i] >= 0]
     outs = [tensors[i] for i in op.outputs]
     assert all(t.dtype == act_dtype and len(t.quant.scales) == 1 for t in acts)
-    assert all(t.dtype == (np.int32 if case.int_output else act_dtype) for t in outs)
+    assert all(t.dtype == (np.dtype(case.out_dtype) if case.int_output else act_dtype)
+               for t in outs)
     if storage.activations.symmetric:
         assert {z for t in acts + outs if t.quant for z in t.quant.zero_points} <= {0}
     if rule.output is OutputRule.SHARED:
@@ -225,9 +246,14 @@ def test_rule(scheme, op_type):
         run_all(float_model, [np.clip(x, *r) for x, r in zip(xs, in_ranges)]), out_ranges)]
         for xs in tests]
     actual = [run_all(int_model, xs) for xs in tests]
-    if case.int_output:
-        for ref, y in zip(expected, actual):
-            np.testing.assert_array_equal(y, ref)
+    if case.int_output:  # near ties, rounding may pick the other answer (ARG_MAX, LESS)
+        equal = np.mean([np.mean(y == ref) for ys, refs in zip(actual, expected)
+                         for y, ref in zip(ys, refs)])
+        assert equal >= case.agreement, f"{equal:.3f} of the outputs agree"
+        if case.agreement < 1.0:  # and fed other samples, far fewer agree
+            wrong = [run_all(int_model, xs) for xs in tests[1:] + tests[:1]]
+            assert np.mean([np.mean(y == ref) for ys, refs in zip(wrong, expected)
+                            for y, ref in zip(ys, refs)]) < equal - 0.2
         return
     wrong = [run_all(int_model, xs) for xs in tests[1:] + tests[:1]]  # shuffled samples
     sqnr, shuffled_sqnr = (sqnr_db(flat(sum(expected, [])), flat(sum(ys, [])))

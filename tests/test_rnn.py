@@ -83,7 +83,7 @@ def test_int8_runs_and_int16x8_is_better(models, data, family):
     assert int8.sqnr >= INT8_FLOOR_DB, f"{family} int8: {int8}"
     assert set(int8.ops) <= {"QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED", "ADD", "MUL",
                              "LOGISTIC", "TANH", "STRIDED_SLICE", "PACK", "TRANSPOSE",
-                             "CONCATENATION", "RESHAPE", "SUB"}, int8.ops
+                             "CONCATENATION", "RESHAPE", "SUB", "SPLIT"}, int8.ops
     if family == "lstm":
         int16 = measure(convert(quantkit, keras_converter(model), "int16x8", calibration), [x],
                         reference)

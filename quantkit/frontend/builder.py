@@ -9,7 +9,8 @@ writes (``emit``, ``new_tensor``, ``constant``, ``error``, ``scope``) is here, o
 reads the same in both tables.
 
 Emitted ops whose inputs are all constant are folded on the spot (``fold_constants.try_fold``),
-so handlers can read weights that the source computes from variables as plain arrays.
+so handlers can read weights that the source computes from variables as plain arrays; so are
+slices of a dynamic-batch tensor's shape that read only its static dims (a causal mask's size).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from quantkit.ir.graph import Graph, Op, Tensor, const
-from quantkit.passes.fold_constants import try_fold
+from quantkit.passes.fold_constants import fold_static_dims, try_fold
 from quantkit.types import ConversionError, OpType, Phase
 
 
@@ -107,7 +108,7 @@ class GraphBuilder:
         outputs = self.result_tensors(results, shape) if final else [out]
         op = Op(op_type, list(inputs), outputs, options, name=self.name,
                 custom_code=custom_code)
-        if not try_fold(op):
+        if not try_fold(op) and not fold_static_dims(op, self.producers):
             self.graph.ops.append(op)
             for tensor in outputs:
                 self.producers[tensor] = op

@@ -138,22 +138,15 @@ def tensor_list_length(ctx: TFContext) -> None:
     ctx.alias(ctx.constant("length", len(_list(ctx, 0).items), np.int32))
 
 
-def range_(ctx: TFContext) -> None:
-    """Range over constants only (Keras's reduction axes of a scalar: an empty range)."""
-    start, limit, delta = (np.reshape(ctx.const_input(i), -1)[0] for i in range(3))
-    dtype = ctx.output_tensor().dtype
-    ctx.alias(ctx.constant("range", np.arange(start, limit, delta), dtype))
-
-
 # Readers a batch-1 constant can stand in for a dynamic-batch fill for (see ``fill``).
 _BROADCASTING_READERS = {"While", "StatelessWhile", "Identity", "AddV2", "Add", "Sub", "Mul",
                          "MatMul"}
 
 
-def fill(ctx: TFContext) -> None:
-    """``Fill(dims, value)``: a constant; dims that are dynamic (the batch of an RNN's zero
-    initial state) become 1, which broadcasts wherever the value is used elementwise or as
-    matmul rows, as an initial state is."""
+def constant_fill(ctx: TFContext) -> bool:
+    """``Fill(dims, value)`` as a constant where it can be one (else False: a FILL op): static
+    dims, or dynamic ones (the batch of an RNN's zero initial state) read only where a batch
+    of 1 broadcasts the same (elementwise ops, matmul rows, a loop's initial state)."""
     value = ctx.const_input(1)
     dims = ctx.input(0)
     if dims.is_const:
@@ -162,11 +155,10 @@ def fill(ctx: TFContext) -> None:
         out = ctx.output_tensor().shape
         readers = {op.type for op in ctx.node.outputs[0].consumers()}
         if out is None or not readers <= _BROADCASTING_READERS:
-            raise ctx.error(f"Fill of a dynamic shape read by {sorted(readers)}: only an "
-                            "initial state (read by a loop, elementwise ops or a matmul) is "
-                            "supported")
+            return False
         shape = [1 if d is None else d for d in out]
     ctx.alias(ctx.constant("filled", np.full(shape, value, value.dtype)))
+    return True
 
 
 def reverse(ctx: TFContext) -> None:
@@ -176,24 +168,6 @@ def reverse(ctx: TFContext) -> None:
     for k, axis in enumerate(int(a) % rank for a in np.reshape(ctx.const_input(1), -1)):
         x = slice_axis(ctx, x, axis, -1, None, f"reversed_{k}", stride=-1)
     ctx.alias(x)
-
-
-def split(ctx: TFContext) -> None:
-    """Split(axis, value) into ``num_split`` equal parts: one STRIDED_SLICE each."""
-    axis_input, x_input = (0, 1) if ctx.op_type == "Split" else (2, 0)
-    x = ctx.input(x_input)
-    axis = int(np.reshape(ctx.const_input(axis_input), -1)[0]) % len(x.shape)
-    if ctx.op_type == "Split":
-        n = int(ctx.attr("num_split"))
-        sizes = [_static_dim(ctx, x, axis) // n] * n
-    else:
-        sizes = [int(s) for s in ctx.const_input(1)]
-        if -1 in sizes:
-            sizes[sizes.index(-1)] = _static_dim(ctx, x, axis) - sum(s for s in sizes if s >= 0)
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    parts = [slice_axis(ctx, x, axis, int(starts[i]), int(starts[i + 1]), f"part_{i}")
-             for i in range(len(sizes))]
-    ctx.bind_results(parts)
 
 
 def unpack(ctx: TFContext) -> None:
@@ -214,11 +188,7 @@ TENSOR_LISTS: dict[str, Callable[[TFContext], None]] = {
 
 # Rows of the lowering table (``tf_ops.LOWERINGS``), each with its case in tests/test_ops.py.
 LOWERINGS: dict[str, Callable[[TFContext], None]] = {
-    "Range": range_,
-    "Fill": fill,
     "ReverseV2": reverse,
-    "Split": split,
-    "SplitV": split,
     "Unpack": unpack,
 }
 

@@ -183,3 +183,21 @@ class BatchMatMulOptions:
 @dataclass(frozen=True)
 class GeluOptions:
     approximate: bool = False
+
+
+# --- issue #12: Conv3D and SPLIT_V ------------------------------------------------------------
+@dataclass(frozen=True)
+class Conv3DOptions:
+    padding: Padding
+    stride_d: int = 1
+    stride_w: int = 1
+    stride_h: int = 1
+    fused_activation_function: Activation = Activation.NONE
+    dilation_d_factor: int = 1
+    dilation_w_factor: int = 1
+    dilation_h_factor: int = 1
+
+
+@dataclass(frozen=True)
+class SplitVOptions:
+    num_splits: int

@@ -33,13 +33,17 @@ def elementwise(fn: Callable[..., np.ndarray]) -> Kernel:
 
 
 def strided_slice(op: Any, values: list[np.ndarray]) -> list[np.ndarray] | None:
-    """``x[b0:e0:s0, …]`` with TFLite's masks; ellipsis and new-axis masks decline."""
+    """``x[b0:e0:s0, …]`` with TFLite's masks (a new-axis bit inserts a dim of 1); the
+    ellipsis mask declines."""
     x, begin, end, strides = values
     opts = op.options
-    if opts.ellipsis_mask or opts.new_axis_mask:
+    if opts.ellipsis_mask:
         return None
     index = []
     for i in range(len(begin)):
+        if opts.new_axis_mask >> i & 1:
+            index.append(np.newaxis)
+            continue
         if opts.shrink_axis_mask >> i & 1:
             index.append(int(begin[i]))
             continue
@@ -105,3 +109,28 @@ def cast(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
 
 def pad(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
     return [np.pad(v[0], v[1])]
+
+
+def split(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    """SPLIT(axis, x): ``num_splits`` equal parts."""
+    return list(np.split(v[1], op.options.num_splits, axis=int(v[0])))
+
+
+def split_v(op: Any, v: list[np.ndarray]) -> list[np.ndarray] | None:
+    """SPLIT_V(x, sizes, axis); a -1 size (the rest) declines."""
+    sizes = [int(s) for s in np.reshape(v[1], -1)]
+    if -1 in sizes:
+        return None
+    return list(np.split(v[0], np.cumsum(sizes)[:-1], axis=int(v[2])))
+
+
+def select(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.where(v[0], v[1], v[2])]
+
+
+def fill(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.full([int(d) for d in np.reshape(v[0], -1)], v[1])]
+
+
+def arange(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.arange(v[0], v[1], v[2]).astype(np.asarray(v[0]).dtype)]

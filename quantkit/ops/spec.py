@@ -42,6 +42,11 @@ class QuantRule:
     activations: tuple[int, ...] | None  # activation input indices; ALL for every input
     output: OutputRule = OutputRule.OWN
     fixed: QuantParams | None = None  # for FIXED: r = s·(q − z) with these s, z (int8)
+    # SHARED with constants that saturate (MINIMUM/MAXIMUM, SELECT_V2): the group's range is
+    # its dynamic inputs'; a constant operand is quantized (saturating) into it, and the
+    # output's own calibrated range does not count (UnitNormalization's min(rsqrt(Σx²), 1/√ε)
+    # with 1/√ε = 10⁶, an attention mask's −1e9 fill: either would leave the values 0 levels).
+    constants_clamp: bool = False
 
     def activation_inputs(self, n_inputs: int) -> tuple[int, ...]:
         if self.activations is ALL:

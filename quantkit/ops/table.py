@@ -38,6 +38,7 @@ INT16, UINT8 = QuantMode.INT16X8, QuantMode.LEGACY_UINT8
 # --- shared pieces ----------------------------------------------------------------------------
 OWN_1, OWN_2 = QuantRule((0,)), QuantRule((0, 1))
 SHARED_1, SHARED_ALL = QuantRule((0,), OutputRule.SHARED), QuantRule(ALL, OutputRule.SHARED)
+BOUNDED = QuantRule(ALL, OutputRule.SHARED, constants_clamp=True)  # MAXIMUM, MINIMUM
 
 
 def fixed(scale: float, zero_point: int) -> QuantRule:
@@ -134,9 +135,9 @@ ARITHMETIC = (
     OpSpec(T.SQUARED_DIFFERENCE, quant=OWN_2, lacks=frozenset({INT16, UINT8}), int16=I16_2,
            versions=INT8_ONLY, runtime=("1.13.1", "2.5.0"),
            fold=f.elementwise(lambda a, b: (a - b) ** 2)),
-    OpSpec(T.MAXIMUM, quant=SHARED_ALL, int16=I16_2, versions=MAXMIN, runtime=MAXMIN_RUNTIME,
+    OpSpec(T.MAXIMUM, quant=BOUNDED, int16=I16_2, versions=MAXMIN, runtime=MAXMIN_RUNTIME,
            fold=f.elementwise(np.maximum)),
-    OpSpec(T.MINIMUM, quant=SHARED_ALL, int16=I16_2, versions=MAXMIN, runtime=MAXMIN_RUNTIME,
+    OpSpec(T.MINIMUM, quant=BOUNDED, int16=I16_2, versions=MAXMIN, runtime=MAXMIN_RUNTIME,
            fold=f.elementwise(np.minimum)),
     OpSpec(T.PRELU, quant=OWN_2, lacks=frozenset({INT16}), versions=ALWAYS_1,
            runtime=("1.8.0",)),
@@ -192,9 +193,6 @@ REDUCING = (
            fold=f.reduce(np.max)),
     OpSpec(T.REDUCE_PROD, o.ReducerOptions, int16=I16_2, versions=INT8_OR_INT16,
            runtime=("1.11.0", "2.6.0"), fold=f.reduce(np.prod)),
-    OpSpec(T.REDUCE_MIN, o.ReducerOptions),  # read only
-    OpSpec(T.ARG_MAX, o.ArgMaxOptions, True),  # read only
-    OpSpec(T.ARG_MIN, o.ArgMinOptions, True),  # read only
 )
 
 # --- values that move without rescaling -------------------------------------------------------
@@ -252,7 +250,6 @@ MOVING = (
     OpSpec(T.DEPTH_TO_SPACE, o.DepthToSpaceOptions, True, quant=SHARED_1,
            lacks=frozenset({INT16}), int16=I16_2, versions=INT8_ONLY,
            runtime=("2.1.0", "2.5.0")),
-    OpSpec(T.SPLIT, o.SplitOptions, True),  # read only
 )
 
 # --- types, shapes and the rest ---------------------------------------------------------------
@@ -278,5 +275,61 @@ OTHER = (
     OpSpec(T.CUSTOM, versions=ALWAYS_1, runtime=None),
 )
 
+# --- issue #12: attention masks, embeddings, Conv3D, splits, comparisons and math ------------
+COMPARE = QuantRule((0, 1))  # both inputs rescaled by the kernel; the output is bool
+# LiteRT's int16 comparisons compare the raw codes, whatever the scales: wrong unless equal
+NO_INT16 = frozenset({INT16})
+COMPARISONS = ((2, Types(in0=I8)), (1, ALWAYS))
+COMPARE_RUNTIME = ("1.14.0", "1.14.0")
+ISSUE12 = (
+    # LiteRT's CONV_3D is float only
+    OpSpec(T.CONV_3D, o.Conv3DOptions, True, versions=ALWAYS_1, runtime=("2.4.0",)),
+    # LiteRT 2.x registers ELU version 1 only: float (TF's int8 converter leaves it float)
+    OpSpec(T.ELU, versions=ALWAYS_1, runtime=("1.14.0",),
+           fold=f.elementwise(lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))))),
+    OpSpec(T.ABS, quant=OWN_1, lacks=frozenset({UINT8}), int16=I16_2,
+           versions=((3, Types(in0=I16)), (2, Types(in0=I8)), (1, ALWAYS)),
+           runtime=("1.13.0", "2.4.0", "2.5.0"), fold=f.elementwise(np.abs)),
+    OpSpec(T.LOG, quant=OWN_1, lacks=frozenset({UINT8}), int16=I16_2,
+           versions=INT8_OR_INT16, runtime=("1.14.0", "2.15.0"), fold=f.elementwise(np.log)),
+    OpSpec(T.POW, versions=ALWAYS_1, runtime=("1.10.0",), fold=f.elementwise(np.power)),
+    OpSpec(T.REDUCE_MIN, o.ReducerOptions, quant=SHARED_1, int16=I16_2,
+           versions=INT16_3_INT8_2, runtime=("1.11.0", "1.14.0", "2.5.0"),
+           fold=f.reduce(np.min)),
+    OpSpec(T.ARG_MAX, o.ArgMaxOptions, True, quant=OWN_1, lacks=frozenset({INT16}),
+           versions=INT8_ONLY, runtime=("1.9.0", "1.14.0")),
+    OpSpec(T.ARG_MIN, o.ArgMinOptions, True, quant=OWN_1, lacks=frozenset({INT16}),
+           versions=INT8_ONLY, runtime=("1.9.0", "1.14.0")),
+    OpSpec(T.SPLIT, o.SplitOptions, True, quant=QuantRule((1,), OutputRule.SHARED),
+           int16=I16_2, versions=((3, Types(in1=I16)), (2, Types(in1=I8)), (1, ALWAYS)),
+           runtime=("1.5.0", "1.14.0", "2.3.0"), fold=f.split),
+    OpSpec(T.SPLIT_V, o.SplitVOptions, True, quant=SHARED_1, int16=I16_2,
+           versions=((3, Types(in0=I16)), (2, Types(in0=I8)), (1, ALWAYS)),
+           runtime=("1.13.1", "1.14.0", "2.3.0"), fold=f.split_v),
+    OpSpec(T.LESS, quant=COMPARE, lacks=NO_INT16, versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.less)),
+    OpSpec(T.LESS_EQUAL, quant=COMPARE, lacks=NO_INT16, versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.less_equal)),
+    OpSpec(T.GREATER, quant=COMPARE, lacks=NO_INT16, versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.greater)),
+    OpSpec(T.GREATER_EQUAL, quant=COMPARE, lacks=NO_INT16, versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.greater_equal)),
+    # float only here: equality of quantized codes is not equality of values
+    OpSpec(T.EQUAL, versions=COMPARISONS,
+           runtime=COMPARE_RUNTIME, fold=f.elementwise(np.equal)),
+    # values move: the two value inputs and the output share parameters
+    OpSpec(T.SELECT_V2, quant=QuantRule((1, 2), OutputRule.SHARED, constants_clamp=True),
+           int16=I16_2,
+           # TF writes int8 as version 1, int16 as 2 (runtime of 2: a guess, not checked)
+           versions=((2, Types(in1=I16)), (1, ALWAYS)), runtime=("2.2.0", "2.12.0"),
+           fold=f.select),
+    OpSpec(T.LOGICAL_AND, versions=ALWAYS_1, runtime=("1.14.0",),
+           fold=f.elementwise(np.logical_and)),
+    # the fill value's type: TF writes bool (a mask) as version 2
+    OpSpec(T.FILL, versions=((3, Types(in1=(I8, I16))), (2, Types(in1="bool")), (1, ALWAYS)),
+           runtime=("1.13.0", "2.3.0", "2.5.0"), fold=f.fill),
+    OpSpec(T.RANGE, versions=ALWAYS_1, runtime=("1.13.0",), fold=f.arange),
+)
+
 OPS: dict[OpType, OpSpec] = {s.op: s for s in (*WEIGHTED, *ARITHMETIC, *UNARY, *REDUCING,
-                                                *MOVING, *OTHER)}
+                                                *MOVING, *OTHER, *ISSUE12)}

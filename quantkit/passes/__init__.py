@@ -17,7 +17,7 @@ from quantkit.passes.fold_batchnorm import fold_batchnorm
 from quantkit.passes.fold_constants import fold_constants
 from quantkit.passes.fuse_activations import fuse_activations
 from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad
-from quantkit.passes.patterns import (gelu, hard_swish, nd_fully_connected, prelu,
+from quantkit.passes.patterns import (gelu, gelu_tanh, hard_swish, nd_fully_connected, prelu,
                                       upsample_nearest)
 from quantkit.passes.zeros import constant_into_summand, zero_products
 from quantkit.types import ConversionError, Phase
@@ -35,6 +35,7 @@ PIPELINE: tuple[Pass, ...] = (
     hard_swish,
     prelu,
     gelu,
+    gelu_tanh,
     nd_fully_connected,
     upsample_nearest,
     absorb_negation,  # after GELU, whose pattern holds a negation

@@ -40,7 +40,7 @@ def _set_results(op: Op, results: list[np.ndarray] | None) -> bool:
     return True
 
 
-def _fold_static_dims(op: Op, producers: dict) -> bool:
+def fold_static_dims(op: Op, producers: dict) -> bool:
     """Fold a STRIDED_SLICE/GATHER of SHAPE(x) that only reads x's static dims.
 
     A hand-written flatten computes ``reduce_prod(tf.shape(x)[1:])`` on a dynamic-batch x; the
@@ -63,7 +63,7 @@ def _fold_static_dims(op: Op, producers: dict) -> bool:
 def fold_constants(graph: Graph) -> bool:
     """Fold every op that can be folded; drop what no longer reaches an output."""
     producers = graph.producers()
-    folded = [op for op in graph.ops if try_fold(op) or _fold_static_dims(op, producers)]
+    folded = [op for op in graph.ops if try_fold(op) or fold_static_dims(op, producers)]
     graph.remove_ops(folded)
     graph.remove_dead_ops()
     return bool(folded)

@@ -168,6 +168,55 @@ def gelu(graph: Graph) -> bool:
     return _rewrite_matches(graph, _match_gelu, _to_gelu)
 
 
+_SQRT_2_OVER_PI, _GELU_CUBIC = 0.7978845608028654, 0.044715
+
+
+def _scaled(uses: Uses, t: Tensor, factor: float) -> Tensor | None:
+    """x if ``t = x · factor`` (a MUL by a constant scalar)."""
+    mul = uses.producer_of(t, OpType.MUL)
+    split = split_const(mul) if mul and not mul.options.fused_activation_function else None
+    return split[0] if split and is_close_scalar(split[1], factor) else None
+
+
+def _tanh_gelu_inner(uses: Uses, t: Tensor) -> Tensor | None:
+    """x if ``t = 1 + tanh(√(2/π)·(x + 0.044715·x³))``, x³ a POW by 3."""
+    add = uses.producer_of(t, OpType.ADD)
+    split = split_const(add) if add and not add.options.fused_activation_function else None
+    tanh = uses.producer_of(split[0], OpType.TANH) if split and is_close_scalar(
+        split[1], 1.0) else None
+    inner = _scaled(uses, tanh.inputs[0], _SQRT_2_OVER_PI) if tanh else None
+    total = uses.producer_of(inner, OpType.ADD) if inner is not None else None
+    if total is None or total.options.fused_activation_function:
+        return None
+    for x, cubic in (total.inputs, total.inputs[::-1]):
+        pow_out = _scaled(uses, cubic, _GELU_CUBIC)
+        power = uses.producer_of(pow_out, OpType.POW) if pow_out is not None else None
+        if power is not None and power.inputs[0] is x and power.inputs[1].is_const \
+                and is_close_scalar(power.inputs[1].data, 3.0):
+            return x
+    return None
+
+
+def _match_gelu_tanh(uses: Uses, op: Op) -> Tensor | None:
+    """x if ``op`` computes (0.5·x) · (1 + tanh(√(2/π)·(x + 0.044715·x³))) (TF's and Keras's
+    ``gelu(approximate=True)``)."""
+    if op.type != OpType.MUL or op.options.fused_activation_function:
+        return None
+    for half_x, rest in (op.inputs, op.inputs[::-1]):
+        x = _scaled(uses, half_x, 0.5)
+        if x is not None and _tanh_gelu_inner(uses, rest) is x:
+            return x
+    return None
+
+
+def _to_gelu_tanh(op: Op, x: Tensor) -> None:
+    op.type, op.inputs, op.options = OpType.GELU, [x], o.GeluOptions(approximate=True)
+
+
+def gelu_tanh(graph: Graph) -> bool:
+    return _rewrite_matches(graph, _match_gelu_tanh, _to_gelu_tanh)
+
+
 def _nearest_repeats(size: int, factor: int) -> bool:
     """Whether LiteRT's nearest resize of ``size`` rows to ``size·factor`` repeats each row.
 

@@ -64,6 +64,9 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
     const_ranges: dict[Node, list[tuple[float, float]]] = {}  # root → ranges of constants
     requantize: dict[tuple[Op, int], Node] = {}  # op input → the group it joins by requant
     members: list[Node] = []
+    # Outputs of ops whose constant operands clamp (MINIMUM, SELECT_V2): their values are the
+    # dynamic inputs', so their own calibrated range (a −1e9 attention mask) does not count.
+    clamped: set[Node] = set()
 
     def fixed_of(t: Node) -> QuantParams | None:
         return fixed.get(groups.find(t))
@@ -85,6 +88,8 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
             if not op.inputs[i].is_const:
                 groups.find(node[i])
                 members.append(node[i])
+        if rule.constants_clamp and any(not op.inputs[i].is_const for i in acts):
+            clamped.update(outs)
         for t in outs:
             groups.find(t)
             members.append(t)
@@ -104,7 +109,7 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
                 requantize[(op, i)] = anchor
             else:
                 join(node[i], anchor)
-        for i in acts:
+        for i in acts if not rule.constants_clamp else ():
             if op.inputs[i].is_const:
                 data = op.inputs[i].data
                 const_ranges.setdefault(anchor, []).append((float(data.min()), float(data.max())))
@@ -116,6 +121,9 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
 
     spans: dict[Node, list[float]] = {}
     for t in dict.fromkeys(members):
+        if t in clamped:
+            spans.setdefault(groups.find(t), [0.0, 0.0])
+            continue
         known = _range(t[0], ranges)
         if known is None:  # a group needs one member with a range (pooling shares its input's)
             continue
