@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -17,7 +16,7 @@ import tensorflow as tf
 
 from calibration import CalibrationStats, ObserverKind
 from quantkit._version import __version__
-from quantkit.accuracy import auto_ranges, make_probe
+from quantkit.accuracy import AUTO_CHECK_SAMPLES, AUTO_SAMPLES, auto_ranges, make_probe
 from quantkit.calibrate import (HISTOGRAM_METHODS, CalibrationOptions, batch_rows,
                                 calibrate_graphs, means, ranges)
 from quantkit.frontend import capture
@@ -241,12 +240,10 @@ class TFLiteConverter:
             from quantkit.debug.accuracy import convert_within_budget
 
             return convert_within_budget(self)
-        self._started = time.perf_counter()
         lowered = self._frontend(self.allow_custom_ops)
         # A quantization-aware trained model quantizes fully without a representative dataset.
         mode = self.resolve_mode(has_trained_ranges(lowered))
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered)
-        self._captured = time.perf_counter()
         settings = self._settings(graphs, mode)
         if mode.quant is QuantMode.FLOAT32:  # a QAT model's FakeQuants stay, as in TF
             graphs = [emulated(graph) for graph in graphs]
@@ -278,7 +275,6 @@ class TFLiteConverter:
         stats = self.calibration_statistics
         if stats is None and self.representative_dataset is not None:
             stats = self._calibrate(graphs, settings)
-        calibrated = time.perf_counter()
         # When only a recipe asks for histograms, every other tensor keeps the min/max range
         # the configured observer would have given.
         default = (RangeMethod.MIN_MAX if stats is not None and ObserverKind(stats.observer)
@@ -294,10 +290,11 @@ class TFLiteConverter:
             probe = (make_probe(graph, self.representative_dataset, graphs)
                      if auto and self.representative_dataset is not None else None)
             if probe is not None:  # Optimize.ACCURACY: ranges by the error at the outputs
-                budget = self._search_budget(calibrated)
+                check = make_probe(graph, self.representative_dataset, graphs,
+                                   AUTO_CHECK_SAMPLES, skip=AUTO_SAMPLES)
                 chosen = auto_ranges(graph, stats.for_signature(key).tensors, chosen, auto,
                                      mode, means(stats, key), settings, probe,
-                                     self.calibration, budget)
+                                     self.calibration, check)
             # trained FakeQuant ranges (quantization-aware training) win, as in TF
             new, plan = quantize_integer(graph, {**chosen, **trained_ranges(graph)}, mode,
                                          means(stats, key) if stats else {}, settings)
@@ -357,15 +354,6 @@ class TFLiteConverter:
             options = dataclasses.replace(options, observer=ObserverKind.HISTOGRAM)
         return options
 
-    def _search_budget(self, calibrated: float) -> float:
-        """Seconds left for Optimize.ACCURACY's range search: ``ACCURACY_TIME`` × an estimate
-        of Optimize.DEFAULT's time (capture and passes, plus the histogram calibration's time
-        over ``HISTOGRAM_COST``, what min/max calibration takes), less the time spent."""
-        started = getattr(self, "_started", calibrated)
-        captured = getattr(self, "_captured", started)
-        default = (captured - started) + (calibrated - captured) / HISTOGRAM_COST
-        return ACCURACY_TIME * default - (time.perf_counter() - started)
-
     def _accuracy(self) -> bool:
         """``Optimize.ACCURACY`` is among the optimizations (quantkit's or by name)."""
         return any(getattr(o, "name", o) == Optimize.ACCURACY.name for o in self.optimizations)
@@ -379,11 +367,6 @@ class TFLiteConverter:
             RangeMethod.AUTO if self._accuracy() and histograms else None)
 
 
-# Optimize.ACCURACY's whole conversion aims at this many times Optimize.DEFAULT's (its range
-# search stops when it is spent; the issue's bound is 5×). Histogram calibration takes about
-# this many times min/max calibration (measured: 3× on the small CNNs, 200 samples).
-ACCURACY_TIME = 3.5
-HISTOGRAM_COST = 3.0
 
 # Modes that rewrite without data (their activations stay float); modes that calibrate, then
 # rewrite to integers (one per integer scheme).
