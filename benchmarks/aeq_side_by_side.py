@@ -59,7 +59,9 @@ def _quiet(fn: Callable[[], Any]) -> Any:
         return fn()
 
 
-def _tf_float(model: Any, **settings: Any) -> bytes:
+def tf_float_tflite(model: Any, **settings: Any) -> bytes:
+    """TF's converter's .tflite of a Keras ``model`` (``settings``: converter attributes, and
+    ``supported_types`` for its target spec), its export printout silenced."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -71,7 +73,8 @@ def _tf_float(model: Any, **settings: Any) -> bytes:
     return _quiet(converter.convert)
 
 
-def _strip_signatures(model: bytes) -> bytes:
+def strip_signatures(model: bytes) -> bytes:
+    """``model`` without its SignatureDefs (inputs and outputs then go by position)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     as_object = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
@@ -170,13 +173,13 @@ def bench_model(name: str, aeq: bool) -> list[Row]:
     test = data.test_inputs.astype(np.float32)
     reference = [np.asarray(model.predict(test, verbose=0))]
     pruned = _pruned(model)
-    float32 = _tf_float(model)
+    float32 = tf_float_tflite(model)
     sources = {
         "float32": (float32, reference),
-        "float16_weights": (_tf_float(model, optimizations=[tf.lite.Optimize.DEFAULT],
+        "float16_weights": (tf_float_tflite(model, optimizations=[tf.lite.Optimize.DEFAULT],
                                       supported_types=[tf.float16]), reference),
-        "no_signature": (_strip_signatures(float32), reference),
-        "sparse": (_tf_float(pruned, optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY]),
+        "no_signature": (strip_signatures(float32), reference),
+        "sparse": (tf_float_tflite(pruned, optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY]),
                    [np.asarray(pruned.predict(test, verbose=0))]),
     }
     rows = []

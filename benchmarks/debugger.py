@@ -16,23 +16,7 @@ import io
 
 import numpy as np
 
-from benchmarks.zoo.dominated import digits_mlps
-
-
-def _samples(x):
-    return lambda: ([s[None]] for s in x)
-
-
-def _converter(model, calib, **attributes):
-    import quantkit
-
-    converter = quantkit.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [quantkit.Optimize.DEFAULT]
-    converter.representative_dataset = _samples(calib)
-    converter.calibration = quantkit.CalibrationOptions(progress=False)
-    for name, value in attributes.items():
-        setattr(converter, name, value)
-    return converter
+from benchmarks.zoo.dominated import digits_mlps, int8_converter, samples
 
 
 def _rows(dump) -> list[dict]:
@@ -49,12 +33,12 @@ def side_by_side(model, calib, debug) -> None:
 
     tf_converter = tf.lite.TFLiteConverter.from_keras_model(model)
     tf_converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    tf_converter.representative_dataset = _samples(calib)
+    tf_converter.representative_dataset = samples(calib)
     theirs = tf.lite.experimental.QuantizationDebugger(converter=tf_converter,
-                                                       debug_dataset=_samples(debug))
+                                                       debug_dataset=samples(debug))
     theirs.run()
     ours = quantkit.QuantizationDebugger(
-        converter=_converter(model, calib, bias_correction=False), debug_dataset=_samples(debug))
+        converter=int8_converter(model, calib, bias_correction=False), debug_dataset=samples(debug))
     ours.run()
     metrics = ("mean_squared_error", "stddev", "max_abs_error", "mean_error")
     print("| layer | converter | scale | " + " | ".join(metrics) + " |")
@@ -77,18 +61,18 @@ def main() -> None:
     print("## quantkit's debugger vs TF's, int8, the plain MLP (no bias correction)\n")
     side_by_side(mlps.plain, calib, debug)
     print("\n## ranking of the dominated twin\n")
-    debugger = quantkit.QuantizationDebugger(converter=_converter(mlps.dominated, calib),
-                                             debug_dataset=_samples(debug))
+    debugger = quantkit.QuantizationDebugger(converter=int8_converter(mlps.dominated, calib),
+                                             debug_dataset=samples(debug))
     print(debugger.ranking().table())
 
     def accuracy(blob: bytes) -> float:
         return float(np.mean(run_float(blob, x_test).argmax(1) == y_test))
 
-    plain = _converter(mlps.dominated, calib).convert()
+    plain = int8_converter(mlps.dominated, calib).convert()
     float_accuracy = float(np.mean(mlps.dominated.predict(x_test, verbose=0).argmax(1)
                                    == y_test))
     print("\n## accuracy control, max_drop 0.03 (absolute)\n")
-    converter = _converter(mlps.dominated, calib,
+    converter = int8_converter(mlps.dominated, calib,
                            accuracy_control=quantkit.AccuracyControl(accuracy, max_drop=0.03))
     blob = converter.convert()
     report = converter.accuracy_report

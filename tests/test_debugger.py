@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import quantkit
-from benchmarks.zoo.dominated import digits_mlps
+from benchmarks.zoo.dominated import digits_mlps, int8_converter, samples
 from quantkit.cli import main
 from quantkit.litert import run_float
 from quantkit.recipe import Precision, Recipe
@@ -30,20 +30,6 @@ def models():
     x, y = mlps.x, mlps.y
     return {"plain": mlps.plain, "dominated": mlps.dominated, "calib": x[:100],
             "debug": x[1200:1230], "test": (x[1300:], y[1300:])}
-
-
-def _samples(x):
-    return lambda: ([s[None]] for s in x)
-
-
-def _converter(model, calib, **attributes):
-    converter = quantkit.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [quantkit.Optimize.DEFAULT]
-    converter.representative_dataset = _samples(calib)
-    converter.calibration = quantkit.CalibrationOptions(progress=False)
-    for name, value in attributes.items():
-        setattr(converter, name, value)
-    return converter
 
 
 def _accuracy(models):
@@ -63,12 +49,13 @@ def test_statistics_match_tf_debugger(models):
     model, calib, debug = models["plain"], models["calib"], models["debug"]
     tf_converter = tf.lite.TFLiteConverter.from_keras_model(model)
     tf_converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    tf_converter.representative_dataset = _samples(calib)
+    tf_converter.representative_dataset = samples(calib)
     theirs = tf.lite.experimental.QuantizationDebugger(converter=tf_converter,
-                                                       debug_dataset=_samples(debug))
+                                                       debug_dataset=samples(debug))
     theirs.run()
     ours = quantkit.QuantizationDebugger(
-        converter=_converter(model, calib, bias_correction=False), debug_dataset=_samples(debug),
+        converter=int8_converter(model, calib, bias_correction=False),
+        debug_dataset=samples(debug),
         debug_options=quantkit.QuantizationDebugOptions(model_debug_metrics={"sqnr": _sqnr}))
     ours.run()
     tf_csv, our_csv = io.StringIO(), io.StringIO()
@@ -103,8 +90,8 @@ def _csv_rows(buffer):
 @pytest.fixture(scope="module")
 def dominated_debugger(models):
     return quantkit.QuantizationDebugger(
-        converter=_converter(models["dominated"], models["calib"]),
-        debug_dataset=_samples(models["debug"]))
+        converter=int8_converter(models["dominated"], models["calib"]),
+        debug_dataset=samples(models["debug"]))
 
 
 def test_ranking_puts_the_dominated_layer_first(dominated_debugger, tmp_path):
@@ -129,13 +116,13 @@ def test_ranking_puts_the_dominated_layer_first(dominated_debugger, tmp_path):
 
 def test_accuracy_control_meets_a_budget_plain_int8_misses(models, tmp_path):
     accuracy = _accuracy(models)
-    plain = _converter(models["dominated"], models["calib"]).convert()
+    plain = int8_converter(models["dominated"], models["calib"]).convert()
     float_accuracy = float(np.mean(models["dominated"].predict(models["test"][0], verbose=0)
                                    .argmax(1) == models["test"][1]))
     max_drop = 0.03
     assert float_accuracy > 0.85
     assert accuracy(plain) < float_accuracy - max_drop - 0.05  # plain int8 misses it
-    converter = _converter(models["dominated"], models["calib"],
+    converter = int8_converter(models["dominated"], models["calib"],
                            accuracy_control=quantkit.AccuracyControl(accuracy, max_drop))
     blob = converter.convert()
     report = converter.accuracy_report
@@ -146,7 +133,7 @@ def test_accuracy_control_meets_a_budget_plain_int8_misses(models, tmp_path):
     assert report.validations <= 12
     path = tmp_path / "recipe.json"
     report.recipe.save(str(path))  # saved and reused: the same model, without a search
-    again = _converter(models["dominated"], models["calib"], recipe=Recipe.load(str(path)))
+    again = int8_converter(models["dominated"], models["calib"], recipe=Recipe.load(str(path)))
     assert again.convert() == blob
     assert all(r.settings.precision is Precision.INT16 for r in Recipe.load(str(path)).rules)
 
@@ -161,8 +148,8 @@ def test_every_integer_mode(models, mode):
     options = quantkit.QuantizationDebugOptions(model_debug_metrics={"sqnr": _sqnr},
                                                 fully_quantize=mode == "fully_quantize")
     debugger = quantkit.QuantizationDebugger(
-        converter=_converter(models["plain"], models["calib"][:40], **attributes),
-        debug_dataset=_samples(models["debug"][:10]), debug_options=options)
+        converter=int8_converter(models["plain"], models["calib"][:40], **attributes),
+        debug_dataset=samples(models["debug"][:10]), debug_options=options)
     debugger.run()
     ranking = debugger.ranking()
     assert len(ranking) == 3 and len(debugger.layer_statistics) == 3
@@ -181,8 +168,8 @@ def test_every_integer_mode(models, mode):
 
 def test_denylists_keep_ops_float(models):
     debugger = quantkit.QuantizationDebugger(
-        converter=_converter(models["plain"], models["calib"][:40]),
-        debug_dataset=_samples(models["debug"][:5]))
+        converter=int8_converter(models["plain"], models["calib"][:40]),
+        debug_dataset=samples(models["debug"][:5]))
     names = [r.tensor for r in debugger.ranking()]
     mid = [n for n in names if "mid" in n][0]
     debugger.options = quantkit.QuantizationDebugOptions(denylisted_nodes=[mid])
@@ -250,10 +237,10 @@ def test_cli_convert_int16_and_keep_float(files, models, capsys):
 def test_accuracy_control_default_metric_and_bounded_validations(models, caplog):
     """The default metric (output SQNR vs the float model, capped at 60 dB): a budget no
     search meets within 3 validations stops there, says so, and returns the best model."""
-    converter = _converter(models["dominated"], models["calib"][:40],
+    converter = int8_converter(models["dominated"], models["calib"][:40],
                            accuracy_control=quantkit.AccuracyControl(
                                max_drop=1.0, max_validations=3,
-                               debug_dataset=_samples(models["debug"][:10])))
+                               debug_dataset=samples(models["debug"][:10])))
     with caplog.at_level("WARNING", logger="quantkit.debug.accuracy"):
         blob = converter.convert()
     report = converter.accuracy_report

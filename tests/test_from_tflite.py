@@ -10,8 +10,6 @@ calibration digits, with absolute floors.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import keras
@@ -21,6 +19,7 @@ import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
 import quantkit
+from benchmarks.aeq_side_by_side import strip_signatures, tf_float_tflite
 from benchmarks.zoo.mnist import digits
 from quantkit.cli import main
 from quantkit.ir import options as o
@@ -39,35 +38,18 @@ KERAS_MARGIN_DB = 0.3  # int8 from the .tflite vs int8 straight from the Keras m
 SOURCE_DESCRIPTION = "hand-built source model"  # not "quantkit…": the mutation plugin spares it
 
 
-def _tf_convert(model, **settings) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    for name, value in settings.items():
-        if name == "supported_types":
-            converter.target_spec.supported_types = value
-        else:
-            setattr(converter, name, value)
-    with contextlib.redirect_stdout(io.StringIO()):  # TF prints its export
-        return converter.convert()
-
-
-def _strip_signatures(model: bytes) -> bytes:
-    as_object = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
-    as_object.signatureDefs = []
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(as_object))
-
-
 @pytest.fixture(scope="module")
 def cnn():
     model = sequential_cnn()
     calibration = digits(24, "train", 0).astype(np.float32)
     test = digits(48, "test").astype(np.float32)
     reference = [model.predict(test, verbose=0)]
-    float32 = _tf_convert(model)
+    float32 = tf_float_tflite(model)
     sources = {
         "float32": float32,
-        "float16_weights": _tf_convert(model, optimizations=[tf.lite.Optimize.DEFAULT],
+        "float16_weights": tf_float_tflite(model, optimizations=[tf.lite.Optimize.DEFAULT],
                                        supported_types=[tf.float16]),
-        "no_signature": _strip_signatures(float32),
+        "no_signature": strip_signatures(float32),
     }
     return model, calibration, test, reference, sources
 
@@ -125,7 +107,7 @@ def test_sparse_weights_become_dense(cnn):
         w, b = layer.get_weights()
         w[np.abs(w) < np.quantile(np.abs(w), 0.9)] = 0
         layer.set_weights([w, b])
-    sparse = _tf_convert(pruned, optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY])
+    sparse = tf_float_tflite(pruned, optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY])
     assert "DENSIFY" in op_types(sparse)
     _, calibration, test, _, _ = cnn
     reference = [pruned.predict(test, verbose=0)]
@@ -278,7 +260,7 @@ def test_several_inputs_and_outputs_in_signature_order():
     """A two-input, two-output model: inputs and outputs go in the signature's order (list
     samples follow it), whatever order the subgraph keeps them in."""
     model = two_in_two_out()
-    source = _tf_convert(model)
+    source = tf_float_tflite(model)
     rng = np.random.default_rng(0)
     xs = [rng.normal(size=(40, 16, 16, 3)).astype(np.float32),
           rng.normal(size=(40, 5)).astype(np.float32)]
@@ -324,7 +306,7 @@ def _block_sparse_fc(seed: int = 0) -> tuple[bytes, np.ndarray]:
     from tensorflow.lite.python import schema_py_generated as fb
 
     keras.utils.set_random_seed(seed)
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(_tf_convert(
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tf_float_tflite(
         keras.Sequential([keras.Input((16,)), keras.layers.Dense(8)]))))
     sub = model.subgraphs[0]
     w_index = sub.operators[0].inputs[1]

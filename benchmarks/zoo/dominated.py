@@ -55,3 +55,22 @@ def digits_mlps(dominance: float = DOMINANCE, epochs: int = 10) -> DominatedMlps
     for layer, weights in zip(dominated.layers, [(w1, b1), (w2, b2), last]):
         layer.set_weights(weights)
     return DominatedMlps(plain, dominated, j, x, y)
+
+
+def samples(x: np.ndarray):
+    """A representative dataset over ``x``'s rows: one batch-1 sample each."""
+    return lambda: ([s[None]] for s in x)
+
+
+def int8_converter(model, calib: np.ndarray, **attributes):
+    """quantkit's int8 converter of ``model`` calibrated on ``calib`` (no progress bar), with
+    ``attributes`` set on it (``bias_correction=False``, ``recipe=...``)."""
+    import quantkit  # deferred: the zoo builds models without importing quantkit
+
+    converter = quantkit.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [quantkit.Optimize.DEFAULT]
+    converter.representative_dataset = samples(calib)
+    converter.calibration = quantkit.CalibrationOptions(progress=False)
+    for name, value in attributes.items():
+        setattr(converter, name, value)
+    return converter

@@ -24,8 +24,7 @@ from typing import Any, Iterator
 from quantkit.cli._data import (DATA_SYNTAX, CliError, ModelInput, PixelScale, make_source,
                                 one_line)
 from quantkit.cli.convert import (DEFAULT_SAMPLES, add_data_options, check_model_path,
-                                  check_output, load_model, write_output)
-from quantkit.cli.convert import _status
+                                  check_output, start_and_load, write_output)
 
 OBSERVERS = ("min_max", "moving_average_min_max", "histogram")
 
@@ -88,16 +87,13 @@ def _checked(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quantkit._tf_import import start_tensorflow_for_cli
     from quantkit.cli._data import parse_fraction
 
     _checked(args)
     check_model_path(args.model)
     scale = parse_fraction(args.scale)
     start = time.perf_counter()
-    _status(args, f"starting TensorFlow and loading {args.model}")
-    start_tensorflow_for_cli()
-    converter, inputs = load_model(args.model)
+    converter, inputs = start_and_load(args)
     dataset = make_source(args.calibration, inputs, samples=args.samples, scale=scale,
                           tfds_data_dir=args.tfds_data_dir, tfds_key=args.tfds_key)
     configure(converter, args, dataset)

@@ -263,6 +263,16 @@ def input_ranges(blob: bytes) -> dict[str, tuple[float, float]]:
     return ranges
 
 
+def start_and_load(args: argparse.Namespace) -> tuple[Any, list[ModelInput]]:
+    """TensorFlow started and ``args.model`` loaded (a status line first): ``load_model``'s
+    converter and inputs. Every command that converts calls it after its own checks."""
+    from quantkit._tf_import import start_tensorflow_for_cli
+
+    _status(args, f"starting TensorFlow and loading {args.model}")
+    start_tensorflow_for_cli()
+    return load_model(args.model)
+
+
 def _status(args: argparse.Namespace, text: str) -> None:
     """A line on stderr before a long silent phase, on a terminal (as the progress bar)."""
     if not args.no_progress and sys.stderr.isatty():
@@ -270,7 +280,6 @@ def _status(args: argparse.Namespace, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quantkit._tf_import import start_tensorflow_for_cli
     from quantkit.tflite_io.reader import op_types
 
     mode = resolve_mode(args.mode, args.per_tensor)
@@ -286,9 +295,7 @@ def run(args: argparse.Namespace) -> int:
     check_model_path(args.model)
     scale = parse_fraction(args.scale)
     start = time.perf_counter()
-    _status(args, f"starting TensorFlow and loading {args.model}")
-    start_tensorflow_for_cli()
-    converter, inputs = load_model(args.model)
+    converter, inputs = start_and_load(args)
     dataset = None
     if mode.spec.calibrated and stats is None:
         dataset = make_source(args.calibration, inputs, samples=args.samples, scale=scale,

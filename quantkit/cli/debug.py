@@ -15,7 +15,7 @@ from typing import Any
 
 from quantkit.cli._data import DATA_SYNTAX, CliError, one_line, make_source, parse_fraction
 from quantkit.cli.convert import (DEFAULT_SAMPLES, add_data_options, add_selection_options,
-                                  check_model_path, check_output, configure, load_model,
+                                  check_model_path, check_output, configure, start_and_load,
                                   resolve_mode)
 
 DEFAULT_ROWS = 10
@@ -47,8 +47,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quantkit._tf_import import start_tensorflow_for_cli
-
     if args.mode not in DEBUG_MODES:
         raise CliError(f"mode {args.mode!r} cannot be debugged; choose from "
                        f"{', '.join(DEBUG_MODES)}")
@@ -61,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.plot)
     check_model_path(args.model)
     scale = parse_fraction(args.scale)
-    start_tensorflow_for_cli()
-    converter, inputs = load_model(args.model)
+    converter, inputs = start_and_load(args)
     source = dict(samples=args.samples, scale=scale, tfds_data_dir=args.tfds_data_dir,
                   tfds_key=args.tfds_key)
     calibration = make_source(args.calibration, inputs, **source)
