@@ -367,3 +367,21 @@ def test_writer_errors_name_the_culprit(make_graph, message):
 def test_repeated_signature_keys_are_an_error():
     with pytest.raises(ConversionError, match="repeated: \\['serving_default'\\]"):
         write_model([_one_op_graph(), _one_op_graph()])
+
+
+def test_variable_tensors_and_intermediates_round_trip(rng):
+    """A fused RNN's state is a variable tensor (no buffer, zeros in LiteRT until written);
+    the integer LSTM reads scales from the op's intermediates."""
+    x = Tensor("x", F32, (1, 4))
+    state = Tensor("state", F32, (1, 4), is_variable=True)
+    gate = Tensor("gate_scale", np.dtype(np.int16), (0,), quant=QuantParams((2.0**-12,), (0,)))
+    y = Tensor("y", F32, (1, 4))
+    op = Op(OpType.ADD, [x, state], [y], o.AddOptions(), name="add", intermediates=[gate])
+    data = write_model([Graph([op], [x], [y], ["x"], ["y"])])
+    sg = read_model(data).subgraphs[0]
+    assert [t.is_variable for t in sg.tensors] == [False, True, False, False]
+    assert sg.tensors[1].buffer == 0 and sg.tensors[1].data is None
+    assert sg.ops[0].intermediates == (3,)
+    assert sg.tensors[3].quant == QuantParams((2.0**-12,), (0,))
+    value = rng.standard_normal((1, 4)).astype(np.float32)
+    np.testing.assert_array_equal(run_litert(data, {"x": value})["y"], value)  # state: 0

@@ -25,6 +25,10 @@ class Tensor:
     data: np.ndarray | None = None
     quant: QuantParams | None = None
     trained_range: TrainedRange | None = None  # from a FakeQuant op the frontend dropped
+    # A state the runtime keeps from one invoke to the next (a fused RNN's hidden/cell state):
+    # written with ``is_variable``, no buffer, zeros after ``AllocateTensors`` and
+    # ``reset_all_variables()``.
+    is_variable: bool = False
 
     @property
     def is_const(self) -> bool:
@@ -56,6 +60,9 @@ class Op:
     name: str = ""  # the TF node it came from, for error messages
     custom_code: str | None = None  # for OpType.CUSTOM
     custom_options: bytes | None = None  # a CUSTOM op's options (flexbuffer), written as is
+    # Tensors a kernel reads only their quantization from (the integer LSTM's gate and hidden
+    # scales): the schema's ``Operator.intermediates``.
+    intermediates: list[Tensor] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return f"<{self.type.name} {self.name!r}>"
@@ -89,7 +96,7 @@ class Graph:
         """Every tensor the graph uses, in first-use order (inputs first)."""
         seen: dict[Tensor, None] = dict.fromkeys(self.inputs)
         for op in self.ops:
-            for t in [*op.inputs, *op.outputs]:
+            for t in [*op.inputs, *op.outputs, *op.intermediates]:
                 if t is not None:
                     seen.setdefault(t, None)
         for t in self.outputs:

@@ -62,6 +62,7 @@ class TensorInfo:
     quant: QuantParams | None = None
     data: np.ndarray | None = field(default=None, compare=False, repr=False)
     sparsity: SparsityInfo | None = field(default=None, compare=False, repr=False)
+    is_variable: bool = False
 
     @property
     def is_const(self) -> bool:
@@ -80,6 +81,7 @@ class OpInfo:
     options_table: str | None = None  # the schema table name of the options union
     custom_code: str | None = None
     custom_options: bytes | None = None  # a custom op's own options (flexbuffer), as stored
+    intermediates: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,7 @@ def _tensor(t: Table, buffers: list[np.ndarray]) -> TensorInfo:
         quant=_quant(t.table("quantization", "QuantizationParameters"), shape),
         data=_tensor_data(t, buffers[buffer], dtype, shape),
         sparsity=_sparsity(t.table("sparsity", "SparsityParameters")),
+        is_variable=bool(t.scalar("is_variable")),
     )
 
 
@@ -370,6 +373,7 @@ def _op(op: Table, op_codes: tuple[OpCodeInfo, ...], n_tensors: int) -> OpInfo:
         options_table=table_name,
         custom_code=code.custom_code,
         custom_options=_custom_options(op) if code.type == OpType.CUSTOM else None,
+        intermediates=_indices(op, "intermediates", n_tensors, "the subgraph"),
     )
 
 

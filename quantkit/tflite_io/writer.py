@@ -292,6 +292,8 @@ def _write_tensor(b: flatbuffers.Builder, t: Tensor, buffer: int) -> int:
         _Tensor.TensorAddShapeSignature(b, signature)
     if quant is not None:
         _Tensor.TensorAddQuantization(b, quant)
+    if t.is_variable:
+        _Tensor.TensorAddIsVariable(b, True)
     return _Tensor.TensorEnd(b)
 
 
@@ -326,6 +328,9 @@ def _write_operator(b: flatbuffers.Builder, op: Op, index: dict[Tensor, int], op
     outputs = [index[t] for t in op.outputs]
     outputs_vec = _scalars(b, outputs, np.int32)
     custom = None if op.custom_options is None else b.CreateByteVector(op.custom_options)
+    intermediates = None
+    if op.intermediates:
+        intermediates = _scalars(b, [index[t] for t in op.intermediates], np.int32)
     _Operator.OperatorStart(b)
     _Operator.OperatorAddOpcodeIndex(b, opcode)
     _Operator.OperatorAddInputs(b, inputs_vec)
@@ -335,6 +340,8 @@ def _write_operator(b: flatbuffers.Builder, op: Op, index: dict[Tensor, int], op
         _Operator.OperatorAddBuiltinOptions(b, options[1])
     if custom is not None:  # a custom op's options, kept as read (a .tflite's custom ops)
         _Operator.OperatorAddCustomOptions(b, custom)
+    if intermediates is not None:
+        _Operator.OperatorAddIntermediates(b, intermediates)
     return _Operator.OperatorEnd(b)
 
 
