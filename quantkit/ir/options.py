@@ -201,3 +201,21 @@ class Conv3DOptions:
 @dataclass(frozen=True)
 class SplitVOptions:
     num_splits: int
+
+
+# --- issue #12: fused sequence ops (their states are variable tensors: Tensor.is_variable) ----
+@dataclass(frozen=True)
+class UnidirectionalSequenceLSTMOptions:
+    fused_activation_function: Activation = Activation.TANH  # the cell's and the output's
+    cell_clip: float = 0.0  # 0: no clipping
+    proj_clip: float = 0.0
+    time_major: bool = False
+    asymmetric_quantize_inputs: bool = False  # dynamic-range (hybrid) kernel only
+    diagonal_recurrent_tensors: bool = False
+
+
+@dataclass(frozen=True)
+class SequenceRNNOptions:
+    time_major: bool = False
+    fused_activation_function: Activation = Activation.TANH
+    asymmetric_quantize_inputs: bool = False  # dynamic-range (hybrid) kernel only
