@@ -43,9 +43,16 @@ MAX_STEPS = 4096  # a loop that runs longer is not a static sequence
 
 @dataclass(frozen=True)
 class TensorList:
-    """A TF TensorList while lowering: its elements (None: not yet written)."""
+    """A TF TensorList while lowering: its elements (None: not yet written).
+
+    ``source``: the tensor it was unstacked from (``TensorListFromTensor``); ``stacked``: the
+    tensor stacking it gives, where an op computed the whole sequence at once (a fused RNN,
+    ``tf_rnn``): its elements are then sliced from it when read.
+    """
 
     items: tuple[Tensor | None, ...]
+    source: Tensor | None = None
+    stacked: Tensor | None = None
 
 
 def _list(ctx: TFContext, index: int) -> TensorList:
@@ -110,12 +117,16 @@ def tensor_list_reserve(ctx: TFContext) -> None:
 
 
 def tensor_list_from_tensor(ctx: TFContext) -> None:
-    ctx.alias(TensorList(tuple(unstacked(ctx, ctx.input(0)))))
+    x = ctx.input(0)
+    ctx.alias(TensorList(tuple(unstacked(ctx, x)), source=x))
 
 
 def tensor_list_get_item(ctx: TFContext) -> None:
-    items = _list(ctx, 0).items
-    item = items[_index(ctx, 1, len(items))]
+    tensors = _list(ctx, 0)
+    i = _index(ctx, 1, len(tensors.items))
+    item = tensors.items[i]
+    if item is None and tensors.stacked is not None:
+        item = slice_axis(ctx, tensors.stacked, 0, i, i + 1, f"item_{i}", shrink=True)
     if item is None:
         raise ctx.error("reads a tensor list element that was never written")
     ctx.alias(item)
@@ -128,7 +139,11 @@ def tensor_list_set_item(ctx: TFContext) -> None:
 
 
 def tensor_list_stack(ctx: TFContext) -> None:
-    items = _list(ctx, 0).items
+    tensors = _list(ctx, 0)
+    if tensors.stacked is not None:
+        ctx.alias(tensors.stacked)
+        return
+    items = tensors.items
     if not items or any(t is None for t in items):
         raise ctx.error("stacks a tensor list with unwritten elements")
     ctx.emit(OpType.PACK, list(items), o.PackOptions(len(items), 0))
