@@ -21,8 +21,9 @@ read: ``return_state``) is unrolled as before; so is GRU, which has no fused op.
 The fused ops keep their states in variable tensors (zeros at load and after
 ``reset_all_variables()``; the loop's initial states must be zeros). LiteRT carries them from
 one invoke to the next, so a stateless Keras layer needs a reset between calls
-(``quantkit.litert`` does it). A variable's shape is fixed, batch included: a dynamic batch
-gets states of batch 1 (README, "RNNs").
+(``quantkit.litert`` does it). A state has the input's batch; a dynamic one is written as
+batch 1 with shape_signature −1, and LiteRT resizes a state as it resizes an input
+(``quantkit.litert.resize_batch``; README, "RNNs").
 """
 
 from __future__ import annotations
@@ -332,10 +333,9 @@ def _emit(ctx: TFContext, cell: Cell, source: Tensor, roles: _Roles,
     steps, batch = (source.shape[0], source.shape[1])
     units = cell.recurrent.shape[1]
     dtype = np.dtype(np.float32)
-    state_batch = batch if batch is not None else 1  # a variable's shape is static
 
-    def state(name: str) -> Tensor:
-        return Tensor(f"{ctx.name}/{name}", dtype, (state_batch, units), is_variable=True)
+    def state(name: str) -> Tensor:  # a dynamic batch: batch 1, shape_signature −1
+        return Tensor(f"{ctx.name}/{name}", dtype, (batch, units), is_variable=True)
 
     shape = (steps, batch, units) if time_major else (batch, steps, units)
     out = ctx.new_tensor("sequence", dtype, shape)
