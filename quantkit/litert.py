@@ -54,14 +54,14 @@ def run_signature(model_bytes: bytes, inputs: dict[str, np.ndarray],
                   signature: str = "serving_default") -> dict[str, np.ndarray]:
     """Run one signature by input name; its outputs by name."""
     interpreter = Interpreter(model_content=model_bytes)
-    states = batch_states(model_bytes)
-    if states:  # the signature runner resizes the inputs only
-        details = interpreter.get_signature_runner(signature).get_input_details()
-        for name, x in inputs.items():
-            interpreter.resize_tensor_input(details[name]["index"], list(np.shape(x)))
-        resize_batch(interpreter, states, len(next(iter(inputs.values()))))
-        interpreter.allocate_tensors()
-    interpreter.reset_all_variables()  # (a runner holds the interpreter: made after)
+    # Sized and allocated here (the signature runner would resize the inputs only), so that
+    # the states can be reset; a runner holds the interpreter, so it is made after.
+    details = interpreter.get_signature_runner(signature).get_input_details()
+    for name, x in inputs.items():
+        interpreter.resize_tensor_input(details[name]["index"], list(np.shape(x)))
+    resize_batch(interpreter, batch_states(model_bytes), len(next(iter(inputs.values()))))
+    interpreter.allocate_tensors()
+    interpreter.reset_all_variables()
     return interpreter.get_signature_runner(signature)(**inputs)
 
 

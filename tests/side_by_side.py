@@ -122,13 +122,12 @@ def run_all(model: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
                 for d in interpreter.get_output_details()]
     details = interpreter.get_signature_runner().get_input_details()
     names = sorted(details)
-    if states:  # the signature runner resizes the inputs only
-        for name, x in zip(names, inputs):
-            interpreter.resize_tensor_input(details[name]["index"], list(x.shape))
-        resize_batch(interpreter, states, len(inputs[0]))
-        interpreter.allocate_tensors()
+    for name, x in zip(names, inputs):  # (the signature runner would resize the inputs only)
+        interpreter.resize_tensor_input(details[name]["index"], list(x.shape))
+    resize_batch(interpreter, states, len(inputs[0]))
+    interpreter.allocate_tensors()
     interpreter.reset_all_variables()
-    runner = interpreter.get_signature_runner()
+    runner = interpreter.get_signature_runner()  # (it holds the interpreter: made after)
     outputs = runner(**{name: quantize_input(x, details[name]) for name, x in zip(names, inputs)})
     out_details = runner.get_output_details()
     return [dequantize_output(outputs[k], out_details[k]) for k in sorted(outputs)]
