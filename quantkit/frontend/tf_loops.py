@@ -11,14 +11,13 @@ while lowering: reading and writing an element at a constant index moves referen
 is one STRIDED_SLICE per element, stacking one PACK. Nothing here needs a TFLite op of its own,
 so every integer scheme that has FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD runs the result.
 
-Why unrolling, and not matching the body against a fused TFLite sequence op
-(UNIDIRECTIONAL_SEQUENCE_LSTM/RNN): it is exact for any cell (GRU's reset-after, peepholes,
-custom cells), it needs nothing of Keras (SavedModels and concrete functions take the same
-path), every op of the result has an int8 and an int16 kernel, and the result is stateless:
-the fused ops keep their state in variable tensors that LiteRT carries from one invoke to the
-next (a converted stateless Keras LSTM then needs ``reset_all_variables()`` between calls). The
-price is the op count: about 17 ops per LSTM step, where TF 2.21 writes a WHILE loop with a
-body subgraph (and fails on a dynamic batch).
+When unrolling: a Keras LSTM or SimpleRNN becomes one fused sequence op instead where the
+mode allows (``tf_rnn``); GRU, other cells and every RNN in the integer schemes are unrolled.
+Unrolling is exact for any cell (GRU's reset-after, peepholes, custom cells), needs nothing of
+Keras (SavedModels and concrete functions take the same path), every op of the result has an
+int8 and an int16 kernel, and the result is stateless. The price is the op count: about 17 ops
+per LSTM step, where TF 2.21 writes a WHILE loop with a body subgraph (and fails on a dynamic
+batch).
 """
 
 from __future__ import annotations
