@@ -20,6 +20,11 @@ from ai_edge_litert.interpreter import Interpreter
 from quantkit.tflite_io.reader import read_model
 
 
+def has_states(model_bytes: bytes) -> bool:
+    """The model has variable tensors (a fused RNN's states)."""
+    return any(t.is_variable for s in read_model(model_bytes).subgraphs for t in s.tensors)
+
+
 def batch_states(model_bytes: bytes) -> list[int]:
     """The variable tensors of subgraph 0 whose batch (dim 0) is dynamic: a fused RNN's states
     in a model converted with a dynamic batch (written with batch 1)."""
@@ -54,6 +59,8 @@ def run_signature(model_bytes: bytes, inputs: dict[str, np.ndarray],
                   signature: str = "serving_default") -> dict[str, np.ndarray]:
     """Run one signature by input name; its outputs by name."""
     interpreter = Interpreter(model_content=model_bytes)
+    if not has_states(model_bytes):
+        return interpreter.get_signature_runner(signature)(**inputs)
     # Sized and allocated here (the signature runner would resize the inputs only), so that
     # the states can be reset; a runner holds the interpreter, so it is made after.
     details = interpreter.get_signature_runner(signature).get_input_details()

@@ -28,7 +28,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 import quantkit
 from quantkit.ops import spec
-from quantkit.litert import batch_states, dequantize_output, quantize_input, resize_batch
+from quantkit.litert import (batch_states, dequantize_output, has_states, quantize_input,
+                             resize_batch)
 from quantkit.metrics import sqnr_db
 from quantkit.tflite_io.reader import op_types, read_model
 
@@ -122,11 +123,12 @@ def run_all(model: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
                 for d in interpreter.get_output_details()]
     details = interpreter.get_signature_runner().get_input_details()
     names = sorted(details)
-    for name, x in zip(names, inputs):  # (the signature runner would resize the inputs only)
-        interpreter.resize_tensor_input(details[name]["index"], list(x.shape))
-    resize_batch(interpreter, states, len(inputs[0]))
-    interpreter.allocate_tensors()
-    interpreter.reset_all_variables()
+    if has_states(model):  # (the signature runner would resize the inputs only)
+        for name, x in zip(names, inputs):
+            interpreter.resize_tensor_input(details[name]["index"], list(x.shape))
+        resize_batch(interpreter, states, len(inputs[0]))
+        interpreter.allocate_tensors()
+        interpreter.reset_all_variables()
     runner = interpreter.get_signature_runner()  # (it holds the interpreter: made after)
     outputs = runner(**{name: quantize_input(x, details[name]) for name, x in zip(names, inputs)})
     out_details = runner.get_output_details()
