@@ -218,7 +218,7 @@ _CONDITION_OPS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _condition(ctx: TFContext, cond: Any, values: list) -> bool:
+def loop_condition(ctx: TFContext, cond: Any, values: list) -> bool:
     """The loop condition on this step's loop variables; an error unless it is constant."""
     known: dict[str, Any] = {}
     for param, value in zip(cond.inputs, values):
@@ -309,7 +309,7 @@ def lower_while(ctx: TFContext, cond: Any, lower_nodes: Callable[[TFContext, lis
     node = ctx.node
     values = [ctx.tensors[t.name] for t in node.inputs]
     for step in range(MAX_STEPS + 1):
-        if not _condition(ctx, cond, values):
+        if not loop_condition(ctx, cond, values):
             break
         if step == MAX_STEPS:
             raise ctx.error(f"a loop of more than {MAX_STEPS} steps")

@@ -256,7 +256,7 @@ def _trip_count(ctx: TFContext, cond: Any, values: list, roles: _Roles, results:
     current = list(values)
     for n in range(tf_loops.MAX_STEPS + 1):
         try:
-            if not tf_loops._condition(ctx, cond, current):
+            if not tf_loops.loop_condition(ctx, cond, current):
                 return n
         except ConversionError:
             return -1
@@ -270,10 +270,12 @@ def lower_fused(ctx: TFContext, cond: Any, lower_nodes: Callable[[TFContext, lis
                 cells: frozenset[FusedCell]) -> bool:
     """Lower the While ``ctx.node`` to one fused sequence op if it is a Keras RNN of one of
     ``cells``; False (nothing emitted) otherwise."""
+    if not cells:
+        return False
     node = ctx.node
     values = [ctx.tensors[t.name] for t in node.inputs]
     roles = _roles(node, values)
-    if not cells or roles is None:
+    if roles is None:
         return False
     first = _scratch_step(ctx, values, roles, lower_nodes)
     if first is None or first[0].kind not in cells:
