@@ -249,3 +249,23 @@ def test_bias_after_a_sum_of_matmuls_moves_onto_one_of_them():
     assert constant_into_summand(graph)
     assert graph.ops[2].inputs == [xw, bias] and graph.ops[3].inputs == [total, hu]
     assert not constant_into_summand(graph)
+
+
+def test_tf_fused_lstm_reads_back_with_variable_states(data):
+    """TF's converter fuses a tf_keras (Keras 2) LSTM; quantkit's .tflite frontend keeps its
+    states variable tensors, so the model it writes runs (float32 and dynamic range)."""
+    import tf_keras
+
+    _, x = data
+    tf_keras.utils.set_random_seed(3)
+    model = tf_keras.Sequential([tf_keras.Input((rnns.STEPS, rnns.FEATURES), batch_size=1),
+                                 tf_keras.layers.LSTM(24), tf_keras.layers.Dense(10)])
+    reference = [np.asarray(model(x))]
+    theirs = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    for mode, floor in (("float32", 120.0), ("dynamic_range", 35.0)):  # 137.3, 47.0 dB
+        tflite = convert(quantkit, lambda m: m.TFLiteConverter.from_tflite(theirs), mode)
+        subgraph = read_model(tflite).subgraphs[0]
+        assert sum(t.is_variable for t in subgraph.tensors) == 2
+        result = measure(tflite, [x], reference, run=lambda xs: Runner(tflite).run_all(xs))
+        assert_input_matters(result)
+        assert result.sqnr >= floor, (mode, result)
