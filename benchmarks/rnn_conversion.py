@@ -3,8 +3,11 @@
 For each family of ``benchmarks.zoo.rnns`` (trained 2 epochs on 1,000 MNIST row-sequences,
 14 steps of 14 features, 12 units): the float32 model's max error against Keras relative to
 the output's max magnitude, the SQNR of each quantized mode against Keras on 200 test rows
-(calibrated on 100 training rows), quantkit's op count and tf.lite's float32 op count (all
-subgraphs; TF writes a WHILE loop with a condition and a body subgraph). TF's float32 converter
+(calibrated on 100 training rows), quantkit's float32 op count and tf.lite's float32 op count
+(all subgraphs; TF writes a WHILE loop with a condition and a body subgraph). quantkit's
+float32 and dynamic-range models hold TFLite's fused sequence ops for LSTM and SimpleRNN
+(``quantkit.frontend.tf_rnn``), its int8 and int16x8 models the unrolled loop (GRU: always
+unrolled). TF's float32 converter
 fails on a dynamic batch here (``TensorListReserve`` needs a static element shape), so TF
 converts the same weights with batch 1; TF's int8 converter crashes the process on these
 models, so it is not run. Prints a Markdown table.

@@ -21,6 +21,7 @@ from quantkit.calibrate import (HISTOGRAM_METHODS, CalibrationOptions, batch_row
                                 calibrate_graphs, means, ranges)
 from quantkit.frontend import capture
 from quantkit.frontend.lower import lower
+from quantkit.frontend.tf_rnn import ALL_CELLS, FusedCell
 from quantkit.frontend.tf_ops import ONLY_IN_PATTERNS
 from quantkit.ir.graph import Graph
 from quantkit.mode import resolve_mode
@@ -104,14 +105,28 @@ TF_COMPAT_ATTRIBUTES: dict[str, Any] = {
 
 
 # A frontend gives the model's lowered IR graphs, one per signature, before any pass; its
-# argument is `allow_custom_ops`.
-Frontend = Callable[[bool], list[Graph]]
+# arguments are `allow_custom_ops` and the RNN cells to lower to fused ops (``FUSED_RNNS``).
+Frontend = Callable[[bool, frozenset[FusedCell]], list[Graph]]
+
+# The Keras RNN cells the TF frontend lowers to TFLite's fused sequence ops, per mode (issue
+# #12; others are unrolled): all where activations stay float. None in the integer schemes
+# yet: UNIDIRECTIONAL_SEQUENCE_RNN has no integer kernel, and UNIDIRECTIONAL_SEQUENCE_LSTM's
+# integer rule is not in its op-table row yet (with it, FULL_INTEGER gets {FusedCell.LSTM}).
+FUSED_RNNS: dict[QuantMode, frozenset[FusedCell]] = {
+    QuantMode.FLOAT32: ALL_CELLS,
+    QuantMode.FLOAT16: ALL_CELLS,
+    QuantMode.DYNAMIC_RANGE: ALL_CELLS,
+    QuantMode.FULL_INTEGER: frozenset(),
+    QuantMode.INT16X8: frozenset(),
+    QuantMode.LEGACY_UINT8: frozenset(),
+}
 
 
 def _tf_frontend(capture_fn: Callable[[], list[capture.Captured]]) -> Frontend:
     """TF traces and freezes the model (``capture``); quantkit lowers it (``lower``)."""
-    return lambda allow_custom_ops: [lower(c, allow_custom_ops=allow_custom_ops)
-                                     for c in capture_fn()]
+    return lambda allow_custom_ops, fused_rnns: [
+        lower(c, allow_custom_ops=allow_custom_ops, fused_rnns=fused_rnns)
+        for c in capture_fn()]
 
 
 class RepresentativeDataset:
@@ -193,7 +208,7 @@ class TFLiteConverter:
         ``jax`` extra (``pip install quantkit[jax]``)."""
         from quantkit.frontend import jax_capture  # JAX is optional
 
-        return cls(lambda allow_custom_ops: jax_capture.lower_jax(serving_funcs, inputs),
+        return cls(lambda allow_custom_ops, _: jax_capture.lower_jax(serving_funcs, inputs),
                    ModelType.JAX)
 
     @classmethod
@@ -214,8 +229,8 @@ class TFLiteConverter:
         from quantkit.frontend import tflite_frontend
 
         source = tflite_frontend.load(model)
-        return cls(lambda allow_custom_ops: tflite_frontend.lower_tflite(source, allow_custom_ops),
-                   ModelType.TFLITE)
+        return cls(lambda allow_custom_ops, _: tflite_frontend.lower_tflite(
+            source, allow_custom_ops), ModelType.TFLITE)
 
     # --- conversion ---------------------------------------------------------------------
     def resolve_mode(self, trained_ranges: bool = False) -> ConversionMode:
@@ -241,7 +256,7 @@ class TFLiteConverter:
             from quantkit.debug.accuracy import convert_within_budget
 
             return convert_within_budget(self)
-        lowered = self._frontend(self.allow_custom_ops)
+        lowered = self._lowered()
         # A quantization-aware trained model quantizes fully without a representative dataset.
         mode = self.resolve_mode(has_trained_ranges(lowered))
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered)
@@ -259,6 +274,17 @@ class TFLiteConverter:
                                   self.exclude_conversion_metadata)
         return write_model(graphs, description=model_description(__version__),
                            metadata=metadata)
+
+    def _lowered(self) -> list[Graph]:
+        """The frontend's graphs, Keras RNNs fused as the mode allows (``FUSED_RNNS``). The
+        mode is resolved before lowering here, without the trained ranges of a
+        quantization-aware model (which only lowering finds): a mode that needs them is
+        integer."""
+        try:
+            quant = self.resolve_mode().quant
+        except ConversionError:
+            quant = QuantMode.FULL_INTEGER
+        return self._frontend(self.allow_custom_ops, FUSED_RNNS.get(quant, frozenset()))
 
     def _settings(self, graphs: list[Graph], mode: ConversionMode) -> OpSettings:
         """Each op's settings: the recipe's rules over the mode's defaults."""
@@ -330,7 +356,7 @@ class TFLiteConverter:
                       lowered: list[Graph] | None = None) -> list[Graph]:
         """The float graphs after the passes, of ``lowered`` (else the frontend's)."""
         graphs = []
-        for source in lowered or self._frontend(self.allow_custom_ops):
+        for source in lowered or self._lowered():
             graph = run_passes(source, keep_offsets)
             equalizing = self.cross_layer_equalization
             if (self._accuracy() if equalizing is None else equalizing) and not keep_offsets:

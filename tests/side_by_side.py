@@ -28,7 +28,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 import quantkit
 from quantkit.ops import spec
-from quantkit.litert import dequantize_output, quantize_input
+from quantkit.litert import (batch_states, dequantize_output, has_states, quantize_input,
+                             resize_batch)
 from quantkit.metrics import sqnr_db
 from quantkit.tflite_io.reader import op_types, read_model
 
@@ -104,21 +105,31 @@ def convert(module: Any, make_converter: MakeConverter, mode: str, calibration: 
 def run_all(model: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Every output (as float) of the model on float ``inputs``. With a signature, inputs and
     outputs go by sorted signature name (TF orders multi-input models its own way); a model
-    without one (TF's from a bare concrete function) goes by position."""
+    without one (TF's from a bare concrete function) goes by position. A fused RNN's states
+    start from zeros, with the inputs' batch (``quantkit.litert``)."""
     interpreter = Interpreter(model_content=model)
+    states = batch_states(model)
     if not interpreter.get_signature_list():
         details = interpreter.get_input_details()
         for detail, x in zip(details, inputs):
             interpreter.resize_tensor_input(detail["index"], list(x.shape))
+        resize_batch(interpreter, states, len(inputs[0]))
         interpreter.allocate_tensors()
+        interpreter.reset_all_variables()
         for detail, x in zip(details, inputs):
             interpreter.set_tensor(detail["index"], quantize_input(x, detail))
         interpreter.invoke()
         return [dequantize_output(interpreter.get_tensor(d["index"]), d)
                 for d in interpreter.get_output_details()]
-    runner = interpreter.get_signature_runner()
-    details = runner.get_input_details()
+    details = interpreter.get_signature_runner().get_input_details()
     names = sorted(details)
+    if has_states(model):  # (the signature runner would resize the inputs only)
+        for name, x in zip(names, inputs):
+            interpreter.resize_tensor_input(details[name]["index"], list(x.shape))
+        resize_batch(interpreter, states, len(inputs[0]))
+        interpreter.allocate_tensors()
+        interpreter.reset_all_variables()
+    runner = interpreter.get_signature_runner()  # (it holds the interpreter: made after)
     outputs = runner(**{name: quantize_input(x, details[name]) for name, x in zip(names, inputs)})
     out_details = runner.get_output_details()
     return [dequantize_output(outputs[k], out_details[k]) for k in sorted(outputs)]

@@ -1,10 +1,13 @@
 """RNNs (issue #12): Keras LSTM, GRU, SimpleRNN, Bidirectional(LSTM) and LSTM with
 return_sequences, trained for a second on MNIST rows (``benchmarks.zoo.rnns``), converted in
-float32, int8 and int16x8 and run in LiteRT against the Keras model on other test rows.
+float32, dynamic range, int8 and int16x8 and run in LiteRT against the Keras model on other
+test rows.
 
-quantkit unrolls the While loop the layers trace to (``frontend.tf_loops``); TF's own int8
-converter crashes on these models, so int8 is held to absolute floors and to quantkit's own
-int16x8 result instead of to TF.
+In float32 and dynamic range, LSTM and SimpleRNN loops become TFLite's fused sequence ops
+(``frontend.tf_rnn``), with fewer ops than TF's converter writes for the same Keras 3 layers
+(a WHILE loop); GRU, and every RNN in the integer schemes (``converter.FUSED_RNNS``), are
+unrolled (``frontend.tf_loops``). TF's own int8 converter crashes on these models, so int8 is
+held to absolute floors and to quantkit's own int16x8 result instead of to TF.
 """
 
 from __future__ import annotations
@@ -13,20 +16,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras
+
 import quantkit
 from benchmarks.zoo import rnns
 from quantkit.ir.graph import Graph, Op, Tensor, const
 from quantkit.ir import options as o
+from quantkit.litert import Runner, run_float
+from quantkit.tflite_io.reader import read_model
 from quantkit.passes.zeros import constant_into_summand, zero_products
 from quantkit.types import ConversionError, OpType
-from tests.side_by_side import (FLOAT32_REL, assert_input_matters, convert, keras_converter,
-                                measure, run_all)
+from tests.side_by_side import (FLOAT16_FLOOR_DB, FLOAT32_REL, assert_input_matters, convert,
+                                keras_converter, measure, run_all)
 
 N_TEST, N_CALIBRATION = 40, 40
 # Measured on these lightly trained models (40 rows): int8 28.3-29.0 dB (lstm, gru,
 # bidirectional), int16x8 50.8 dB (lstm).
 INT8_FLOOR_DB = 24.0
 INT16X8_FLOOR_DB = 44.0
+# Dynamic range, int8 weights of a fused LSTM(16) and SimpleRNN(32): measured 41.8 dB
+DYNAMIC_FLOOR_DB = 35.0
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +54,20 @@ def _reference(model, x):
     return [np.asarray(model(x, training=False))]
 
 
+LSTM, RNN = "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN"
+# The fused ops each family converts to in float32, and the op count of TF 2.21's float32
+# conversion of the same Keras 3 model with batch 1 (all subgraphs: a WHILE, its condition and
+# body), measured once with benchmarks.rnn_conversion.tf_float_ops.
+FUSED = {"lstm": [LSTM], "gru": [], "simple_rnn": [RNN], "bidirectional_lstm": [LSTM, LSTM],
+         "lstm_sequences": [LSTM]}
+TF_OPS = {"lstm": 26, "gru": 28, "simple_rnn": 15, "bidirectional_lstm": 52,
+          "lstm_sequences": 33}
+
+
+def _ops(tflite: bytes) -> list[str]:
+    return [op.type.name for s in read_model(tflite).subgraphs for op in s.ops]
+
+
 @pytest.mark.parametrize("family", list(rnns.FAMILIES))
 def test_float32_matches_keras(models, data, family):
     calibration, x = data
@@ -55,8 +78,90 @@ def test_float32_matches_keras(models, data, family):
     error = np.max(np.abs(out - reference[0])) / np.max(np.abs(reference[0]))
     assert error <= FLOAT32_REL, f"{family}: relative error {error:.2e}"
     assert_input_matters(measure(tflite, [x], reference))
-    # stateless: no state carried from one invoke to the next (LiteRT keeps a fused LSTM's)
-    assert np.array_equal(run_all(tflite, [x])[0], out)
+    ops = _ops(tflite)
+    assert [t for t in ops if t in (LSTM, RNN)] == FUSED[family], ops
+    if FUSED[family]:  # GRU is unrolled: there is no fused GRU op
+        assert len(ops) <= TF_OPS[family], ops
+
+
+@pytest.mark.parametrize("family", ["lstm", "simple_rnn", "lstm_sequences"])
+def test_fused_state_is_reset_on_each_run(models, data, family):
+    """LiteRT carries a fused op's state from one invoke to the next; quantkit's runners
+    start each from zeros, at any batch: the same rows give the same outputs every time, one
+    by one or all at once (the state's dynamic batch resized with the input)."""
+    _, x = data
+    tflite = convert(quantkit, keras_converter(models[family]), "float32")
+    runner = Runner(tflite)
+    first = runner([x[:5]])[0]
+    assert np.array_equal(runner([x[:5]])[0], first)  # the same interpreter again
+    single = np.concatenate([runner([x[i:i + 1]])[0] for i in range(5)])
+    np.testing.assert_allclose(single, first, rtol=0, atol=1e-5 * np.max(np.abs(first)))
+    np.testing.assert_array_equal(run_float(tflite, x[:5]), first)
+    np.testing.assert_array_equal(runner.run_all([x[:5]], batch=2)[0], first)
+
+
+def test_dynamic_range_fused_ops_run_on_int8_weights(data):
+    """Dynamic range: the fused ops' weight matrices become int8 together (their hybrid
+    kernels read them all as int8), version 3 (asymmetric inputs), close to Keras."""
+    _, x = data
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((rnns.STEPS, rnns.FEATURES))
+    lstm = keras.layers.LSTM(16, return_sequences=True)(inputs)
+    rnn = keras.layers.SimpleRNN(32)(lstm)
+    model = keras.Model(inputs, keras.layers.Dense(10)(rnn))
+    reference = _reference(model, x)
+    tflite = convert(quantkit, keras_converter(model), "dynamic_range")
+    result = measure(tflite, [x], reference)
+    assert_input_matters(result)
+    assert result.sqnr >= DYNAMIC_FLOOR_DB, result
+    subgraph = read_model(tflite).subgraphs[0]
+    fused = {op.type.name: op for op in subgraph.ops if op.type.name in (LSTM, RNN)}
+    assert set(fused) == {LSTM, RNN}
+    for name, weights in ((LSTM, range(1, 9)), (RNN, (1, 2))):
+        op = fused[name]
+        assert [subgraph.tensors[op.inputs[i]].dtype for i in weights] == \
+            [np.dtype(np.int8)] * len(weights), name
+        assert subgraph.tensors[op.inputs[0]].dtype == np.float32
+    assert (fused[LSTM].version, fused[RNN].version) == (3, 3)
+
+
+@pytest.mark.parametrize("family", ["lstm", "simple_rnn"])
+def test_float16_keeps_the_fused_op(models, data, family):
+    """float16 weights reach the fused op through DEQUANTIZE (measured 71.5 and 64.9 dB)."""
+    _, x = data
+    model = models[family]
+    tflite = convert(quantkit, keras_converter(model), "float16")
+    result = measure(tflite, [x], _reference(model, x))
+    assert_input_matters(result)
+    assert result.sqnr >= FLOAT16_FLOOR_DB, result
+    assert [t for t in _ops(tflite) if t in (LSTM, RNN)] == FUSED[family]
+
+
+@pytest.mark.parametrize("layers, fused", [
+    ([keras.layers.LSTM(8, return_sequences=True), keras.layers.LSTM(8)], [LSTM, LSTM]),
+    ([keras.layers.LSTM(8, go_backwards=True)], [LSTM]),
+    ([keras.layers.SimpleRNN(8, go_backwards=True, return_sequences=True),
+      keras.layers.Flatten()], [RNN]),
+    ([keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
+      keras.layers.Flatten()], [LSTM, LSTM]),
+    ([keras.layers.LSTM(8, activation="relu")], []),  # not LiteRT's cell: unrolled
+    ([keras.layers.LSTM(8, recurrent_activation="tanh")], []),
+    ([keras.layers.SimpleRNN(8, activation="relu")], []),
+], ids=["stacked", "go_backwards", "rnn_backwards_sequence", "bidirectional_sequences",
+        "relu_unrolled", "tanh_gates_unrolled", "rnn_relu_unrolled"])
+def test_layer_variants_fuse_or_unroll_and_match_keras(data, layers, fused):
+    """Stacked and reversed layers fuse (their reversals are slices); activations LiteRT's
+    fused kernels do not compute fall back to the unrolled loop. All match Keras."""
+    _, x = data
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((rnns.STEPS, rnns.FEATURES)), *layers,
+                              keras.layers.Dense(10)])
+    reference = _reference(model, x)
+    tflite = convert(quantkit, keras_converter(model), "float32")
+    (out,) = run_all(tflite, [x])
+    assert np.max(np.abs(out - reference[0])) <= FLOAT32_REL * np.max(np.abs(reference[0]))
+    assert_input_matters(measure(tflite, [x], reference))
+    assert [t for t in _ops(tflite) if t in (LSTM, RNN)] == fused
 
 
 def test_saved_model_lstm_matches_keras(models, data, tmp_path):
@@ -70,6 +175,7 @@ def test_saved_model_lstm_matches_keras(models, data, tmp_path):
     (out,) = run_all(tflite, [x])
     assert np.max(np.abs(out - reference[0])) <= FLOAT32_REL * np.max(np.abs(reference[0]))
     assert_input_matters(measure(tflite, [x], reference))
+    assert _ops(tflite) == [LSTM, "STRIDED_SLICE", "FULLY_CONNECTED"]
 
 
 @pytest.mark.parametrize("family", ["lstm", "gru", "bidirectional_lstm"])
@@ -171,3 +277,23 @@ def test_int8_computes_unrolled_cells_in_int16(models, data, family):
     assert len(cells.ops) <= len(plain.ops) + 2, (cells.ops, plain.ops)
     # measured (40 rows): gru 28.9 -> 38.4 dB, simple_rnn 28.4 -> 36.5 dB
     assert cells.sqnr >= plain.sqnr + 3.0 and cells.sqnr >= 33.0, (cells, plain)
+
+
+def test_tf_fused_lstm_reads_back_with_variable_states(data):
+    """TF's converter fuses a tf_keras (Keras 2) LSTM; quantkit's .tflite frontend keeps its
+    states variable tensors, so the model it writes runs (float32 and dynamic range)."""
+    import tf_keras
+
+    _, x = data
+    tf_keras.utils.set_random_seed(3)
+    model = tf_keras.Sequential([tf_keras.Input((rnns.STEPS, rnns.FEATURES), batch_size=1),
+                                 tf_keras.layers.LSTM(24), tf_keras.layers.Dense(10)])
+    reference = [np.asarray(model(x))]
+    theirs = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    for mode, floor in (("float32", 120.0), ("dynamic_range", 35.0)):  # 137.3, 47.0 dB
+        tflite = convert(quantkit, lambda m: m.TFLiteConverter.from_tflite(theirs), mode)
+        subgraph = read_model(tflite).subgraphs[0]
+        assert sum(t.is_variable for t in subgraph.tensors) == 2
+        result = measure(tflite, [x], reference, run=lambda xs: Runner(tflite).run_all(xs))
+        assert_input_matters(result)
+        assert result.sqnr >= floor, (mode, result)

@@ -57,6 +57,14 @@ BROADCAST_5D = {"in0": RANK5, "in1": (1, 1, 1, 1, 5)}
 HYBRID_W = {"in1": (8, 3, 3, 8)}
 
 
+# UNIDIRECTIONAL_SEQUENCE_LSTM's 24 inputs: input, 8 weights, 3 peepholes, 4 biases,
+# projection weights and bias, 2 states, 4 layer norms (absent: "-")
+LSTM_FLOAT = "float32 " + "float32 " * 8 + "- " * 3 + "float32 " * 4 + "- - float32 float32" \
+    + " -" * 4 + " -> float32"
+LSTM_HYBRID = "float32 " + "int8 " * 8 + "- " * 3 + "float32 " * 4 + "- - float32 float32" \
+    + " -" * 4 + " -> float32"
+
+
 def case(op: str, version: int, io: str, label: str = "", **kw):
     return pytest.param(OpType[op], version, io, kw, id=f"{op}-v{version}-{label or io}")
 
@@ -193,6 +201,21 @@ VERSION_CASES = [
            [(2, "int8 int8 -> bool"), (1, "float32 float32 -> bool")]),
     *group(["SELECT_V2"], [(1, "bool int8 int8 -> int8"), (2, "bool int16 int16 -> int16"),
                            (1, "bool float32 float32 -> float32")]),
+    # fused sequence ops (float32 and hybrid: int8 weights, float activations)
+    case("UNIDIRECTIONAL_SEQUENCE_RNN", 3, "float32 int8 int8 float32 float32 -> float32",
+         "hybrid-asymmetric", options=o.SequenceRNNOptions(asymmetric_quantize_inputs=True)),
+    case("UNIDIRECTIONAL_SEQUENCE_RNN", 2, "float32 int8 int8 float32 float32 -> float32",
+         "hybrid", options=o.SequenceRNNOptions()),
+    case("UNIDIRECTIONAL_SEQUENCE_RNN", 1, "float32 float32 float32 float32 float32",
+         options=o.SequenceRNNOptions()),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 4, LSTM_FLOAT, "diagonal",
+         options=o.UnidirectionalSequenceLSTMOptions(diagonal_recurrent_tensors=True)),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 3, LSTM_HYBRID, "hybrid-asymmetric",
+         options=o.UnidirectionalSequenceLSTMOptions(asymmetric_quantize_inputs=True)),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 2, LSTM_HYBRID, "hybrid",
+         options=o.UnidirectionalSequenceLSTMOptions()),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 1, LSTM_FLOAT,
+         options=o.UnidirectionalSequenceLSTMOptions()),
 ]
 
 

@@ -361,6 +361,11 @@ NOT_FROM_TF: dict[tuple[OpType, int | str], str] = {
                       "case compares its version with TF's)",
     (OpType.FILL, 3): "an int8/int16 FILL: quantkit fills only masks and float constants, "
                       "which fold",
+    # TF 2.21 writes Keras 3 RNNs as WHILE loops (it fuses tf_keras LSTMs only, and never a
+    # SimpleRNN): tests/test_rnn.py runs these versions in LiteRT
+    **dict.fromkeys([(OpType.UNIDIRECTIONAL_SEQUENCE_RNN, v) for v in (1, 2, 3)]
+                    + [(OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, v) for v in (1, 2, 3, 4)],
+                    "issue #12: TF writes Keras 3 RNNs as WHILE loops"),
 }
 
 

@@ -7,7 +7,8 @@ weights that TF computes from variables (Keras 3 reshapes its biases, BatchNorm 
 graph is lowered in place, in a scope of its own (``TFContext.scope``: a name prefix), its
 parameters bound to the call's arguments, its variable reads bound to the variables' constants
 (``tf_loops.function_graph``: TF then knows the shapes inside). A ``While`` over a static trip
-count is unrolled the same way, its body lowered once per step (``tf_loops``).
+count is unrolled the same way, its body lowered once per step (``tf_loops``), unless it is a
+Keras LSTM or SimpleRNN, which becomes one fused sequence op (``tf_rnn``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 
-from quantkit.frontend import tf_loops
+from quantkit.frontend import tf_loops, tf_rnn
 from quantkit.frontend.capture import Captured
 from quantkit.frontend.tf_context import TFContext, ir_tensor
 from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
@@ -32,8 +33,12 @@ IGNORED = {"NoOp", "Placeholder", "Const", "Assert"}
 CALLS = {"StatefulPartitionedCall", "PartitionedCall"}
 
 
-def lower(captured: Captured, *, allow_custom_ops: bool = False) -> Graph:
+def lower(captured: Captured, *, allow_custom_ops: bool = False,
+          fused_rnns: frozenset[tf_rnn.FusedCell] = tf_rnn.ALL_CELLS) -> Graph:
     """Lower one captured signature to an IR graph.
+
+    ``fused_rnns``: the Keras RNN cells whose loops become TFLite's fused sequence ops
+    (``tf_rnn``); other loops are unrolled.
 
     Raises:
       ConversionError: (lowering) listing every TF op that has no TFLite builtin, unless
@@ -41,7 +46,7 @@ def lower(captured: Captured, *, allow_custom_ops: bool = False) -> Graph:
     """
     graph = Graph(input_names=list(captured.input_names), output_names=list(captured.output_names),
                   signature_key=captured.signature_key)
-    ctx = TFContext(graph, captured.graph)
+    ctx = TFContext(graph, captured.graph, fused_rnns=fused_rnns)
     for name, tf_in in zip(captured.input_names, captured.inputs):
         ctx.tensors[tf_in.name] = ir_tensor(name, tf_in)
         graph.inputs.append(ctx.tensors[tf_in.name])
@@ -158,8 +163,11 @@ def _lower_call(ctx: TFContext, call: Any) -> None:
 
 
 def _lower_loop(ctx: TFContext) -> None:
-    """Unroll a While loop (``tf_loops``): its body lowered in place once per step."""
-    tf_loops.lower_while(ctx, _loop_graphs(ctx, ctx.node)[0], _lower_nodes)
+    """A Keras RNN's While as one fused sequence op (``tf_rnn``), else unrolled
+    (``tf_loops``): its body lowered in place once per step."""
+    cond = _loop_graphs(ctx, ctx.node)[0]
+    if not tf_rnn.lower_fused(ctx, cond, _lower_nodes, ctx.fused_rnns):
+        tf_loops.lower_while(ctx, cond, _lower_nodes)
 
 
 def _lower_node(ctx: TFContext, node: Any, handler: Any) -> None:

@@ -20,15 +20,18 @@ class TFContext(GraphBuilder):
     """TF tensors mapped to IR tensors, for the ``tf.Operation`` being lowered (``node``)."""
 
     def __init__(self, graph: Graph, library: Any = None, prefix: str = "",
-                 bodies: dict | None = None):
+                 bodies: dict | None = None, fused_rnns: frozenset = frozenset()):
         super().__init__(graph, prefix)
         self.library = library  # the traced tf.Graph: it holds every function its calls run
         self.tensors: dict[str, Tensor] = {}  # TF tensor name (in this scope) → IR tensor
         self.node: Any = None  # the tf.Operation being lowered, for names and errors
         self.bodies = {} if bodies is None else bodies  # function bodies, by call node
+        # the RNN cells (tf_rnn.FusedCell) loops become fused sequence ops for, else unrolled
+        self.fused_rnns = fused_rnns
 
     def scope(self, name: str) -> "TFContext":
-        return TFContext(self.graph, self.library, f"{self.prefix}{name}/", self.bodies)
+        return TFContext(self.graph, self.library, f"{self.prefix}{name}/", self.bodies,
+                         self.fused_rnns)
 
     @property
     def name(self) -> str:

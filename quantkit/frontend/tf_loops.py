@@ -11,14 +11,13 @@ while lowering: reading and writing an element at a constant index moves referen
 is one STRIDED_SLICE per element, stacking one PACK. Nothing here needs a TFLite op of its own,
 so every integer scheme that has FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD runs the result.
 
-Why unrolling, and not matching the body against a fused TFLite sequence op
-(UNIDIRECTIONAL_SEQUENCE_LSTM/RNN): it is exact for any cell (GRU's reset-after, peepholes,
-custom cells), it needs nothing of Keras (SavedModels and concrete functions take the same
-path), every op of the result has an int8 and an int16 kernel, and the result is stateless:
-the fused ops keep their state in variable tensors that LiteRT carries from one invoke to the
-next (a converted stateless Keras LSTM then needs ``reset_all_variables()`` between calls). The
-price is the op count: about 17 ops per LSTM step, where TF 2.21 writes a WHILE loop with a
-body subgraph (and fails on a dynamic batch).
+When unrolling: a Keras LSTM or SimpleRNN becomes one fused sequence op instead where the
+mode allows (``tf_rnn``); GRU, other cells and every RNN in the integer schemes are unrolled.
+Unrolling is exact for any cell (GRU's reset-after, peepholes, custom cells), needs nothing of
+Keras (SavedModels and concrete functions take the same path), every op of the result has an
+int8 and an int16 kernel, and the result is stateless. The price is the op count: about 17 ops
+per LSTM step, where TF 2.21 writes a WHILE loop with a body subgraph (and fails on a dynamic
+batch).
 """
 
 from __future__ import annotations
@@ -43,9 +42,16 @@ MAX_STEPS = 4096  # a loop that runs longer is not a static sequence
 
 @dataclass(frozen=True)
 class TensorList:
-    """A TF TensorList while lowering: its elements (None: not yet written)."""
+    """A TF TensorList while lowering: its elements (None: not yet written).
+
+    ``source``: the tensor it was unstacked from (``TensorListFromTensor``); ``stacked``: the
+    tensor stacking it gives, where an op computed the whole sequence at once (a fused RNN,
+    ``tf_rnn``): its elements are then sliced from it when read.
+    """
 
     items: tuple[Tensor | None, ...]
+    source: Tensor | None = None
+    stacked: Tensor | None = None
 
 
 def _list(ctx: TFContext, index: int) -> TensorList:
@@ -110,12 +116,16 @@ def tensor_list_reserve(ctx: TFContext) -> None:
 
 
 def tensor_list_from_tensor(ctx: TFContext) -> None:
-    ctx.alias(TensorList(tuple(unstacked(ctx, ctx.input(0)))))
+    x = ctx.input(0)
+    ctx.alias(TensorList(tuple(unstacked(ctx, x)), source=x))
 
 
 def tensor_list_get_item(ctx: TFContext) -> None:
-    items = _list(ctx, 0).items
-    item = items[_index(ctx, 1, len(items))]
+    tensors = _list(ctx, 0)
+    i = _index(ctx, 1, len(tensors.items))
+    item = tensors.items[i]
+    if item is None and tensors.stacked is not None:
+        item = slice_axis(ctx, tensors.stacked, 0, i, i + 1, f"item_{i}", shrink=True)
     if item is None:
         raise ctx.error("reads a tensor list element that was never written")
     ctx.alias(item)
@@ -128,7 +138,11 @@ def tensor_list_set_item(ctx: TFContext) -> None:
 
 
 def tensor_list_stack(ctx: TFContext) -> None:
-    items = _list(ctx, 0).items
+    tensors = _list(ctx, 0)
+    if tensors.stacked is not None:
+        ctx.alias(tensors.stacked)
+        return
+    items = tensors.items
     if not items or any(t is None for t in items):
         raise ctx.error("stacks a tensor list with unwritten elements")
     ctx.emit(OpType.PACK, list(items), o.PackOptions(len(items), 0))
@@ -204,7 +218,7 @@ _CONDITION_OPS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _condition(ctx: TFContext, cond: Any, values: list) -> bool:
+def loop_condition(ctx: TFContext, cond: Any, values: list) -> bool:
     """The loop condition on this step's loop variables; an error unless it is constant."""
     known: dict[str, Any] = {}
     for param, value in zip(cond.inputs, values):
@@ -295,7 +309,7 @@ def lower_while(ctx: TFContext, cond: Any, lower_nodes: Callable[[TFContext, lis
     node = ctx.node
     values = [ctx.tensors[t.name] for t in node.inputs]
     for step in range(MAX_STEPS + 1):
-        if not _condition(ctx, cond, values):
+        if not loop_condition(ctx, cond, values):
             break
         if step == MAX_STEPS:
             raise ctx.error(f"a loop of more than {MAX_STEPS} steps")

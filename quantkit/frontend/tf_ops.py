@@ -229,8 +229,14 @@ def expand_dims(ctx: TFContext) -> None:
 
 
 def transpose(ctx: TFContext) -> None:
+    """Transpose → TRANSPOSE; of a TRANSPOSE this lowering emitted, one with the composed
+    permutation (``transpose(transpose(x, p), q) = transpose(x, p[q])``), none when that is
+    the identity (a fused RNN's time-major output, which Keras turns back to batch-major)."""
     perm = ctx.const_input(1).astype(np.int32)
     x = ctx.input(0)
+    inner = ctx.producer(x, OpType.TRANSPOSE)
+    if inner is not None and inner.inputs[1].is_const:
+        x, perm = inner.inputs[0], inner.inputs[1].data.astype(np.int32)[perm]
     if np.array_equal(perm, np.arange(len(perm))):
         ctx.alias(x)  # Tensordot transposes by the identity
         return
@@ -260,10 +266,29 @@ def pad(ctx: TFContext) -> None:
     ctx.emit(OpType.PAD, inputs)
 
 
+def _packed_item(ctx: TFContext, options: o.StridedSliceOptions) -> Tensor | None:
+    """The item ``x[i]`` picks when ``x`` is a PACK (axis 0) this lowering emitted, else None
+    (Keras's ``outputs[-1]`` of a loop's stacked outputs)."""
+    packed = ctx.producer(ctx.input(0), OpType.PACK)
+    begin, strides = ctx.input(1), ctx.input(3)
+    if packed is None or packed.options.axis != 0 or not begin.is_const \
+            or not strides.is_const or begin.data.size != 1 or strides.data.size != 1:
+        return None
+    if (options.shrink_axis_mask & 1, options.begin_mask & 1, options.ellipsis_mask,
+            options.new_axis_mask, int(strides.data.reshape(-1)[0])) != (1, 0, 0, 0, 1):
+        return None
+    i = int(begin.data.reshape(-1)[0])
+    return packed.inputs[i] if -len(packed.inputs) <= i < len(packed.inputs) else None
+
+
 def strided_slice(ctx: TFContext) -> None:
     begin, end, strides = (ctx.input(i) for i in (1, 2, 3))
     options = o.StridedSliceOptions(*(int(ctx.attr(m)) for m in (
         "begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")))
+    item = _packed_item(ctx, options)
+    if item is not None:  # the PACK goes too when nothing else reads it
+        ctx.alias(item)
+        return
     ctx.emit(OpType.STRIDED_SLICE, [ctx.input(0), begin, end, strides], options)
 
 

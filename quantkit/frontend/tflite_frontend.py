@@ -215,7 +215,8 @@ def _tensor(info: TensorInfo, where: str) -> Tensor:
         else:
             data = np.array(info.data)
         shape = data.shape
-    return Tensor(info.name, info.dtype, shape, data)
+    # a fused RNN's state (UNIDIRECTIONAL_SEQUENCE_LSTM/RNN) stays a variable tensor
+    return Tensor(info.name, info.dtype, shape, data, is_variable=info.is_variable)
 
 
 def _resolved(op_type: OpType, source: Tensor | None, out: TensorInfo, where: str) -> Tensor:

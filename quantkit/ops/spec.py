@@ -86,6 +86,13 @@ class Hybrid:
     per_channel: bool  # takes a scale per output channel (along the layout's output_axis)
     asymmetric_inputs: bool  # sets the op's ``asymmetric_quantize_inputs``
     weights_input: int = 1
+    # Other weight inputs the kernel reads as int8 along with ``weights_input`` (the fused
+    # RNNs' recurrent and per-gate weights): all of them int8, or none.
+    more_weights: tuple[int, ...] = ()
+
+    @property
+    def weights_inputs(self) -> tuple[int, ...]:
+        return (self.weights_input, *self.more_weights)
 
 
 @dataclass(frozen=True)

@@ -331,5 +331,27 @@ ISSUE12 = (
     OpSpec(T.RANGE, versions=ALWAYS_1, runtime=("1.13.0",), fold=f.arange),
 )
 
+# --- issue #12: fused sequence ops (frontend.tf_rnn); their states are variable tensors -----
+# Float and hybrid kernels (int8 weights per tensor, float activations): LiteRT's
+# UNIDIRECTIONAL_SEQUENCE_RNN has no integer kernel; the LSTM's integer rule (version 5, the
+# intermediates) is not in this row yet: quantkit unrolls LSTMs in the integer schemes
+# (converter.FUSED_RNNS).
+SEQUENCE_HYBRID = Types(in0=F32, in2=I8, out0=F32)
+SEQUENCE = (
+    OpSpec(T.UNIDIRECTIONAL_SEQUENCE_RNN, o.SequenceRNNOptions, True,
+           hybrid=Hybrid(False, True, more_weights=(2,)),
+           versions=((3, both(Types(in1=I8, out0=F32),
+                              NonDefault("asymmetric_quantize_inputs", False))),
+                     (2, Types(in1=I8, out0=F32)), (1, ALWAYS)),
+           runtime=("1.14.0", "1.14.0", "2.3.0")),
+    # minimal row (float32 and hybrid): the integer LSTM work replaces it
+    OpSpec(T.UNIDIRECTIONAL_SEQUENCE_LSTM, o.UnidirectionalSequenceLSTMOptions, True,
+           hybrid=Hybrid(False, True, more_weights=tuple(range(2, 9))),
+           versions=((4, NonDefault("diagonal_recurrent_tensors", False)),
+                     (3, both(SEQUENCE_HYBRID, NonDefault("asymmetric_quantize_inputs", False))),
+                     (2, SEQUENCE_HYBRID), (1, ALWAYS)),
+           runtime=("1.13.1", "1.14.0", "2.3.0", "2.12.0")),
+)
+
 OPS: dict[OpType, OpSpec] = {s.op: s for s in (*WEIGHTED, *ARITHMETIC, *UNARY, *REDUCING,
-                                                *MOVING, *OTHER, *ISSUE12)}
+                                                *MOVING, *OTHER, *ISSUE12, *SEQUENCE)}
