@@ -45,7 +45,7 @@ from quantkit.recipe import RangeMethod  # noqa: E402
 
 OUT = pathlib.Path(__file__).parent / "results" / "accuracy_methods"
 METHODS = ("tf.lite", "DEFAULT", "MOVING_AVERAGE", "PERCENTILE", "MSE", "ENTROPY", "AUTO",
-           "CLE", "ACCURACY")
+           "CLE", "CLE+ABSORB", "ACCURACY", "ACCURACY+ABSORB")
 GRANULARITIES = ("per_channel", "per_tensor")
 TRAINED = ("mnist_cnn", "digits_cnn", "dsconv_cnn")
 
@@ -86,7 +86,8 @@ def _data(name: str, samples: int):
 def _convert(model, calibration: np.ndarray, method: str, per_tensor: bool) -> bytes:
     module = tf.lite if method == "tf.lite" else quantkit
     converter = module.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [quantkit.Optimize.ACCURACY if method == "ACCURACY"
+    base, _, extra = method.partition("+")
+    converter.optimizations = [quantkit.Optimize.ACCURACY if base == "ACCURACY"
                                else module.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([x[None]] for x in calibration)
     converter.target_spec.supported_ops = [module.OpsSet.TFLITE_BUILTINS_INT8]
@@ -101,7 +102,8 @@ def _convert(model, calibration: np.ndarray, method: str, per_tensor: bool) -> b
             options = quantkit.CalibrationOptions(progress=False,
                                                   range_method=RangeMethod[method])
         converter.calibration = options
-        converter.cross_layer_equalization = True if method == "CLE" else None
+        converter.cross_layer_equalization = True if base == "CLE" else None
+        converter.high_bias_absorption = True if extra == "ABSORB" else None
     with contextlib.redirect_stdout(io.StringIO()):  # TF's converter prints its export
         return converter.convert()
 

@@ -32,7 +32,7 @@ import numpy as np
 
 import calibration
 from quantkit.calibrate import METHOD_SETTERS, CalibrationOptions, input_specs
-from quantkit.ir.graph import Graph
+from quantkit.ir.graph import Graph, Tensor
 from quantkit.quantize import Means, Ranges, quantize_integer
 from quantkit.recipe import OpSettings, RangeMethod
 from quantkit.runtime import LiteRTExecutor
@@ -48,6 +48,7 @@ AUTO_TRIALS = 12
 # A change is kept only when it lowers the output error by this share: smaller drops on 32
 # samples are mostly noise, and chasing them fits the probe (measured: digits CNN, −1 dB).
 AUTO_MARGIN = 0.05
+CHUNK = 64  # samples per LiteRT call when measuring channel minima
 CANDIDATES = (RangeMethod.MIN_MAX, RangeMethod.MSE, RangeMethod.ENTROPY,
               RangeMethod.PERCENTILE)
 
@@ -66,17 +67,7 @@ def make_probe(graph: Graph, dataset: Any, others: Sequence[Graph] = (),
     and the float graph's outputs on them (LiteRT); None when the dataset has none there.
     ``others``: the model's other signatures, whose samples the dataset may hold too (they
     are skipped)."""
-    specs = {g.signature_key: input_specs(g) for g in [*others, graph]}
-    dataset = getattr(dataset, "input_gen", dataset)
-    rows: list[dict[str, np.ndarray]] = []
-    for sample in calibration.iter_samples(dataset, specs):
-        if sample.signature_key == graph.signature_key:
-            if skip > 0:
-                skip -= 1
-                continue
-            rows.append(sample.inputs)
-        if len(rows) >= samples:
-            break
+    rows = _rows(graph, dataset, others, samples, skip)
     if not rows:
         return None
     executor = LiteRTExecutor(graph, graph.outputs)
@@ -87,11 +78,49 @@ def make_probe(graph: Graph, dataset: Any, others: Sequence[Graph] = (),
     return Probe(tuple(batches), reference)
 
 
-def _batches(rows: list[dict[str, np.ndarray]], fixed: int | None
+def _rows(graph: Graph, dataset: Any, others: Sequence[Graph], samples: int | None,
+          skip: int = 0) -> list[dict[str, np.ndarray]]:
+    """Up to ``samples`` (None: all) samples of ``dataset`` for ``graph``'s signature."""
+    specs = {g.signature_key: input_specs(g) for g in [*others, graph]}
+    dataset = getattr(dataset, "input_gen", dataset)
+    rows: list[dict[str, np.ndarray]] = []
+    for sample in calibration.iter_samples(dataset, specs):
+        if sample.signature_key == graph.signature_key:
+            if skip > 0:
+                skip -= 1
+                continue
+            rows.append(sample.inputs)
+        if samples is not None and len(rows) >= samples:
+            break
+    return rows
+
+
+def channel_minima(graph: Graph, tensors: Sequence[Tensor], dataset: Any,
+                   others: Sequence[Graph] = ()) -> dict[str, np.ndarray]:
+    """Per tensor of ``tensors``, its per-channel (last axis) minimum over every sample of
+    ``dataset`` for ``graph``'s signature (the float graph in LiteRT); empty without
+    samples. High-bias absorption (``passes.absorb``) shifts by these."""
+    rows = _rows(graph, dataset, others, None) if tensors else []
+    if not rows:
+        return {}
+    executor = LiteRTExecutor(graph, list(tensors))
+    minima: dict[str, np.ndarray] = {}
+    for batch in _batches(rows, executor.batch_size, CHUNK):
+        for name, value in executor(batch).items():
+            low = value.reshape(-1, value.shape[-1]).min(axis=0)
+            minima[name] = low if name not in minima else np.minimum(minima[name], low)
+    return minima
+
+
+def _batches(rows: list[dict[str, np.ndarray]], fixed: int | None, chunk: int | None = None
              ) -> list[dict[str, np.ndarray]]:
+    """The rows as the graph takes them: one at a time when its batch is fixed, else in
+    batches of ``chunk`` rows (None: all in one)."""
     if fixed is not None:
         return rows
-    return [{name: np.concatenate([r[name] for r in rows]) for name in rows[0]}]
+    chunk = chunk or len(rows)
+    return [{name: np.concatenate([r[name] for r in rows[i:i + chunk]]) for name in rows[0]}
+            for i in range(0, len(rows), chunk)]
 
 
 def output_error(quantized: Graph, probe: Probe) -> float:

@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from calibration import CalibrationStats, ObserverKind
 from quantkit._version import __version__
-from quantkit.accuracy import AUTO_CHECK_SAMPLES, AUTO_SAMPLES, auto_ranges, make_probe
+from quantkit.accuracy import (AUTO_CHECK_SAMPLES, AUTO_SAMPLES, auto_ranges, channel_minima,
+                               make_probe)
 from quantkit.calibrate import (HISTOGRAM_METHODS, CalibrationOptions, batch_rows,
                                 calibrate_graphs, means, ranges)
 from quantkit.frontend import capture
@@ -25,6 +26,7 @@ from quantkit.frontend.tf_ops import ONLY_IN_PATTERNS
 from quantkit.ir.graph import Graph
 from quantkit.mode import resolve_mode
 from quantkit.passes import run_passes
+from quantkit.passes.absorb import absorb_high_bias, absorbable
 from quantkit.passes.equalize import equalize
 from quantkit.quantize import quantize_integer
 from quantkit.quantize.fake_quant import emulated, has_trained_ranges, trained_ranges
@@ -154,6 +156,9 @@ class TFLiteConverter:
         # quantkit's own: cross-layer equalization of the float graph (quantkit.passes.equalize:
         # the float model is unchanged); None: with Optimize.ACCURACY only.
         self.cross_layer_equalization: bool | None = None
+        # quantkit's own: after equalization, high-bias absorption (quantkit.passes.absorb),
+        # shifts measured on the representative dataset; None: off (see README, #15).
+        self.high_bias_absorption: bool | None = None
         self.calibration_statistics: CalibrationStats | None = None  # reuse a calibration
         # quantkit's own: per-op overrides of the mode (precision, weight granularity, range
         # method), e.g. TF's denylists as `Recipe.denylist(nodes, ops)`; see quantkit.recipe.
@@ -338,7 +343,18 @@ class TFLiteConverter:
                 _check_no_leftover_custom_ops(graph)
             graphs.append(graph)
             log.info("signature %r: %d ops", graph.signature_key, len(graph.ops))
+        if self._absorbing() and not keep_offsets and self.representative_dataset is not None:
+            for graph in graphs:
+                first = [a.outputs[0] for a, _ in absorbable(graph)]
+                done = absorb_high_bias(graph, channel_minima(
+                    graph, first, self.representative_dataset, graphs))
+                log.info("signature %r: high-bias absorption in %d of %d pairs",
+                         graph.signature_key, len(done), len(first))
         return graphs
+
+    def _absorbing(self) -> bool:
+        """High-bias absorption: asked for (it needs the equalization pass's pairs only)."""
+        return bool(self.high_bias_absorption)
 
     def _calibrate(self, graphs: list[Graph], settings: OpSettings) -> CalibrationStats:
         dataset = self.representative_dataset
