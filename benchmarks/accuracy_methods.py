@@ -45,7 +45,7 @@ from quantkit.recipe import RangeMethod  # noqa: E402
 
 OUT = pathlib.Path(__file__).parent / "results" / "accuracy_methods"
 METHODS = ("tf.lite", "DEFAULT", "MOVING_AVERAGE", "PERCENTILE", "MSE", "ENTROPY", "AUTO",
-           "CLE", "CLE+ABSORB", "ACCURACY", "ACCURACY+ABSORB")
+           "CLE", "CLE+ABSORB", "CLE+RELU6", "ACCURACY", "ACCURACY+ABSORB", "ACCURACY+RELU6")
 GRANULARITIES = ("per_channel", "per_tensor")
 TRAINED = ("mnist_cnn", "digits_cnn", "dsconv_cnn")
 
@@ -64,12 +64,13 @@ class Row:
 
 def _data(name: str, samples: int):
     """(keras model, calibration samples, test inputs, test labels or None)."""
-    if name == "dsconv_cnn":
+    if name in ("dsconv_cnn", "dsconv_relu6_cnn"):
         from benchmarks.zoo.dsconv import trained_dsconv_cnn
         from benchmarks.zoo.mnist import load_mnist
 
         x_train, _, x_test, y_test = load_mnist()
-        return trained_dsconv_cnn(), x_train[:samples], x_test, y_test
+        model = trained_dsconv_cnn(relu6=name == "dsconv_relu6_cnn")
+        return model, x_train[:samples], x_test, y_test
     if name in ("mnist_cnn", "digits_cnn"):
         from benchmarks.models import BY_NAME
 
@@ -104,6 +105,7 @@ def _convert(model, calibration: np.ndarray, method: str, per_tensor: bool) -> b
         converter.calibration = options
         converter.cross_layer_equalization = True if base == "CLE" else None
         converter.high_bias_absorption = True if extra == "ABSORB" else None
+        converter.equalize_relu6 = extra == "RELU6"
     with contextlib.redirect_stdout(io.StringIO()):  # TF's converter prints its export
         return converter.convert()
 

@@ -159,6 +159,9 @@ class TFLiteConverter:
         # quantkit's own: after equalization, high-bias absorption (quantkit.passes.absorb),
         # shifts measured on the representative dataset; None: off (see README, #15).
         self.high_bias_absorption: bool | None = None
+        # quantkit's own: equalization through RELU6 too (each such layer then ends in a
+        # per-channel MINIMUM, quantkit.passes.equalize); off by default (README, #15).
+        self.equalize_relu6 = False
         self.calibration_statistics: CalibrationStats | None = None  # reuse a calibration
         # quantkit's own: per-op overrides of the mode (precision, weight granularity, range
         # method), e.g. TF's denylists as `Recipe.denylist(nodes, ops)`; see quantkit.recipe.
@@ -338,7 +341,8 @@ class TFLiteConverter:
             graph = run_passes(source, keep_offsets)
             equalizing = self.cross_layer_equalization
             if (self._accuracy() if equalizing is None else equalizing) and not keep_offsets:
-                equalize(graph)  # cross-layer equalization: the float model is unchanged
+                # cross-layer equalization: the float model is unchanged
+                equalize(graph, relu6=bool(self.equalize_relu6))
             if not self.allow_custom_ops:
                 _check_no_leftover_custom_ops(graph)
             graphs.append(graph)

@@ -102,3 +102,43 @@ def test_absorption_is_exact_in_float_and_narrows_ranges(model, calibration):
     for name in names:
         assert (low_before[name] > 0.1).sum() >= 2, (name, low_before[name])
         np.testing.assert_allclose(low_after[name], 0.0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def relu6_model():
+    return _model("relu6")
+
+
+def test_relu6_equalization_is_exact_in_float(relu6_model, calibration):
+    """Equalizing through RELU6 scales those layers and bounds each channel by its own
+    MINIMUM: the float outputs stay the plain graph's (1e-5 of their peak)."""
+    plain = _float_outputs(relu6_model, calibration)
+    equalized = _float_outputs(relu6_model, calibration, cross_layer_equalization=True,
+                               equalize_relu6=True)
+    assert np.ptp(plain) > 1.0
+    np.testing.assert_allclose(equalized, plain, rtol=0, atol=1e-5 * np.abs(plain).max())
+    graph = _converter(relu6_model, calibration, cross_layer_equalization=True,
+                       equalize_relu6=True)._float_graphs()[0]
+    bounds = [op.inputs[1].data for op in graph.ops if op.type == OpType.MINIMUM]
+    assert len(bounds) == 3  # conv, depthwise and pointwise: each the first of a pair
+    assert all(b.shape in ((8,), (16,)) and np.ptp(b) > 0.1 for b in bounds)
+    without = _converter(relu6_model, calibration, cross_layer_equalization=True)
+    assert not any(op.type == OpType.MINIMUM for op in without._float_graphs()[0].ops)
+
+
+def test_relu6_equalization_runs_in_int8(relu6_model, calibration):
+    """LiteRT runs the int8 MINIMUM with its per-channel constant; the outputs follow the
+    float model's (held-out digits)."""
+    from quantkit.metrics import sqnr_db
+
+    x_test = digits(100, "test")
+    reference = relu6_model.predict(x_test, verbose=0)
+    converter = _converter(relu6_model, calibration, cross_layer_equalization=True,
+                           equalize_relu6=True)
+    converter.optimizations = [quantkit.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [quantkit.OpsSet.TFLITE_BUILTINS_INT8]
+    with contextlib.redirect_stdout(io.StringIO()):
+        tflite = converter.convert()
+    out = run_float(tflite, x_test)
+    assert sqnr_db(reference, out) >= 25.0, sqnr_db(reference, out)
+    assert np.ptp(reference) > 1.0
