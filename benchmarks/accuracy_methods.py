@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -45,7 +46,8 @@ from quantkit.recipe import RangeMethod  # noqa: E402
 
 OUT = pathlib.Path(__file__).parent / "results" / "accuracy_methods"
 METHODS = ("tf.lite", "DEFAULT", "MOVING_AVERAGE", "PERCENTILE", "MSE", "ENTROPY", "AUTO",
-           "CLE", "CLE+ABSORB", "CLE+RELU6", "ACCURACY", "ACCURACY+ABSORB", "ACCURACY+RELU6")
+           "CLE", "CLE+ABSORB", "CLE+RELU6", "ADAROUND", "ACCURACY", "ACCURACY+ABSORB", "ACCURACY+RELU6",
+           "ACCURACY+ADAROUND")
 GRANULARITIES = ("per_channel", "per_tensor")
 TRAINED = ("mnist_cnn", "digits_cnn", "dsconv_cnn")
 
@@ -102,6 +104,9 @@ def _convert(model, calibration: np.ndarray, method: str, per_tensor: bool) -> b
         elif method in RangeMethod.__members__:
             options = quantkit.CalibrationOptions(progress=False,
                                                   range_method=RangeMethod[method])
+        if method == "ADAROUND" or extra == "ADAROUND":
+            options = dataclasses.replace(options,
+                                          weight_rounding=quantkit.WeightRounding.ADAROUND)
         converter.calibration = options
         converter.cross_layer_equalization = True if base == "CLE" else None
         converter.high_bias_absorption = True if extra == "ABSORB" else None

@@ -17,7 +17,7 @@ import tensorflow as tf
 from calibration import CalibrationStats, ObserverKind
 from quantkit._version import __version__
 from quantkit.accuracy import (AUTO_CHECK_SAMPLES, AUTO_SAMPLES, auto_ranges, channel_minima,
-                               make_probe)
+                               layer_inputs, make_probe)
 from quantkit.calibrate import (HISTOGRAM_METHODS, CalibrationOptions, batch_rows,
                                 calibrate_graphs, means, ranges)
 from quantkit.frontend import capture
@@ -29,11 +29,13 @@ from quantkit.passes import run_passes
 from quantkit.passes.absorb import absorb_high_bias, absorbable
 from quantkit.passes.equalize import equalize
 from quantkit.quantize import quantize_integer
+from quantkit.quantize.adaround import WEIGHTED as ADAROUND_OPS
+from quantkit.quantize.adaround import AdaRound
 from quantkit.quantize.fake_quant import emulated, has_trained_ranges, trained_ranges
 from quantkit.quantize.params import range_methods
 from quantkit.quantize.schemes import SCHEMES
 from quantkit.quantize.weight_only import quantize_dynamic_range, quantize_float16
-from quantkit.recipe import OpSettings, RangeMethod, Recipe, Settings
+from quantkit.recipe import OpSettings, RangeMethod, Recipe, Settings, WeightRounding
 from quantkit.tflite_io import write_model
 from quantkit.tflite_io.metadata import ModelType, model_description, model_metadata
 from quantkit.types import (
@@ -297,19 +299,34 @@ class TFLiteConverter:
             auto = [n for n in chosen if methods.get(n, default) is RangeMethod.AUTO]
             probe = (make_probe(graph, self.representative_dataset, graphs)
                      if auto and self.representative_dataset is not None else None)
+            rounding = self._rounding(graph, graphs, settings)
             if probe is not None:  # Optimize.ACCURACY: ranges by the error at the outputs
                 check = make_probe(graph, self.representative_dataset, graphs,
                                    AUTO_CHECK_SAMPLES, skip=AUTO_SAMPLES)
                 chosen = auto_ranges(graph, stats.for_signature(key).tensors, chosen, auto,
                                      mode, means(stats, key), settings, probe,
-                                     self.calibration, check)
+                                     self.calibration, check, rounding)
             # trained FakeQuant ranges (quantization-aware training) win, as in TF
             new, plan = quantize_integer(graph, {**chosen, **trained_ranges(graph)}, mode,
-                                         means(stats, key) if stats else {}, settings)
+                                         means(stats, key) if stats else {}, settings,
+                                         rounding)
             log.info("signature %r: %d ops quantized, %d left float", key,
                      len(plan.quantized_ops), len(plan.float_ops))
             quantized.append(new)
         return quantized
+
+    def _rounding(self, graph: Graph, graphs: list[Graph], settings: OpSettings
+                  ) -> AdaRound | None:
+        """AdaRound for the weighted ops whose weight rounding (the recipe's, else the
+        calibration options') is ADAROUND, learned on their float inputs; None if none."""
+        default = self.calibration.weight_rounding
+        ops = [op for op in graph.ops if op.type in ADAROUND_OPS and (
+            (settings[op].weight_rounding if op in settings else None) or default)
+            is WeightRounding.ADAROUND]
+        if not ops or self.representative_dataset is None:
+            return None
+        inputs = layer_inputs(graph, ops, self.representative_dataset, graphs)
+        return AdaRound(inputs, ops) if inputs else None
 
     def calibrate(self) -> CalibrationStats:
         """Run the representative dataset through the float model; its statistics.
