@@ -136,19 +136,20 @@ def measure(name: str, methods: list[str], granularities: list[str],
     return rows
 
 
-def time_ratio(name: str, samples: int, repeats: int = 3) -> tuple[float, float]:
-    """Median conversion time (s) of Optimize.DEFAULT and Optimize.ACCURACY (per-channel),
+def time_ratio(name: str, samples: int, repeats: int = 3, method: str = "ACCURACY"
+               ) -> tuple[float, float]:
+    """Median conversion time (s) of Optimize.DEFAULT and ``method`` (per-channel),
     alternating, after a warm-up conversion (the first conversion in a process pays TF's
     start-up: the table's times are not for ratios)."""
     model, calibration, _, _ = _data(name, samples)
     _convert(model, calibration, "DEFAULT", False)
-    times: dict[str, list[float]] = {"DEFAULT": [], "ACCURACY": []}
+    times: dict[str, list[float]] = {"DEFAULT": [], method: []}
     for _ in range(repeats):
-        for method in times:
+        for timed in times:
             start = time.perf_counter()
-            _convert(model, calibration, method, False)
-            times[method].append(time.perf_counter() - start)
-    return float(np.median(times["DEFAULT"])), float(np.median(times["ACCURACY"]))
+            _convert(model, calibration, timed, False)
+            times[timed].append(time.perf_counter() - start)
+    return float(np.median(times["DEFAULT"])), float(np.median(times[method]))
 
 
 def markdown(rows: list[Row]) -> str:
@@ -224,13 +225,16 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--replot", type=pathlib.Path, metavar="RESULTS_JSON",
                         help="re-render the table and plot of an earlier run, convert nothing")
     parser.add_argument("--time-ratio", action="store_true",
-                        help="only time ACCURACY against DEFAULT (medians of 3, warmed up)")
+                        help="only time ACCURACY (or --time-method) against DEFAULT "
+                             "(medians of 3, warmed up)")
+    parser.add_argument("--time-method", default="ACCURACY", choices=METHODS[1:],
+                        help="the method --time-ratio times (default ACCURACY)")
     args = parser.parse_args(argv)
     if args.time_ratio:
         for name in args.models:
-            default, accurate = time_ratio(name, args.samples)
-            print(f"{name}: DEFAULT {default:.2f} s, ACCURACY {accurate:.2f} s, "
-                  f"ratio {accurate / default:.1f}×")
+            default, timed = time_ratio(name, args.samples, method=args.time_method)
+            print(f"{name}: DEFAULT {default:.2f} s, {args.time_method} {timed:.2f} s, "
+                  f"ratio {timed / default:.1f}×")
         return []
     if args.replot:
         rows = [Row(**r) for r in json.loads(args.replot.read_text())]

@@ -27,7 +27,7 @@ inputs (the converter takes the first ``ADAROUND_SAMPLES`` calibration samples).
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -127,31 +127,58 @@ def adaround_rows(w: np.ndarray, scales: np.ndarray, g: np.ndarray, qmax: int,
     free = (floor >= -qmax) & (floor + 1 <= qmax)  # both neighbours are levels
     norm = float(np.mean(s[:, 0] ** 2 * np.mean(np.diagonal(g, axis1=-2, axis2=-1), axis=-1)))
     weight = s ** 2 / max(norm, 1e-30)
-    p = np.clip((rest - GAMMA) / (ZETA - GAMMA), 1e-4, 1 - 1e-4)
-    v = np.log(p / (1 - p))
-    m, u = np.zeros_like(v), np.zeros_like(v)
-    warm = int(WARMUP * iterations)
-    for step in range(iterations):
-        sig = 1.0 / (1.0 + np.exp(-v))
-        h = np.clip(sig * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
-        delta = h - rest
-        grad_h = 2.0 * weight * (delta @ g if g.ndim == 2 else np.einsum("ckl,cl->ck", g, delta))
-        if step >= warm:
-            beta = BETA[1] + (BETA[0] - BETA[1]) * (
-                1 - (step - warm) / max(iterations - warm - 1, 1))
-            centred = 2.0 * h - 1.0
-            grad_h -= LAMBDA * 2.0 * beta * np.abs(centred) ** (beta - 1) * np.sign(centred)
-        inside = (h > 0.0) & (h < 1.0) & free
-        grad = np.where(inside, grad_h * (ZETA - GAMMA) * sig * (1 - sig), 0.0)
-        m = 0.9 * m + 0.1 * grad
-        u = 0.999 * u + 0.001 * grad ** 2
-        v -= LEARNING_RATE * (m / (1 - 0.9 ** (step + 1))) / (
-            np.sqrt(u / (1 - 0.999 ** (step + 1))) + 1e-8)
+    v = _optimise(rest, weight, g, free, iterations)
     learned = np.clip(floor + (rectified_sigmoid(v) >= 0.5), -qmax, qmax)
     if nearest is None:
         nearest = np.clip(qm.round_half_away(ratio), -qmax, qmax)
     keep = layer_error((learned - ratio) * s, g) <= layer_error((nearest - ratio) * s, g)
     return np.where(keep[:, None], learned, nearest)
+
+
+def _optimise(rest: np.ndarray, weight: np.ndarray, g: np.ndarray, free: np.ndarray,
+              iterations: int) -> np.ndarray:
+    """``V`` after ``iterations`` Adam steps on ``L(V)`` (module docstring), from
+    ``h(V) = rest``; in float32 (the layer error is compared in float64 after)."""
+    f32 = np.float32
+    times = _product(g)
+    rest, weight = rest.astype(f32), weight.astype(f32)
+    p = np.clip((rest - GAMMA) / (ZETA - GAMMA), 1e-4, 1 - 1e-4)
+    v = np.log(p / (1 - p)).astype(f32)
+    m, u = np.zeros_like(v), np.zeros_like(v)
+    warm = int(WARMUP * iterations)
+    for step in range(iterations):
+        sig = 1 / (1 + np.exp(-v))
+        h = np.clip(sig * f32(ZETA - GAMMA) + f32(GAMMA), 0, 1)
+        delta = h - rest
+        grad_h = (2 * weight) * times(delta)
+        if step >= warm:
+            beta = BETA[1] + (BETA[0] - BETA[1]) * (
+                1 - (step - warm) / max(iterations - warm - 1, 1))
+            centred = 2 * h - 1
+            grad_h -= f32(LAMBDA * 2 * beta) * np.abs(centred) ** f32(beta - 1) * np.sign(centred)
+        inside = (h > 0) & (h < 1) & free
+        grad = np.where(inside, grad_h * f32(ZETA - GAMMA) * sig * (1 - sig), f32(0))
+        m = f32(0.9) * m + f32(0.1) * grad
+        u = f32(0.999) * u + f32(0.001) * grad * grad
+        v -= f32(LEARNING_RATE) * (m / f32(1 - 0.9 ** (step + 1))) / (
+            np.sqrt(u / f32(1 - 0.999 ** (step + 1))) + f32(1e-8))
+    return v
+
+
+def _product(g: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``δ ↦ δ·G`` per row, float32. A shared ``G`` of low rank (a dense layer fed fewer
+    samples than it has inputs) is applied as ``(δ·Fᵀ)·F`` with ``G = FᵀF`` from its
+    eigenvectors (eigenvalues under ``1e-7`` of the largest dropped): fewer operations."""
+    if g.ndim == 3:
+        g32 = g.astype(np.float32)
+        return lambda delta: (g32 @ delta[:, :, None])[:, :, 0]
+    values, vectors = np.linalg.eigh(g)
+    kept = values > 1e-7 * max(values.max(initial=0.0), 1e-30)
+    if 2 * kept.sum() >= len(g):
+        g32 = g.astype(np.float32)
+        return lambda delta: delta @ g32
+    factor = (vectors[:, kept] * np.sqrt(values[kept])).T.astype(np.float32)
+    return lambda delta: (delta @ factor.T) @ factor
 
 
 def adaround_weights(op: Op, params: QuantParams, g: np.ndarray,
