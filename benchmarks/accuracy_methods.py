@@ -12,7 +12,11 @@ float model IO); each row is the output SQNR (dB) against the Keras model and th
 the test inputs (distinct from the calibration samples), and the conversion time.
 Rows: ``tf.lite`` (TF's converter: min/max ranges), quantkit ``DEFAULT`` (min/max, bias
 correction), quantkit with ``CalibrationOptions(range_method=...)`` for each method, ``CLE``
-(DEFAULT with cross-layer equalization) and ``ACCURACY`` (``Optimize.ACCURACY``).
+(DEFAULT with cross-layer equalization) and ``ACCURACY`` (``Optimize.ACCURACY``); ``+ABSORB``
+adds high-bias absorption (``converter.high_bias_absorption``), ``+RELU6`` equalization
+through ReLU6 (``converter.equalize_relu6``), ``ADAROUND`` / ``+ADAROUND`` AdaRound weights
+(``CalibrationOptions(weight_rounding=WeightRounding.ADAROUND)``). ``dsconv_relu6_cnn`` is
+``dsconv_cnn`` with ReLU6 activations.
 
     .venv/bin/python -m benchmarks.accuracy_methods                 # ≈ 6 min on 2 cores
     .venv/bin/python -m benchmarks.accuracy_methods --models mnist_cnn --granularity per_channel
@@ -183,6 +187,14 @@ def summary(rows: list[Row]) -> str:
                 base = by.get((model, "per_channel", "DEFAULT"))
                 lines.append(f"{model}: per-tensor {method} {pt.sqnr_db:.2f} dB vs per-channel "
                              f"DEFAULT {base.sqnr_db:.2f} dB ({pt.sqnr_db - base.sqnr_db:+.2f})")
+        for base, extra in (("DEFAULT", "ADAROUND"), ("ACCURACY", "ACCURACY+ADAROUND"),
+                            ("ACCURACY", "ACCURACY+ABSORB"), ("CLE", "CLE+RELU6"),
+                            ("ACCURACY", "ACCURACY+RELU6")):
+            for granularity in GRANULARITIES:
+                a, b = by.get((model, granularity, base)), by.get((model, granularity, extra))
+                if a and b:
+                    lines.append(f"{model}: {granularity} {extra} {b.sqnr_db:.2f} dB vs {base} "
+                                 f"{a.sqnr_db:.2f} dB ({b.sqnr_db - a.sqnr_db:+.2f})")
     if gains:
         lines.append(f"mean ACCURACY − tf.lite over {len(gains)} models: "
                      f"{np.mean(gains):+.2f} dB (min {min(gains):+.2f} dB)")
