@@ -56,6 +56,15 @@ class CalibrationOptions:
     range_method: RangeMethod | None = None
     weight_rounding: WeightRounding = WeightRounding.NEAREST
 
+    def __post_init__(self) -> None:
+        rounding = self.weight_rounding
+        if not isinstance(rounding, WeightRounding):
+            values = {r.value: r for r in WeightRounding} | WeightRounding.__members__
+            if rounding not in values:
+                raise ConversionError(Phase.OPTIONS, f"CalibrationOptions: weight_rounding="
+                                      f"{rounding!r} is not one of {', '.join(values)}")
+            object.__setattr__(self, "weight_rounding", values[rounding])
+
 
 MAX_AUTO_BATCH = 32
 

@@ -255,6 +255,11 @@ class TFLiteConverter:
         mode = self.resolve_mode(has_trained_ranges(lowered))
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered)
         settings = self._settings(graphs, mode)
+        if mode.quant not in _CALIBRATED and WeightRounding.ADAROUND in {
+                self.calibration.weight_rounding, *(s.weight_rounding for s in settings.values())}:
+            raise ConversionError(Phase.OPTIONS, "weight_rounding=ADAROUND learns on the "
+                                  "calibration data: it needs integer quantization with a "
+                                  f"`representative_dataset` (the mode is {mode.quant.value})")
         if mode.quant is QuantMode.FLOAT32:  # a QAT model's FakeQuants stay, as in TF
             graphs = [emulated(graph) for graph in graphs]
         if mode.quant in _REWRITES:

@@ -4,7 +4,6 @@ layers' input rows against TF's convolutions, and int8 models end to end (issue 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 
 import numpy as np
@@ -19,7 +18,7 @@ from quantkit.litert import run_float
 from quantkit.metrics import sqnr_db
 from quantkit.quantize import adaround as ar
 from quantkit.quantize import math as qm
-from quantkit.types import OpType, Padding, QuantParams
+from quantkit.types import OpType, Padding
 from tests.test_dfq import _model
 
 
@@ -161,3 +160,20 @@ def test_cli_weight_rounding(model):
     assert converter.calibration.weight_rounding is quantkit.WeightRounding.ADAROUND
     with pytest.raises(SystemExit):
         build_parser().parse_args(["convert", "m.keras", "--weight-rounding", "stochastic"])
+
+
+def test_adaround_options_errors(model):
+    """A misspelt rounding is named; AdaRound without calibration data (dynamic range) is an
+    options error, not a silent nearest rounding."""
+    from quantkit.types import ConversionError
+
+    assert quantkit.CalibrationOptions(weight_rounding="adaround").weight_rounding \
+        is quantkit.WeightRounding.ADAROUND
+    with pytest.raises(ConversionError, match=r"\[options\].*weight_rounding='up'"):
+        quantkit.CalibrationOptions(weight_rounding="up")
+    converter = quantkit.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [quantkit.Optimize.DEFAULT]
+    converter.calibration = quantkit.CalibrationOptions(
+        progress=False, weight_rounding=quantkit.WeightRounding.ADAROUND)
+    with pytest.raises(ConversionError, match=r"ADAROUND .*representative_dataset"):
+        converter.convert()
