@@ -139,6 +139,29 @@ def test_relu6_equalization_runs_in_int8(relu6_model, calibration):
     converter.target_spec.supported_ops = [quantkit.OpsSet.TFLITE_BUILTINS_INT8]
     with contextlib.redirect_stdout(io.StringIO()):
         tflite = converter.convert()
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = [d["op_name"] for d in Interpreter(model_content=tflite)._get_ops_details()]
+    assert ops.count("MINIMUM") == 3, ops
     out = run_float(tflite, x_test)
     assert sqnr_db(reference, out) >= 25.0, sqnr_db(reference, out)
     assert np.ptp(reference) > 1.0
+
+
+def test_minimum_caps_its_input_range():
+    """A tensor read only by ``MINIMUM(t, c)`` gets the range ``[lo, max c]`` (values above
+    never pass); read by another op too, or as a model output, it keeps its own."""
+    from quantkit.ir.graph import Graph, Op, Tensor, const
+    from quantkit.quantize.params import capped_ranges
+
+    f32 = np.dtype(np.float32)
+    x, t, y, z = (Tensor(n, f32, (1, 4)) for n in "xtyz")
+    bound = const("bound", np.array([1.0, 2.0, 3.0, 0.5], np.float32))
+    relu = Op(OpType.RELU, [x], [t])
+    clamp = Op(OpType.MINIMUM, [t, bound], [y])
+    ranges = {"x": (-1.0, 9.0), "t": (0.0, 9.0), "y": (0.0, 3.0)}
+    graph = Graph([relu, clamp], [x], [y])
+    assert capped_ranges(graph, ranges) == {**ranges, "t": (0.0, 3.0)}
+    also = Op(OpType.RELU, [t], [z])
+    for other in (Graph([relu, clamp, also], [x], [y, z]), Graph([relu, clamp], [x], [y, t])):
+        assert capped_ranges(other, ranges) == ranges
