@@ -12,7 +12,11 @@ float model IO); each row is the output SQNR (dB) against the Keras model and th
 the test inputs (distinct from the calibration samples), and the conversion time.
 Rows: ``tf.lite`` (TF's converter: min/max ranges), quantkit ``DEFAULT`` (min/max, bias
 correction), quantkit with ``CalibrationOptions(range_method=...)`` for each method, ``CLE``
-(DEFAULT with cross-layer equalization) and ``ACCURACY`` (``Optimize.ACCURACY``).
+(DEFAULT with cross-layer equalization) and ``ACCURACY`` (``Optimize.ACCURACY``); ``+ABSORB``
+adds high-bias absorption (``converter.high_bias_absorption``), ``+RELU6`` equalization
+through ReLU6 (``converter.equalize_relu6``), ``ADAROUND`` / ``+ADAROUND`` AdaRound weights
+(``CalibrationOptions(weight_rounding=WeightRounding.ADAROUND)``). ``dsconv_relu6_cnn`` is
+``dsconv_cnn`` with ReLU6 activations.
 
     .venv/bin/python -m benchmarks.accuracy_methods                 # ≈ 6 min on 2 cores
     .venv/bin/python -m benchmarks.accuracy_methods --models mnist_cnn --granularity per_channel
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -45,7 +50,8 @@ from quantkit.recipe import RangeMethod  # noqa: E402
 
 OUT = pathlib.Path(__file__).parent / "results" / "accuracy_methods"
 METHODS = ("tf.lite", "DEFAULT", "MOVING_AVERAGE", "PERCENTILE", "MSE", "ENTROPY", "AUTO",
-           "CLE", "ACCURACY")
+           "CLE", "CLE+ABSORB", "CLE+RELU6", "ADAROUND", "ACCURACY", "ACCURACY+ABSORB", "ACCURACY+RELU6",
+           "ACCURACY+ADAROUND")
 GRANULARITIES = ("per_channel", "per_tensor")
 TRAINED = ("mnist_cnn", "digits_cnn", "dsconv_cnn")
 
@@ -64,12 +70,13 @@ class Row:
 
 def _data(name: str, samples: int):
     """(keras model, calibration samples, test inputs, test labels or None)."""
-    if name == "dsconv_cnn":
+    if name in ("dsconv_cnn", "dsconv_relu6_cnn"):
         from benchmarks.zoo.dsconv import trained_dsconv_cnn
         from benchmarks.zoo.mnist import load_mnist
 
         x_train, _, x_test, y_test = load_mnist()
-        return trained_dsconv_cnn(), x_train[:samples], x_test, y_test
+        model = trained_dsconv_cnn(relu6=name == "dsconv_relu6_cnn")
+        return model, x_train[:samples], x_test, y_test
     if name in ("mnist_cnn", "digits_cnn"):
         from benchmarks.models import BY_NAME
 
@@ -86,7 +93,8 @@ def _data(name: str, samples: int):
 def _convert(model, calibration: np.ndarray, method: str, per_tensor: bool) -> bytes:
     module = tf.lite if method == "tf.lite" else quantkit
     converter = module.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [quantkit.Optimize.ACCURACY if method == "ACCURACY"
+    base, _, extra = method.partition("+")
+    converter.optimizations = [quantkit.Optimize.ACCURACY if base == "ACCURACY"
                                else module.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([x[None]] for x in calibration)
     converter.target_spec.supported_ops = [module.OpsSet.TFLITE_BUILTINS_INT8]
@@ -100,8 +108,13 @@ def _convert(model, calibration: np.ndarray, method: str, per_tensor: bool) -> b
         elif method in RangeMethod.__members__:
             options = quantkit.CalibrationOptions(progress=False,
                                                   range_method=RangeMethod[method])
+        if method == "ADAROUND" or extra == "ADAROUND":
+            options = dataclasses.replace(options,
+                                          weight_rounding=quantkit.WeightRounding.ADAROUND)
         converter.calibration = options
-        converter.cross_layer_equalization = True if method == "CLE" else None
+        converter.cross_layer_equalization = True if base == "CLE" else None
+        converter.high_bias_absorption = True if extra == "ABSORB" else None
+        converter.equalize_relu6 = extra == "RELU6"
     with contextlib.redirect_stdout(io.StringIO()):  # TF's converter prints its export
         return converter.convert()
 
@@ -127,19 +140,20 @@ def measure(name: str, methods: list[str], granularities: list[str],
     return rows
 
 
-def time_ratio(name: str, samples: int, repeats: int = 3) -> tuple[float, float]:
-    """Median conversion time (s) of Optimize.DEFAULT and Optimize.ACCURACY (per-channel),
+def time_ratio(name: str, samples: int, repeats: int = 3, method: str = "ACCURACY"
+               ) -> tuple[float, float]:
+    """Median conversion time (s) of Optimize.DEFAULT and ``method`` (per-channel),
     alternating, after a warm-up conversion (the first conversion in a process pays TF's
     start-up: the table's times are not for ratios)."""
     model, calibration, _, _ = _data(name, samples)
     _convert(model, calibration, "DEFAULT", False)
-    times: dict[str, list[float]] = {"DEFAULT": [], "ACCURACY": []}
+    times: dict[str, list[float]] = {"DEFAULT": [], method: []}
     for _ in range(repeats):
-        for method in times:
+        for timed in times:
             start = time.perf_counter()
-            _convert(model, calibration, method, False)
-            times[method].append(time.perf_counter() - start)
-    return float(np.median(times["DEFAULT"])), float(np.median(times["ACCURACY"]))
+            _convert(model, calibration, timed, False)
+            times[timed].append(time.perf_counter() - start)
+    return float(np.median(times["DEFAULT"])), float(np.median(times[method]))
 
 
 def markdown(rows: list[Row]) -> str:
@@ -173,6 +187,14 @@ def summary(rows: list[Row]) -> str:
                 base = by.get((model, "per_channel", "DEFAULT"))
                 lines.append(f"{model}: per-tensor {method} {pt.sqnr_db:.2f} dB vs per-channel "
                              f"DEFAULT {base.sqnr_db:.2f} dB ({pt.sqnr_db - base.sqnr_db:+.2f})")
+        for base, extra in (("DEFAULT", "ADAROUND"), ("ACCURACY", "ACCURACY+ADAROUND"),
+                            ("ACCURACY", "ACCURACY+ABSORB"), ("CLE", "CLE+RELU6"),
+                            ("ACCURACY", "ACCURACY+RELU6")):
+            for granularity in GRANULARITIES:
+                a, b = by.get((model, granularity, base)), by.get((model, granularity, extra))
+                if a and b:
+                    lines.append(f"{model}: {granularity} {extra} {b.sqnr_db:.2f} dB vs {base} "
+                                 f"{a.sqnr_db:.2f} dB ({b.sqnr_db - a.sqnr_db:+.2f})")
     if gains:
         lines.append(f"mean ACCURACY − tf.lite over {len(gains)} models: "
                      f"{np.mean(gains):+.2f} dB (min {min(gains):+.2f} dB)")
@@ -215,13 +237,16 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--replot", type=pathlib.Path, metavar="RESULTS_JSON",
                         help="re-render the table and plot of an earlier run, convert nothing")
     parser.add_argument("--time-ratio", action="store_true",
-                        help="only time ACCURACY against DEFAULT (medians of 3, warmed up)")
+                        help="only time ACCURACY (or --time-method) against DEFAULT "
+                             "(medians of 3, warmed up)")
+    parser.add_argument("--time-method", default="ACCURACY", choices=METHODS[1:],
+                        help="the method --time-ratio times (default ACCURACY)")
     args = parser.parse_args(argv)
     if args.time_ratio:
         for name in args.models:
-            default, accurate = time_ratio(name, args.samples)
-            print(f"{name}: DEFAULT {default:.2f} s, ACCURACY {accurate:.2f} s, "
-                  f"ratio {accurate / default:.1f}×")
+            default, timed = time_ratio(name, args.samples, method=args.time_method)
+            print(f"{name}: DEFAULT {default:.2f} s, {args.time_method} {timed:.2f} s, "
+                  f"ratio {timed / default:.1f}×")
         return []
     if args.replot:
         rows = [Row(**r) for r in json.loads(args.replot.read_text())]

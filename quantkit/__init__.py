@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "Settings": "quantkit.recipe",
     "Precision": "quantkit.recipe",
     "RangeMethod": "quantkit.recipe",
+    "WeightRounding": "quantkit.recipe",
     "QuantizationDebugger": "quantkit.debug",
     "QuantizationDebugOptions": "quantkit.debug",
     "AccuracyControl": "quantkit.debug",

@@ -32,8 +32,8 @@ import numpy as np
 
 import calibration
 from quantkit.calibrate import METHOD_SETTERS, CalibrationOptions, input_specs
-from quantkit.ir.graph import Graph
-from quantkit.quantize import Means, Ranges, quantize_integer
+from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.quantize import Means, Ranges, WeightRounder, quantize_integer
 from quantkit.recipe import OpSettings, RangeMethod
 from quantkit.runtime import LiteRTExecutor
 from quantkit.types import ConversionMode, TensorType
@@ -48,6 +48,8 @@ AUTO_TRIALS = 12
 # A change is kept only when it lowers the output error by this share: smaller drops on 32
 # samples are mostly noise, and chasing them fits the probe (measured: digits CNN, −1 dB).
 AUTO_MARGIN = 0.05
+CHUNK = 64  # samples per LiteRT call when measuring channel minima or layer inputs
+ADAROUND_SAMPLES = 64  # calibration samples whose float layer inputs AdaRound learns on
 CANDIDATES = (RangeMethod.MIN_MAX, RangeMethod.MSE, RangeMethod.ENTROPY,
               RangeMethod.PERCENTILE)
 
@@ -66,17 +68,7 @@ def make_probe(graph: Graph, dataset: Any, others: Sequence[Graph] = (),
     and the float graph's outputs on them (LiteRT); None when the dataset has none there.
     ``others``: the model's other signatures, whose samples the dataset may hold too (they
     are skipped)."""
-    specs = {g.signature_key: input_specs(g) for g in [*others, graph]}
-    dataset = getattr(dataset, "input_gen", dataset)
-    rows: list[dict[str, np.ndarray]] = []
-    for sample in calibration.iter_samples(dataset, specs):
-        if sample.signature_key == graph.signature_key:
-            if skip > 0:
-                skip -= 1
-                continue
-            rows.append(sample.inputs)
-        if len(rows) >= samples:
-            break
+    rows = _rows(graph, dataset, others, samples, skip)
     if not rows:
         return None
     executor = LiteRTExecutor(graph, graph.outputs)
@@ -87,11 +79,63 @@ def make_probe(graph: Graph, dataset: Any, others: Sequence[Graph] = (),
     return Probe(tuple(batches), reference)
 
 
-def _batches(rows: list[dict[str, np.ndarray]], fixed: int | None
+def _rows(graph: Graph, dataset: Any, others: Sequence[Graph], samples: int | None,
+          skip: int = 0) -> list[dict[str, np.ndarray]]:
+    """Up to ``samples`` (None: all) samples of ``dataset`` for ``graph``'s signature."""
+    specs = {g.signature_key: input_specs(g) for g in [*others, graph]}
+    dataset = getattr(dataset, "input_gen", dataset)
+    rows: list[dict[str, np.ndarray]] = []
+    for sample in calibration.iter_samples(dataset, specs):
+        if sample.signature_key == graph.signature_key:
+            if skip > 0:
+                skip -= 1
+                continue
+            rows.append(sample.inputs)
+        if samples is not None and len(rows) >= samples:
+            break
+    return rows
+
+
+def channel_minima(graph: Graph, tensors: Sequence[Tensor], dataset: Any,
+                   others: Sequence[Graph] = ()) -> dict[str, np.ndarray]:
+    """Per tensor of ``tensors``, its per-channel (last axis) minimum over every sample of
+    ``dataset`` for ``graph``'s signature (the float graph in LiteRT); empty without
+    samples. High-bias absorption (``passes.absorb``) shifts by these."""
+    rows = _rows(graph, dataset, others, None) if tensors else []
+    if not rows:
+        return {}
+    executor = LiteRTExecutor(graph, list(tensors))
+    minima: dict[str, np.ndarray] = {}
+    for batch in _batches(rows, executor.batch_size, CHUNK):
+        for name, value in executor(batch).items():
+            low = value.reshape(-1, value.shape[-1]).min(axis=0)
+            minima[name] = low if name not in minima else np.minimum(minima[name], low)
+    return minima
+
+
+def layer_inputs(graph: Graph, ops: Sequence[Op], dataset: Any, others: Sequence[Graph] = (),
+                 samples: int = ADAROUND_SAMPLES) -> dict[str, np.ndarray]:
+    """The float values of ``ops``' activation inputs on the first ``samples`` samples of
+    ``dataset`` for ``graph``'s signature (rows concatenated), by tensor name: what AdaRound
+    (``quantize.adaround``) learns the weights' rounding on. Empty without samples."""
+    tensors = list(dict.fromkeys(op.inputs[0] for op in ops if not op.inputs[0].is_const))
+    rows = _rows(graph, dataset, others, samples) if tensors else []
+    if not rows:
+        return {}
+    executor = LiteRTExecutor(graph, tensors)
+    outputs = [executor(b) for b in _batches(rows, executor.batch_size, CHUNK)]
+    return {t.name: np.concatenate([o[t.name] for o in outputs]) for t in tensors}
+
+
+def _batches(rows: list[dict[str, np.ndarray]], fixed: int | None, chunk: int | None = None
              ) -> list[dict[str, np.ndarray]]:
+    """The rows as the graph takes them: one at a time when its batch is fixed, else in
+    batches of ``chunk`` rows (None: all in one)."""
     if fixed is not None:
         return rows
-    return [{name: np.concatenate([r[name] for r in rows]) for name in rows[0]}]
+    chunk = chunk or len(rows)
+    return [{name: np.concatenate([r[name] for r in rows[i:i + chunk]]) for name in rows[0]}
+            for i in range(0, len(rows), chunk)]
 
 
 def output_error(quantized: Graph, probe: Probe) -> float:
@@ -106,11 +150,12 @@ def output_error(quantized: Graph, probe: Probe) -> float:
 
 
 def trial_error(graph: Graph, ranges: Ranges, mode: ConversionMode, means: Means | None,
-                settings: OpSettings | None, probe: Probe) -> float:
+                settings: OpSettings | None, probe: Probe,
+                rounding: WeightRounder | None = None) -> float:
     """``output_error`` of ``graph`` quantized from ``ranges`` (model IO kept float)."""
     float_io = dataclasses.replace(mode, input_type=TensorType.FLOAT32,
                                    output_type=TensorType.FLOAT32)
-    quantized, _ = quantize_integer(graph, ranges, float_io, means, settings)
+    quantized, _ = quantize_integer(graph, ranges, float_io, means, settings, rounding)
     return output_error(quantized, probe)
 
 
@@ -123,31 +168,34 @@ def _spread(candidates: dict[RangeMethod, dict[str, tuple]], name: str,
 
 def auto_ranges(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list[str],
                 mode: ConversionMode, means: Means | None, settings: OpSettings | None,
-                probe: Probe, options: CalibrationOptions, check: Probe | None = None
-                ) -> Ranges:
+                probe: Probe, options: CalibrationOptions, check: Probe | None = None,
+                rounding: WeightRounder | None = None) -> Ranges:
     """``ranges`` (min/max for the ``auto`` tensors) with each tensor in ``auto`` set by the
     method that gives the least output error (module docstring); ``tensors`` are the
     signature's histogram statistics. ``check``: other samples on which the search's result
     must beat min/max and the best single method, else the better of those is returned (the
-    search fits its 32 samples: on the MNIST CNN it cost 1.8 dB on the test digits)."""
-    found = _search(graph, tensors, ranges, auto, mode, means, settings, probe, options)
+    search fits its 32 samples: on the MNIST CNN it cost 1.8 dB on the test digits).
+    ``rounding``: the weights' rounding the trials quantize with (``quantize_integer``)."""
+    found = _search(graph, tensors, ranges, auto, mode, means, settings, probe, options,
+                    rounding)
     if check is None:
         return found[-1]
     distinct = [r for i, r in enumerate(found) if r not in found[:i]]
     if len(distinct) == 1:
         return distinct[0]
-    errors = [trial_error(graph, r, mode, means, settings, check) for r in distinct]
+    errors = [trial_error(graph, r, mode, means, settings, check, rounding) for r in distinct]
     log.info("AUTO ranges on held-out samples: output errors %s", errors)
     return distinct[int(np.argmin(errors))]
 
 
 def _search(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list[str],
             mode: ConversionMode, means: Means | None, settings: OpSettings | None,
-            probe: Probe, options: CalibrationOptions) -> tuple[Ranges, Ranges, Ranges]:
+            probe: Probe, options: CalibrationOptions, rounding: WeightRounder | None
+            ) -> tuple[Ranges, Ranges, Ranges]:
     """The search on ``probe``: (min/max, the best single method, the per-tensor choice)."""
 
     def error(trial: Ranges) -> float:
-        return trial_error(graph, trial, mode, means, settings, probe)
+        return trial_error(graph, trial, mode, means, settings, probe, rounding)
 
     candidates: dict[RangeMethod, dict[str, tuple]] = {}
     best, best_error, trials = dict(ranges), np.inf, 0

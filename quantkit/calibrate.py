@@ -22,7 +22,7 @@ from calibration import CalibrationStats, InputSpec, ObserverKind
 from quantkit.ir.graph import Graph, Tensor
 from quantkit.ops import BiasCorrection, spec
 from quantkit.quantize import Means, Ranges
-from quantkit.recipe import RangeMethod
+from quantkit.recipe import RangeMethod, WeightRounding
 from quantkit.runtime import LiteRTExecutor
 from quantkit.types import ConversionError, Phase
 
@@ -42,6 +42,9 @@ class CalibrationOptions:
     ``range_method``: how every tensor's statistics become its range (a recipe's
     ``range_method`` overrides it per op); None: the observer's own (min/max, or the
     percentile for histograms). Methods other than MIN_MAX collect histograms.
+    ``weight_rounding``: how weights become integers (a recipe's ``weight_rounding``
+    overrides it per op); ADAROUND learns each weight's rounding on the float inputs of the
+    first ``ADAROUND_SAMPLES`` calibration samples (``quantize.adaround``).
     """
 
     observer: ObserverKind = ObserverKind.MIN_MAX
@@ -51,6 +54,16 @@ class CalibrationOptions:
     batch_memory_mb: float = 256.0
     num_threads: int | None = None
     range_method: RangeMethod | None = None
+    weight_rounding: WeightRounding = WeightRounding.NEAREST
+
+    def __post_init__(self) -> None:
+        rounding = self.weight_rounding
+        if not isinstance(rounding, WeightRounding):
+            values = {r.value: r for r in WeightRounding} | WeightRounding.__members__
+            if rounding not in values:
+                raise ConversionError(Phase.OPTIONS, f"CalibrationOptions: weight_rounding="
+                                      f"{rounding!r} is not one of {', '.join(values)}")
+            object.__setattr__(self, "weight_rounding", values[rounding])
 
 
 MAX_AUTO_BATCH = 32

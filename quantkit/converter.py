@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from calibration import CalibrationStats, ObserverKind
 from quantkit._version import __version__
-from quantkit.accuracy import AUTO_CHECK_SAMPLES, AUTO_SAMPLES, auto_ranges, make_probe
+from quantkit.accuracy import (AUTO_CHECK_SAMPLES, AUTO_SAMPLES, auto_ranges, channel_minima,
+                               layer_inputs, make_probe)
 from quantkit.calibrate import (HISTOGRAM_METHODS, CalibrationOptions, batch_rows,
                                 calibrate_graphs, means, ranges)
 from quantkit.frontend import capture
@@ -26,14 +27,17 @@ from quantkit.frontend.tf_ops import ONLY_IN_PATTERNS
 from quantkit.ir.graph import Graph
 from quantkit.mode import resolve_mode
 from quantkit.passes import run_passes
+from quantkit.passes.absorb import absorb_high_bias, absorbable
 from quantkit.passes.equalize import equalize
 from quantkit.quantize import quantize_integer
+from quantkit.quantize.adaround import WEIGHTED as ADAROUND_OPS
+from quantkit.quantize.adaround import AdaRound
 from quantkit.quantize.fake_quant import emulated, has_trained_ranges, trained_ranges
 from quantkit.quantize.params import range_methods
 from quantkit.quantize.plan import recurrent_int16
 from quantkit.quantize.schemes import SCHEMES
 from quantkit.quantize.weight_only import quantize_dynamic_range, quantize_float16
-from quantkit.recipe import OpSettings, RangeMethod, Recipe, Settings
+from quantkit.recipe import OpSettings, RangeMethod, Recipe, Settings, WeightRounding
 from quantkit.tflite_io import write_model
 from quantkit.tflite_io.metadata import ModelType, model_description, model_metadata
 from quantkit.types import (
@@ -170,6 +174,12 @@ class TFLiteConverter:
         # quantkit's own: cross-layer equalization of the float graph (quantkit.passes.equalize:
         # the float model is unchanged); None: with Optimize.ACCURACY only.
         self.cross_layer_equalization: bool | None = None
+        # quantkit's own: after equalization, high-bias absorption (quantkit.passes.absorb),
+        # shifts measured on the representative dataset; None: off (see README, #15).
+        self.high_bias_absorption: bool | None = None
+        # quantkit's own: equalization through RELU6 too (each such layer then ends in a
+        # per-channel MINIMUM, quantkit.passes.equalize); off by default (README, #15).
+        self.equalize_relu6 = False
         self.calibration_statistics: CalibrationStats | None = None  # reuse a calibration
         # quantkit's own: per-op overrides of the mode (precision, weight granularity, range
         # method), e.g. TF's denylists as `Recipe.denylist(nodes, ops)`; see quantkit.recipe.
@@ -261,6 +271,11 @@ class TFLiteConverter:
         mode = self.resolve_mode(has_trained_ranges(lowered))
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered)
         settings = self._settings(graphs, mode)
+        if mode.quant not in _CALIBRATED and WeightRounding.ADAROUND in {
+                self.calibration.weight_rounding, *(s.weight_rounding for s in settings.values())}:
+            raise ConversionError(Phase.OPTIONS, "weight_rounding=ADAROUND learns on the "
+                                  "calibration data: it needs integer quantization with a "
+                                  f"`representative_dataset` (the mode is {mode.quant.value})")
         if mode.quant is QuantMode.FLOAT32:  # a QAT model's FakeQuants stay, as in TF
             graphs = [emulated(graph) for graph in graphs]
         if mode.quant in _REWRITES:
@@ -316,19 +331,34 @@ class TFLiteConverter:
             auto = [n for n in chosen if methods.get(n, default) is RangeMethod.AUTO]
             probe = (make_probe(graph, self.representative_dataset, graphs)
                      if auto and self.representative_dataset is not None else None)
+            rounding = self._rounding(graph, graphs, settings)
             if probe is not None:  # Optimize.ACCURACY: ranges by the error at the outputs
                 check = make_probe(graph, self.representative_dataset, graphs,
                                    AUTO_CHECK_SAMPLES, skip=AUTO_SAMPLES)
                 chosen = auto_ranges(graph, stats.for_signature(key).tensors, chosen, auto,
                                      mode, means(stats, key), settings, probe,
-                                     self.calibration, check)
+                                     self.calibration, check, rounding)
             # trained FakeQuant ranges (quantization-aware training) win, as in TF
             new, plan = quantize_integer(graph, {**chosen, **trained_ranges(graph)}, mode,
-                                         means(stats, key) if stats else {}, settings)
+                                         means(stats, key) if stats else {}, settings,
+                                         rounding)
             log.info("signature %r: %d ops quantized, %d left float", key,
                      len(plan.quantized_ops), len(plan.float_ops))
             quantized.append(new)
         return quantized
+
+    def _rounding(self, graph: Graph, graphs: list[Graph], settings: OpSettings
+                  ) -> AdaRound | None:
+        """AdaRound for the weighted ops whose weight rounding (the recipe's, else the
+        calibration options') is ADAROUND, learned on their float inputs; None if none."""
+        default = self.calibration.weight_rounding
+        ops = [op for op in graph.ops if op.type in ADAROUND_OPS and (
+            (settings[op].weight_rounding if op in settings else None) or default)
+            is WeightRounding.ADAROUND]
+        if not ops or self.representative_dataset is None:
+            return None
+        inputs = layer_inputs(graph, ops, self.representative_dataset, graphs)
+        return AdaRound(inputs, ops) if inputs else None
 
     def calibrate(self) -> CalibrationStats:
         """Run the representative dataset through the float model; its statistics.
@@ -360,12 +390,24 @@ class TFLiteConverter:
             graph = run_passes(source, keep_offsets)
             equalizing = self.cross_layer_equalization
             if (self._accuracy() if equalizing is None else equalizing) and not keep_offsets:
-                equalize(graph)  # cross-layer equalization: the float model is unchanged
+                # cross-layer equalization: the float model is unchanged
+                equalize(graph, relu6=bool(self.equalize_relu6))
             if not self.allow_custom_ops:
                 _check_no_leftover_custom_ops(graph)
             graphs.append(graph)
             log.info("signature %r: %d ops", graph.signature_key, len(graph.ops))
+        if self._absorbing() and not keep_offsets and self.representative_dataset is not None:
+            for graph in graphs:
+                first = [a.outputs[0] for a, _ in absorbable(graph)]
+                done = absorb_high_bias(graph, channel_minima(
+                    graph, first, self.representative_dataset, graphs))
+                log.info("signature %r: high-bias absorption in %d of %d pairs",
+                         graph.signature_key, len(done), len(first))
         return graphs
+
+    def _absorbing(self) -> bool:
+        """High-bias absorption: asked for (it needs the equalization pass's pairs only)."""
+        return bool(self.high_bias_absorption)
 
     def _calibrate(self, graphs: list[Graph], settings: OpSettings) -> CalibrationStats:
         dataset = self.representative_dataset

@@ -48,6 +48,13 @@ class RangeMethod(enum.Enum):
     AUTO = "auto"  # of the above, the one with the least error at the model's outputs
 
 
+class WeightRounding(enum.Enum):
+    """How weights become integers."""
+
+    NEAREST = "nearest"  # round(w / s), as TF
+    ADAROUND = "adaround"  # up or down by the layer's output error (quantize.adaround)
+
+
 @dataclass(frozen=True)
 class Select:
     """Which ops a rule applies to: every field given must match (``Select()`` is every op).
@@ -98,6 +105,7 @@ class Settings:
     precision: Precision | None = None
     weight_granularity: Granularity | None = None
     range_method: RangeMethod | None = None
+    weight_rounding: WeightRounding | None = None
 
     def over(self, base: Settings) -> Settings:
         """``base`` with this rule's fields laid over it."""
@@ -146,7 +154,7 @@ class Recipe:
         try:
             rules = json.loads(text)
             kinds = {"precision": Precision, "weight_granularity": Granularity,
-                     "range_method": RangeMethod}
+                     "range_method": RangeMethod, "weight_rounding": WeightRounding}
             return cls(tuple(Rule(Select(**r["select"]), Settings(
                 **{k: kinds[k](v) for k, v in r["settings"].items()})) for r in rules))
         except (ValueError, TypeError, KeyError) as e:

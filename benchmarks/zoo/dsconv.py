@@ -20,32 +20,35 @@ EPOCHS = 8
 BATCH_SIZE = 64
 
 
-def dsconv_cnn(seed: int = SEED) -> keras.Model:
-    """The untrained architecture: float pixels 0..255 in, 10 logits out."""
+def dsconv_cnn(seed: int = SEED, relu6: bool = False) -> keras.Model:
+    """The untrained architecture: float pixels 0..255 in, 10 logits out (``relu6``: ReLU6
+    activations, as MobileNet's)."""
     keras.utils.set_random_seed(seed)
     layers = keras.layers
+    relu = (lambda: layers.ReLU(6.0)) if relu6 else layers.ReLU
 
     def block(x, filters, stride):
         x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
-        x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+        x = relu()(layers.BatchNormalization(momentum=0.9)(x))
         x = layers.Conv2D(filters, 1, use_bias=False)(x)
-        return layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+        return relu()(layers.BatchNormalization(momentum=0.9)(x))
 
     inputs = keras.Input((28, 28, 1), name="image")
     x = layers.Rescaling(1 / 255.0)(inputs)
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)
-    x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+    x = relu()(layers.BatchNormalization(momentum=0.9)(x))
     x = block(x, 32, 1)
     x = block(x, 64, 2)
     x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(10)(x), name="dsconv_cnn")
+    return keras.Model(inputs, layers.Dense(10)(x), name="dsconv_relu6_cnn" if relu6 else
+                       "dsconv_cnn")
 
 
 @functools.lru_cache(maxsize=None)
-def trained_dsconv_cnn() -> keras.Model:
+def trained_dsconv_cnn(relu6: bool = False) -> keras.Model:
     """The model trained for ``EPOCHS`` seeded epochs on the 4,000 training digits."""
     x_train, y_train, _, _ = load_mnist()
-    model = dsconv_cnn()
+    model = dsconv_cnn(relu6=relu6)
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])

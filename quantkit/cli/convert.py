@@ -87,12 +87,16 @@ def selection_recipe(args: argparse.Namespace) -> Any:
                   + tuple(Rule(select(p), Settings(precision=Precision.FLOAT))
                           for p in getattr(args, "keep_float", [])))
 def add_accuracy_options(p: argparse.ArgumentParser) -> None:
-    from quantkit.recipe import RangeMethod
+    from quantkit.recipe import RangeMethod, WeightRounding
 
     methods = [m.value for m in RangeMethod]
     p.add_argument("--range-method", choices=methods, metavar="METHOD",
                    help=f"how calibrated statistics become each activation's range: "
                         f"{', '.join(methods)} (default: min/max; auto with --accuracy)")
+    p.add_argument("--weight-rounding", choices=[r.value for r in WeightRounding],
+                   metavar="ROUNDING", help="how weights become integers: nearest (default) "
+                   "or adaround (each weight up or down by its layer's output error on the "
+                   "calibration data; slower conversion)")
     p.add_argument("--accuracy", action="store_true",
                    help="Optimize.ACCURACY: equalization, clipped weights and ranges chosen by "
                         "the error at the outputs (same int8 format, slower conversion)")
@@ -373,7 +377,9 @@ def configure(converter: Any, mode: Any, args: argparse.Namespace, dataset: Any)
     method = getattr(args, "range_method", None)
     converter.calibration = quantkit.CalibrationOptions(
         progress=False if args.no_progress else None,
-        range_method=quantkit.RangeMethod(method) if method else None)
+        range_method=quantkit.RangeMethod(method) if method else None,
+        weight_rounding=quantkit.WeightRounding(getattr(args, "weight_rounding", None)
+                                                or "nearest"))
 
 
 def write_output(output: str, blob: bytes) -> None:

@@ -15,16 +15,25 @@ until the scales settle (each layer sits in up to two pairs).
 Pairs: CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED (fused NONE or RELU) → CONV_2D
 (ungrouped), DEPTHWISE_CONV_2D (multiplier 1) or FULLY_CONNECTED (through a flatten: FC input
 ``j`` reads channel ``j mod C``), with MAX_POOL_2D, AVERAGE_POOL_2D (fused NONE/RELU), MEAN over space and
-RESHAPE allowed in between, every tensor on the way read by the next op only. A first layer
-fused with RELU6 (or RELU_N1_TO_1) is left alone: its clamp ``min(x, 6)`` would have to become
-``min(x, 6/s_c)`` per channel, which no fused activation expresses.
+RESHAPE allowed in between, every tensor on the way read by the next op only.
+
+ReLU6 (``relu6=True``): a first layer fused with RELU6 clamps ``min(x, 6)``; after scaling
+its channel ``c`` by ``1/s_c`` the clamp must be ``min(x, 6/s_c)``, which no fused activation
+expresses. Such a layer becomes fused RELU followed by a MINIMUM with the constant ``6/S_c``
+(``S``: the product of its scales over the rounds; shape ``[C]``, broadcast over the last
+axis), exact in float. The int8 model then has one more op per such layer and the tensor
+before the MINIMUM carries the unclamped values (the quantizer caps its range at
+``max_c 6/S_c``, ``quantize.params``). Off by default: on the models measured it does not pay
+(README, #15). RELU_N1_TO_1 first layers are left alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.ir.graph import Graph, Op, Tensor, const
 from quantkit.passes.util import Uses
 from quantkit.types import Activation, OpType
 
@@ -69,12 +78,14 @@ def _second(op: Op, channels: int, via_reshape: bool) -> bool:
     return w.ndim == 4 and w.shape[3] == channels and op.options.depth_multiplier == 1
 
 
-def pairs(graph: Graph) -> list[tuple[Op, Op]]:
-    """The (first, second) layer pairs equalization may scale (module docstring)."""
+def pairs(graph: Graph, relu6: bool = False) -> list[tuple[Op, Op]]:
+    """The (first, second) layer pairs equalization may scale (module docstring); with
+    ``relu6``, first layers fused with RELU6 too."""
     uses = Uses(graph)
     found = []
+    firsts = _HOMOGENEOUS | {Activation.RELU6} if relu6 else _HOMOGENEOUS
     for first in graph.ops:
-        if first.type not in _FIRST or _activation(first) not in _HOMOGENEOUS \
+        if first.type not in _FIRST or _activation(first) not in firsts \
                 or not first.inputs[1].is_const or not _const_or_absent(first, 2):
             continue
         channels = first.inputs[1].data.shape[_out_axis(first)]
@@ -142,16 +153,34 @@ def equalize_pair(first: Op, second: Op, s: np.ndarray | None = None) -> np.ndar
     return s
 
 
-def equalize(graph: Graph) -> bool:
-    """Equalize every pair of ``graph`` in place; True when anything was scaled."""
-    found = pairs(graph)
+def equalize(graph: Graph, relu6: bool = False) -> bool:
+    """Equalize every pair of ``graph`` in place; True when anything was scaled. ``relu6``:
+    RELU6 first layers too, each then followed by a MINIMUM (module docstring)."""
+    found = pairs(graph, relu6)
     changed = False
+    total = {first: np.ones(1) for first, _ in found}
     for _ in range(ROUNDS):
         largest = 0.0
         for first, second in found:
             s = equalize_pair(first, second)
+            total[first] = total[first] * s
             largest = max(largest, float(np.abs(np.log(s)).max(initial=0.0)))
         changed = changed or largest > 0.0
         if largest < TOLERANCE:
             break
+    for first, scales in total.items():
+        if _activation(first) is Activation.RELU6 and np.any(scales != 1.0):
+            _bound_per_channel(graph, first, 6.0 / scales)
     return changed
+
+
+def _bound_per_channel(graph: Graph, first: Op, bound: np.ndarray) -> None:
+    """``first`` (fused RELU6) becomes fused RELU followed by ``MINIMUM(·, bound)``, which
+    writes ``first``'s old output tensor (its readers are unchanged)."""
+    out = first.outputs[0]
+    unclamped = Tensor(f"{out.name}/unclamped", out.dtype, out.shape)
+    limit = const(f"{out.name}/bound", bound.astype(np.float32))
+    first.options = dataclasses.replace(first.options, fused_activation_function=Activation.RELU)
+    first.outputs[0] = unclamped
+    clamp = Op(OpType.MINIMUM, [unclamped, limit], [out], name=f"{first.name}/relu6_bound")
+    graph.ops.insert(graph.ops.index(first) + 1, clamp)

@@ -7,18 +7,20 @@ from __future__ import annotations
 from quantkit.ir.graph import Graph
 from quantkit.quantize.edits import apply
 from quantkit.quantize.plan import Means, Plan, Ranges, plan_integer
+from quantkit.quantize.rewire import WeightRounder
 from quantkit.recipe import OpSettings
 from quantkit.types import ConversionMode
 
 
 def quantize_integer(graph: Graph, ranges: Ranges, mode: ConversionMode,
-                     means: Means | None = None, settings: OpSettings | None = None
-                     ) -> tuple[Graph, Plan]:
+                     means: Means | None = None, settings: OpSettings | None = None,
+                     rounding: WeightRounder | None = None) -> tuple[Graph, Plan]:
     """``graph`` in the mode's integer scheme (int8, int16x8 or legacy uint8), each op in the
     precision its ``settings`` ask for, from calibrated ``ranges`` (and input ``means`` for
-    bias correction): a new graph, and the plan it was made from. ``graph`` is unchanged."""
-    plan = plan_integer(graph, ranges, mode, means, settings)
+    bias correction): a new graph, and the plan it was made from. ``graph`` is unchanged.
+    ``rounding``: the weights' integers where not nearest rounding's (``adaround.AdaRound``)."""
+    plan = plan_integer(graph, ranges, mode, means, settings, rounding)
     return apply(graph, plan.edits), plan
 
 
-__all__ = ["Means", "Plan", "Ranges", "plan_integer", "quantize_integer"]
+__all__ = ["Means", "Plan", "Ranges", "WeightRounder", "plan_integer", "quantize_integer"]

@@ -19,8 +19,8 @@ from quantkit.quantize import math as qm
 from quantkit.ops import OPS, OutputRule, QuantRule
 from quantkit.quantize.schemes import Scheme, scheme_for
 from quantkit.recipe import OpSettings, RangeMethod
-from quantkit.types import (Activation, ConversionError, ConversionMode, Phase, QuantParams,
-                            TensorType)
+from quantkit.types import (Activation, ConversionError, ConversionMode, OpType, Phase,
+                            QuantParams, TensorType)
 
 Ranges = Mapping[str, tuple[float, float]]  # tensor name → calibrated (min, max)
 Node = tuple[Tensor, qm.Storage]  # a tensor in one integer storage
@@ -59,6 +59,7 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
                    mode: ConversionMode, schemes: dict[Op, Scheme]) -> Params:
     """The parameters of every node the quantized ops (``rules``, each in its scheme) and the
     model's integer inputs and outputs use, and the inputs that must be requantized."""
+    ranges = capped_ranges(graph, ranges)
     groups = _Groups()
     fixed: dict[Node, QuantParams] = {}  # group root → fixed params
     const_ranges: dict[Node, list[tuple[float, float]]] = {}  # root → ranges of constants
@@ -182,6 +183,32 @@ def _int_boundary_tensors(graph: Graph, mode: ConversionMode) -> list[Tensor]:
 def constant_range(t: Tensor) -> tuple[float, float]:
     """A constant's (min, max), widened to include 0."""
     return float(t.data.min(initial=0.0)), float(t.data.max(initial=0.0))
+
+
+def capped_ranges(graph: Graph, ranges: Ranges) -> Ranges:
+    """``ranges`` with the range of each tensor read only by ``MINIMUM(t, c)`` (``c``
+    constant) capped above at ``max(c)``: values above it never reach past that op, which
+    shares its input's parameters (equalization's per-channel ReLU6 bounds,
+    ``passes.equalize``)."""
+    readers: dict[Tensor, int] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            if t is not None:
+                readers[t] = readers.get(t, 0) + 1
+    outputs = set(graph.outputs)
+    capped = dict(ranges)
+    for op in graph.ops:
+        if op.type != OpType.MINIMUM or len(op.inputs) != 2:
+            continue
+        t, c = op.inputs if op.inputs[1].is_const else op.inputs[::-1]
+        if t.is_const or not c.is_const or readers[t] != 1 or t in outputs \
+                or t.name not in ranges:
+            continue
+        lo, hi = ranges[t.name]
+        top = float(np.max(c.data))
+        if lo < top < hi:
+            capped[t.name] = (lo, top)
+    return capped
 
 
 def _range(t: Tensor, ranges: Ranges) -> tuple[float, float] | None:

@@ -33,7 +33,7 @@ import numpy as np
 from quantkit.ir.graph import Graph, Op, Tensor, in_unrolled_loop
 from quantkit.quantize.edits import Edit
 from quantkit.quantize.params import Ranges, choose_params
-from quantkit.quantize.rewire import Means, Rewire
+from quantkit.quantize.rewire import Means, Rewire, WeightRounder
 from quantkit.ops import OPS, QuantRule
 from quantkit.ops.spec import OutputRule
 from quantkit.quantize.schemes import Scheme, scheme_for
@@ -89,17 +89,19 @@ def _input(op: Op, index: int) -> Tensor | None:
 
 
 def plan_integer(graph: Graph, ranges: Ranges, mode: ConversionMode,
-                 means: Means | None = None, settings: OpSettings | None = None) -> Plan:
+                 means: Means | None = None, settings: OpSettings | None = None,
+                 rounding: WeightRounder | None = None) -> Plan:
     """The edits that make ``graph`` integer in the mode's scheme (int8, int16x8 or legacy
     uint8), each op in the precision its ``settings`` ask for (see the module docstring).
 
     ``means``: per-channel means of weighted ops' inputs; with ``mode.bias_correction`` their
-    biases absorb the weights' mean rounding error (``math.weight_error_bias``)."""
+    biases absorb the weights' mean rounding error (``math.weight_error_bias``).
+    ``rounding``: integer weights other than nearest rounding's (``quantize.adaround``)."""
     plan = _choose_ops(graph, mode, settings or {})
     rules = {op: quantizable(op, plan.schemes[op]) for op in plan.quantized_ops}
     params = choose_params(graph, rules, ranges, mode, plan.schemes)
     plan.edits = Rewire(graph, rules, plan.schemes, params, mode, plan.float_ops, means or {},
-                        settings or {}).run()
+                        settings or {}, rounding).run()
     return plan
 
 

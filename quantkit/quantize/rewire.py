@@ -10,7 +10,7 @@ and outputs get the types the mode asks for.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from quantkit.types import (NUMPY_TENSOR_TYPES, ConversionMode, Granularity, OpT
                             QuantParams, TensorType)
 
 Means = Mapping[str, np.ndarray]  # tensor name → per-channel mean (for bias correction)
+# A weighted op's integer weights for its weight params and storage, or None for nearest
+# rounding (quantize.adaround.AdaRound is one).
+WeightRounder = Callable[[Op, QuantParams, qm.Storage], "np.ndarray | None"]
 
 _FLOAT = np.dtype(np.float32)
 _IO_DTYPES = {TensorType.FLOAT32: _FLOAT, TensorType.INT8: np.dtype(np.int8),
@@ -41,10 +44,10 @@ class Rewire:
 
     def __init__(self, graph: Graph, rules: dict[Op, QuantRule], schemes: dict[Op, Scheme],
                  params: Params, mode: ConversionMode, float_ops: list[Op], means: Means,
-                 settings: OpSettings):
+                 settings: OpSettings, rounding: WeightRounder | None = None):
         self.graph, self.rules, self.schemes, self.mode = graph, rules, schemes, mode
         self.params, self.requantize = params.tensor_params, params.requantize
-        self.float_ops, self.settings = float_ops, settings
+        self.float_ops, self.settings, self.rounding = float_ops, settings, rounding
         self.means = means if mode.bias_correction else {}
         self.default = scheme_for(mode).activations
         self.edits: list[Edit] = []
@@ -159,6 +162,10 @@ class Rewire:
                                if self.mode.accuracy and storage.symmetric
                                else qm.weight_params(w.data, axis, storage))
         w_quantized = self._constant(w, w_params, qm.quantize_weights, storage)
+        rounded = (self.rounding(op, w_params, storage)
+                   if self.rounding is not None and trained is None else None)
+        if rounded is not None:  # learned up/down rounding (quantize.adaround)
+            w_quantized = Tensor(w.name, rounded.dtype, w.shape, rounded, w_params)
         self.edits.append(SetInput(op, layout.weights_input, w_quantized))
         bias = op.inputs[layout.bias_input] if layout.bias_input < len(op.inputs) else None
         if bias is None:
