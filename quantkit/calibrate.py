@@ -21,7 +21,7 @@ import calibration.ranges
 from calibration import CalibrationStats, InputSpec, ObserverKind
 from quantkit.ir.graph import Graph, Tensor
 from quantkit.ops import BiasCorrection, spec
-from quantkit.quantize import Means, Ranges
+from quantkit.quantize import Means, Ranges, lstm
 from quantkit.recipe import RangeMethod
 from quantkit.runtime import LiteRTExecutor
 from quantkit.types import ConversionError, Phase
@@ -57,9 +57,11 @@ MAX_AUTO_BATCH = 32
 
 
 def observed_tensors(graph: Graph) -> list[Tensor]:
-    """The tensors calibration measures: every float activation (model inputs included)."""
+    """The tensors calibration measures: every float activation (model inputs included; a
+    fused RNN's variable states are not activations: their values over time are derived, see
+    ``executors``)."""
     return [t for t in graph.tensors()
-            if not t.is_const and np.dtype(t.dtype) == np.float32]
+            if not t.is_const and not t.is_variable and np.dtype(t.dtype) == np.float32]
 
 
 def weighted_inputs(graph: Graph) -> list[Tensor]:
@@ -75,11 +77,12 @@ def input_specs(graph: Graph) -> list[InputSpec]:
 
 def executors(graphs: list[Graph], options: CalibrationOptions) -> dict[str, LiteRTExecutor]:
     """One LiteRT executor per signature, observing ``observed_tensors`` (kept by callers
-    that calibrate several batches of samples, as quantkit.beam's workers)."""
+    that calibrate several batches of samples, as quantkit.beam's workers), and the values a
+    fused LSTM keeps inside (its cell state over time: ``lstm.hidden_values``)."""
     # Views, not copies: the runner has read a batch's values before it runs the next.
     return {g.signature_key: LiteRTExecutor(
-        g, observed_tensors(g), num_threads=options.num_threads or _cpus(), copy=False)
-        for g in graphs}
+        g, observed_tensors(g), num_threads=options.num_threads or _cpus(), copy=False,
+        derive=lstm.hidden_values(g)) for g in graphs}
 
 
 def calibrate_graphs(graphs: list[Graph], dataset: Any, options: CalibrationOptions,
