@@ -193,6 +193,19 @@ VERSION_CASES = [
            [(2, "int8 int8 -> bool"), (1, "float32 float32 -> bool")]),
     *group(["SELECT_V2"], [(1, "bool int8 int8 -> int8"), (2, "bool int16 int16 -> int16"),
                            (1, "bool float32 float32 -> float32")]),
+    # input, input-to-input and input-to-forget weights -> output (op_version.cc reads in2)
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 4, "float32 float32 float32 -> float32", "diagonal",
+         options=o.UnidirectionalSequenceLSTMOptions(diagonal_recurrent_tensors=True)),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 3, "float32 int8 int8 -> float32", "hybrid-asymmetric",
+         options=o.UnidirectionalSequenceLSTMOptions(asymmetric_quantize_inputs=True)),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 2, "float32 int8 int8 -> float32", "hybrid",
+         options=o.UnidirectionalSequenceLSTMOptions()),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 1, "int8 int8 int8 -> int8", "int8",
+         options=o.UnidirectionalSequenceLSTMOptions()),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 1, "float32 float32 float32 -> float32", "float",
+         options=o.UnidirectionalSequenceLSTMOptions()),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 2, "float32 - int8 -> float32", "cifg-hybrid",
+         options=o.UnidirectionalSequenceLSTMOptions()),
 ]
 
 
