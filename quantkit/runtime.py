@@ -66,7 +66,8 @@ class LiteRTExecutor:
         graph: the float graph, after lowering and passes; its tensor names must be unique.
             It is not modified.
         observe: the tensors whose values to return; by default every non-constant tensor
-            the graph uses (its inputs included), in first-use order.
+            the graph uses (its inputs included), in first-use order, but variables (states)
+            and op intermediates.
         num_threads: LiteRT's threads (None: its default).
         copy: return copies (True) or read-only views of LiteRT's buffers (False: no copy of
             the batch's activations, which calibration reads once; a view is valid until the
@@ -92,8 +93,10 @@ class LiteRTExecutor:
         used = graph.tensors()
         _check_names(used)
         self._variables = any(t.is_variable for t in used)
-        if observe is None:
-            observe = [t for t in used if not t.is_const and not t.is_variable]
+        if observe is None:  # values: not states, nor the parameter holders of intermediates
+            inner = {t for op in graph.ops for t in op.intermediates}
+            observe = [t for t in used if not t.is_const and not t.is_variable
+                       and t not in inner]
         unknown = [t.name for t in observe if t not in set(used)]
         if unknown:
             raise ExecutorError(f"graph {graph.name!r} does not use the observed tensors "

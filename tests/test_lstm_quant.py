@@ -334,3 +334,19 @@ def test_unsupported_lstm_variants_stay_float():
     reason = lstm.unsupported(_op(peephole=True))
     assert reason is not None and "cell_to_forget" in reason
     assert quantizable(_op(peephole=True), INT8_SCHEME) is None
+
+
+def test_debugger_and_accuracy_mode_take_the_lstm(trained):
+    """The debugger runs the int8 LSTM alone (its states are not inputs it feeds) and
+    Optimize.ACCURACY's range search quantizes it."""
+    calibration, test = _data(14)
+    converter = quantkit.TFLiteConverter.from_tflite(trained[1])
+    quantkit.Preset.INT8.configure(converter, lambda: ([x[None]] for x in calibration[:50]))
+    debugger = quantkit.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([x[None]] for x in test[:10]))
+    debugger.run()
+    (name,) = [n for n in debugger.layer_statistics if "unidirectional_sequence_lstm" in n]
+    assert 0 < debugger.layer_statistics[name]["mean_squared_error"] < 1e-3
+    converter.optimizations = [quantkit.Optimize.ACCURACY]
+    sub, op = _lstm_op(converter.convert())
+    assert sub.tensors[op.inputs[L.CELL_STATE]].dtype == np.int16
