@@ -72,7 +72,20 @@ def weighted_inputs(graph: Graph) -> list[Tensor]:
 
 
 def input_specs(graph: Graph) -> list[InputSpec]:
-    return [InputSpec(name, t.shape, t.dtype) for name, t in zip(graph.input_names, graph.inputs)]
+    """The graph's inputs; a dynamic batch dim is fixed to its states' (a fused RNN's
+    variables are allocated for one batch size), so samples are fed in batches of that size."""
+    batch = state_batch(graph)
+    return [InputSpec(name, (batch, *t.shape[1:]) if batch and t.shape and t.shape[0] is None
+                      else t.shape, t.dtype)
+            for name, t in zip(graph.input_names, graph.inputs)]
+
+
+def state_batch(graph: Graph) -> int | None:
+    """The batch dim of the graph's 2-D variable tensors ([batch, units] states), when they
+    agree on one; else None."""
+    dims = {t.shape[0] for t in graph.tensors()
+            if t.is_variable and t.shape is not None and len(t.shape) == 2}
+    return dims.pop() if len(dims) == 1 else None
 
 
 def executors(graphs: list[Graph], options: CalibrationOptions) -> dict[str, LiteRTExecutor]:

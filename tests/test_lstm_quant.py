@@ -350,3 +350,16 @@ def test_debugger_and_accuracy_mode_take_the_lstm(trained):
     converter.optimizations = [quantkit.Optimize.ACCURACY]
     sub, op = _lstm_op(converter.convert())
     assert sub.tensors[op.inputs[L.CELL_STATE]].dtype == np.int16
+
+
+def test_calibration_feeds_the_states_batch():
+    """A dynamic batch dim is fed at the states' batch size (LiteRT allocates the states for
+    one), one sample at a time here."""
+    from quantkit.calibrate import input_specs
+    from quantkit.ir.graph import Graph
+
+    op = _op()
+    op.inputs[0] = Tensor("x", np.dtype(np.float32), (None, 5, 3))
+    graph = Graph([op], [op.inputs[0]], op.outputs, ["x"], ["y"])
+    (spec,) = input_specs(graph)
+    assert spec.shape == (1, 5, 3) and spec.fixed_batch
