@@ -4,7 +4,8 @@ Each tensor a quantized op writes becomes an integer in place, in that op's stor
 *home*). Every other reader gets the version it needs: a QUANTIZE from float (or from another
 integer storage: an int16 op reading an int8 tensor, which LiteRT's QUANTIZE requantizes), a
 DEQUANTIZE for float readers. Constants are quantized for their readers; the model's inputs
-and outputs get the types the mode asks for.
+and outputs get the types the mode asks for. A fused LSTM's other inputs (weights, biases,
+states) and its intermediates follow LiteRT's integer LSTM (``quantize.lstm``).
 """
 
 from __future__ import annotations
