@@ -29,6 +29,7 @@ from quantkit.passes.equalize import equalize
 from quantkit.quantize import quantize_integer
 from quantkit.quantize.fake_quant import emulated, has_trained_ranges, trained_ranges
 from quantkit.quantize.params import range_methods
+from quantkit.quantize.plan import recurrent_int16
 from quantkit.quantize.schemes import SCHEMES
 from quantkit.quantize.weight_only import quantize_dynamic_range, quantize_float16
 from quantkit.recipe import OpSettings, RangeMethod, Recipe, Settings
@@ -267,7 +268,7 @@ class TFLiteConverter:
         if self.recipe.rules and mode.quant is QuantMode.FLOAT32:
             raise ConversionError(Phase.OPTIONS, "a recipe is set, but nothing is quantized: "
                                   "set `optimizations=[Optimize.DEFAULT]`")
-        return self.recipe.resolve(graphs, Settings())
+        return recurrent_int16(graphs, self.recipe.resolve(graphs, Settings()), mode)
 
     def _quantize_integer(self, graphs: list[Graph], mode: ConversionMode,
                           settings: OpSettings) -> list[Graph]:

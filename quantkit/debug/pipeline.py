@@ -14,6 +14,7 @@ from typing import Any
 
 from calibration import CalibrationStats
 from quantkit.ir.graph import Graph
+from quantkit.quantize.plan import recurrent_int16
 from quantkit.quantize.schemes import SCHEMES
 from quantkit.recipe import Recipe, Settings
 from quantkit.types import ConversionError, ConversionMode, Phase, QuantMode, TensorType
@@ -64,7 +65,8 @@ class Conversion:
     def quantize(self, extra: Recipe = Recipe()) -> list[Graph]:
         """The quantized graphs: the converter's recipe, then ``extra``'s rules."""
         recipe = Recipe(tuple(self.converter.recipe.rules) + tuple(extra.rules))
-        settings = recipe.resolve(self.float_graphs, Settings())
+        settings = recurrent_int16(self.float_graphs,
+                                   recipe.resolve(self.float_graphs, Settings()), self.mode)
         saved = self.converter.calibration_statistics
         self.converter.calibration_statistics = self.stats  # reused, not recalibrated
         try:

@@ -34,7 +34,7 @@ from tensorflow.python.framework.function_def_to_graph import function_def_to_gr
 
 from quantkit.frontend.tf_context import TFContext
 from quantkit.ir import options as o
-from quantkit.ir.graph import Tensor
+from quantkit.ir.graph import Tensor, loop_step_scope
 from quantkit.types import OpType
 
 LOOPS = {"While", "StatelessWhile"}
@@ -300,7 +300,7 @@ def lower_while(ctx: TFContext, cond: Any, lower_nodes: Callable[[TFContext, lis
         if step == MAX_STEPS:
             raise ctx.error(f"a loop of more than {MAX_STEPS} steps")
         body = function_graph(ctx, f"{ctx.name}/body", node.get_attr("body").name, values)
-        inner = ctx.scope(f"{node.name}/step_{step}")
+        inner = ctx.scope(loop_step_scope(node.name, step))
         for param, value in zip(body.inputs, values):
             inner.tensors[param.name] = value
         lower_nodes(inner, body.get_operations())

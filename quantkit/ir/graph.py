@@ -7,6 +7,7 @@ A ``None`` dimension is dynamic (written as -1 in ``shape_signature``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -146,3 +147,19 @@ class Graph:
         removed = len(self.ops) - len(kept)
         self.ops = kept[::-1]
         return removed
+
+
+# --- unrolled loops ---------------------------------------------------------------------------
+_STEP = re.compile(r"/step_\d+/")
+
+
+def loop_step_scope(loop: str, step: int) -> str:
+    """The name scope of step ``step`` of the unrolled loop ``loop``: the ops lowered from the
+    loop's body are named inside it (``in_unrolled_loop``)."""
+    return f"{loop}/step_{step}"
+
+
+def in_unrolled_loop(op: Op) -> bool:
+    """Whether ``op`` was lowered from the body of an unrolled loop (an RNN cell's step)."""
+    return _STEP.search(op.name + "/") is not None
+

@@ -30,14 +30,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.ir.graph import Graph, Op, Tensor, in_unrolled_loop
 from quantkit.quantize.edits import Edit
 from quantkit.quantize.params import Ranges, choose_params
 from quantkit.quantize.rewire import Means, Rewire
 from quantkit.ops import OPS, FusedKernel, QuantRule
+from quantkit.ops.spec import OutputRule
 from quantkit.quantize import lstm
 from quantkit.quantize.schemes import Scheme, scheme_for
-from quantkit.recipe import OpSettings, Precision
+from quantkit.recipe import OpSettings, Precision, Settings
 from quantkit.types import ConversionError, ConversionMode, Phase, QuantMode
 
 _FLOAT = np.dtype(np.float32)
@@ -142,3 +143,40 @@ def _choose_ops(graph: Graph, mode: ConversionMode, settings: OpSettings) -> Pla
             "the op set allows integer ops only: add OpsSet.TFLITE_BUILTINS to "
             "`target_spec.supported_ops`")
     return plan
+
+
+def recurrent_int16(graphs: list[Graph], settings: OpSettings,
+                    mode: ConversionMode) -> OpSettings:
+    """In full-integer int8, the ops of an unrolled RNN cell compute in int16x8 (int8 weights,
+    int16 activations) unless the recipe set their precision: the state is re-quantized at
+    every step, and int8 steps lose 4-7 dB at the output of trained GRU/SimpleRNN/LSTM cells
+    (``benchmarks.rnn_conversion``); LiteRT's integer LSTM kernel keeps its gates and cell
+    state in int16 for the same reason. Ops without an int16 kernel stay int8; the ops that
+    only move values (``OutputRule.SHARED``) between the cell's ops and int16 neighbours
+    follow them, so that the sequence is converted once, not at every step."""
+    if mode.quant is not QuantMode.FULL_INTEGER:
+        return settings
+    int16 = op_scheme(mode, Precision.INT16, None)
+
+    def free(op: Op) -> bool:  # the recipe left it to the mode, and it has an int16 kernel
+        return (settings[op].precision is None and is_float_op(op)
+                and quantizable(op, int16) is not None)
+
+    chosen = {op for op in settings if in_unrolled_loop(op) and free(op)}
+    for graph in graphs:
+        producers, consumers = graph.producers(), graph.consumers()
+        movers = [op for op in graph.ops if op not in chosen and free(op)
+                  and OPS[op.type].quant.output is OutputRule.SHARED]
+        changed = bool(chosen)
+        while changed:
+            changed = False
+            for op in movers:
+                readers = [r for t in op.outputs for r in consumers.get(t, [])]
+                writers = [producers.get(t) for t in op.inputs if t is not None
+                           and not t.is_const]
+                if op not in chosen and ((readers and all(r in chosen for r in readers))
+                                         or (writers and all(w in chosen for w in writers))):
+                    chosen.add(op)
+                    changed = True
+    return {op: Settings(precision=Precision.INT16).over(s) if op in chosen else s
+            for op, s in settings.items()}
