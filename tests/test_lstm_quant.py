@@ -406,3 +406,17 @@ def test_lstm_variants_run_in_litert(variant, floor_db):
     reference = flat(sum((run_all(float_model, xs) for xs in tests), []))
     assert sqnr_db(reference, flat(sum((run_all(int_model, xs) for xs in tests), []))) \
         >= floor_db
+
+
+def test_shared_bias_is_quantized_per_gate_under_its_own_name():
+    """TF shares equal float biases between gates; their int32 copies differ (s_b follows each
+    gate's input weights), and tensor names stay unique (the debugger reports by name)."""
+    op = _op()
+    for k, index in enumerate(w for w, _, _ in lstm.GATES):
+        op.inputs[index] = const(f"w_x{k}", op.inputs[index].data * (k + 1))
+    params = lstm.lstm_params(op, QuantParams((0.02,), (-10,)), QuantParams((1 / 128,), (3,)),
+                              cell_max=5.0)
+    biases = {e.index: e.tensor for e in lstm.integer_edits(op, params)
+              if getattr(e, "index", None) in [g[2] for g in lstm.GATES]}
+    assert len({t.name for t in biases.values()}) == 4
+    assert [t.data[0] for t in biases.values()] == [5000, 2500, 1667, 1250]

@@ -106,15 +106,24 @@ def is_lstm(op: Op) -> bool:
     return op.type == OpType.UNIDIRECTIONAL_SEQUENCE_LSTM
 
 
-def _input(op: Op, index: int) -> Tensor | None:
-    return op.inputs[index] if index < len(op.inputs) else None
-
-
 def unsupported(op: Op) -> str | None:
     """Why LiteRT's integer kernel cannot take ``op`` as quantkit quantizes it (None: it can).
 
     quantkit quantizes the plain LSTM (CIFG allowed): 24 inputs, constant float weights and
     biases, both states variables, TANH, no peepholes, projection or layer norm."""
+    problem = _structure(op)
+    if problem is not None:
+        return problem
+    activation = getattr(op.options, "fused_activation_function", None)
+    if activation != Activation.TANH:
+        return f"fused activation {activation} (the integer kernel computes TANH)"
+    if getattr(op.options, "diagonal_recurrent_tensors", False):
+        return "diagonal recurrent weights"
+    return None
+
+
+def _structure(op: Op) -> str | None:
+    """What keeps ``op`` from being the plain LSTM of the module docstring (None: it is)."""
     if len(op.inputs) != N_INPUTS:
         return f"{len(op.inputs)} inputs (the kernel takes {N_INPUTS})"
     present = [i.name.lower() for i in UNSUPPORTED_INPUTS if op.inputs[i] is not None]
@@ -129,18 +138,14 @@ def unsupported(op: Op) -> str | None:
     for index in (L.OUTPUT_STATE, L.CELL_STATE):
         if op.inputs[index] is None or not op.inputs[index].is_variable:
             return f"its {L(index).name.lower()} is not a variable tensor"
-    activation = getattr(op.options, "fused_activation_function", None)
-    if activation != Activation.TANH:
-        return f"fused activation {activation} (the integer kernel computes TANH)"
-    if getattr(op.options, "diagonal_recurrent_tensors", False):
-        return "diagonal recurrent weights"
     return None
 
 
 # --- the float LSTM, for the values the fused op keeps inside ---------------------------------
 @dataclass(frozen=True)
 class Trace:
-    """The float LSTM's values over all steps, batch-major ``[batch, time, units]``."""
+    """The float LSTM's values over all steps, laid out as the op's output (``[batch, time,
+    units]``, or ``[time, batch, units]`` when time-major)."""
 
     hidden: np.ndarray  # h_t: the op's output
     cell: np.ndarray  # c_t
@@ -151,11 +156,11 @@ def float_lstm(op: Op, x: np.ndarray) -> Trace:
 
     Raises:
         ValueError: an activation this function does not compute, or a variant it does not
-            (peepholes, projection, layer norm: ``unsupported``).
+            (peepholes, projection, layer norm, non-constant weights).
     """
-    reason = unsupported(op)
-    if reason is not None and "fused activation" not in reason:
-        raise ValueError(f"UNIDIRECTIONAL_SEQUENCE_LSTM op {op.name!r}: {reason}")
+    problem = _structure(op)
+    if problem is not None:
+        raise ValueError(f"UNIDIRECTIONAL_SEQUENCE_LSTM op {op.name!r}: {problem}")
     activation = _ACTIVATIONS.get(op.options.fused_activation_function)
     if activation is None:
         raise ValueError(f"UNIDIRECTIONAL_SEQUENCE_LSTM op {op.name!r}: activation "
@@ -252,29 +257,36 @@ def lstm_params(op: Op, input_params: QuantParams, output_params: QuantParams,
 def integer_edits(op: Op, params: LstmParams) -> list[Edit]:
     """The edits that give ``op`` the kernel's inputs: int8 weights, int32 biases, new int8
     and int16 variable states, and the five intermediates (input 0 and the output are the
-    planner's, at ``params.inputs[0]`` and the output state's parameters)."""
+    planner's, at ``params.inputs[0]`` and the output state's parameters). A constant two
+    inputs share (TF shares equal biases) is quantized once per parameters, each copy under
+    its own name."""
+    made: dict[tuple[int, QuantParams], Tensor] = {}
+    names: set[str] = set()
+
+    def quantized(index: int, quantize, storage: qm.Storage) -> Tensor:
+        t, p = op.inputs[index], params.inputs[index]
+        if (id(t), p) not in made:
+            name = t.name if t.name not in names else f"{t.name}/{L(index).name.lower()}"
+            names.add(name)
+            data = quantize(t.data, p, storage)
+            made[(id(t), p)] = Tensor(name, data.dtype, t.shape, data, p)
+        return made[(id(t), p)]
+
     edits: list[Edit] = []
     for w_x, w_h, bias in GATES:
         for index in (w_x, w_h):
             if op.inputs[index] is not None:
-                edits.append(SetInput(op, index, _quantized(
-                    op.inputs[index], params.inputs[index], qm.quantize_weights,
-                    qm.INT8_WEIGHTS)))
+                edits.append(SetInput(op, index, quantized(index, qm.quantize_weights,
+                                                           qm.INT8_WEIGHTS)))
         if op.inputs[bias] is not None:
-            edits.append(SetInput(op, bias, _quantized(
-                op.inputs[bias], params.inputs[bias], qm.quantize_bias, qm.INT32_BIAS)))
+            edits.append(SetInput(op, bias, quantized(bias, qm.quantize_bias, qm.INT32_BIAS)))
     for index, dtype in ((L.OUTPUT_STATE, np.int8), (L.CELL_STATE, np.int16)):
         state = op.inputs[index]
         edits.append(SetInput(op, index, Tensor(state.name, np.dtype(dtype), state.shape,
                                                 quant=params.inputs[index], is_variable=True)))
-    names = ("input_gate", "forget_gate", "cell_gate", "output_gate", "hidden")
-    dtypes = (np.int16,) * 4 + (np.int8,)
+    kinds = ("input_gate", "forget_gate", "cell_gate", "output_gate", "hidden")
+    dtypes = (np.int16,) * (N_INTERMEDIATES - 1) + (np.int8,)
     edits.append(SetIntermediates(op, [
         Tensor(f"{op.outputs[0].name}/{name}", np.dtype(dtype), (0,), quant=p)
-        for name, dtype, p in zip(names, dtypes, params.intermediates)]))
+        for name, dtype, p in zip(kinds, dtypes, params.intermediates)]))
     return edits
-
-
-def _quantized(t: Tensor, params: QuantParams, quantize, storage: qm.Storage) -> Tensor:
-    data = quantize(t.data, params, storage)
-    return Tensor(t.name, data.dtype, t.shape, data, params)
