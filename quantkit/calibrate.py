@@ -21,7 +21,7 @@ import calibration.ranges
 from calibration import CalibrationStats, InputSpec, ObserverKind
 from quantkit.ir.graph import Graph, Tensor
 from quantkit.ops import BiasCorrection, spec
-from quantkit.quantize import Means, Ranges
+from quantkit.quantize import Means, Ranges, lstm
 from quantkit.recipe import RangeMethod, WeightRounding
 from quantkit.runtime import LiteRTExecutor
 from quantkit.types import ConversionError, Phase
@@ -70,9 +70,11 @@ MAX_AUTO_BATCH = 32
 
 
 def observed_tensors(graph: Graph) -> list[Tensor]:
-    """The tensors calibration measures: every float activation (model inputs included)."""
+    """The tensors calibration measures: every float activation (model inputs included; a
+    fused RNN's variable states are not activations: their values over time are derived, see
+    ``executors``)."""
     return [t for t in graph.tensors()
-            if not t.is_const and np.dtype(t.dtype) == np.float32]
+            if not t.is_const and not t.is_variable and np.dtype(t.dtype) == np.float32]
 
 
 def weighted_inputs(graph: Graph) -> list[Tensor]:
@@ -83,16 +85,30 @@ def weighted_inputs(graph: Graph) -> list[Tensor]:
 
 
 def input_specs(graph: Graph) -> list[InputSpec]:
-    return [InputSpec(name, t.shape, t.dtype) for name, t in zip(graph.input_names, graph.inputs)]
+    """The graph's inputs; a dynamic batch dim is fixed to its states' (a fused RNN's
+    variables are allocated for one batch size), so samples are fed in batches of that size."""
+    batch = state_batch(graph)
+    return [InputSpec(name, (batch, *t.shape[1:]) if batch and t.shape and t.shape[0] is None
+                      else t.shape, t.dtype)
+            for name, t in zip(graph.input_names, graph.inputs)]
+
+
+def state_batch(graph: Graph) -> int | None:
+    """The batch dim of the graph's 2-D variable tensors ([batch, units] states), when they
+    agree on one; else None."""
+    dims = {t.shape[0] for t in graph.tensors()
+            if t.is_variable and t.shape is not None and len(t.shape) == 2}
+    return dims.pop() if len(dims) == 1 else None
 
 
 def executors(graphs: list[Graph], options: CalibrationOptions) -> dict[str, LiteRTExecutor]:
     """One LiteRT executor per signature, observing ``observed_tensors`` (kept by callers
-    that calibrate several batches of samples, as quantkit.beam's workers)."""
+    that calibrate several batches of samples, as quantkit.beam's workers), and the values a
+    fused LSTM keeps inside (its cell state over time: ``lstm.hidden_values``)."""
     # Views, not copies: the runner has read a batch's values before it runs the next.
     return {g.signature_key: LiteRTExecutor(
-        g, observed_tensors(g), num_threads=options.num_threads or _cpus(), copy=False)
-        for g in graphs}
+        g, observed_tensors(g), num_threads=options.num_threads or _cpus(), copy=False,
+        derive=lstm.hidden_values(g)) for g in graphs}
 
 
 def calibrate_graphs(graphs: list[Graph], dataset: Any, options: CalibrationOptions,

@@ -11,7 +11,9 @@ MobileNetV2 at 224, 36 samples in batches of 9, 3.2 s against 2.3 s, same ranges
 
 The interpreter is kept between batches; it is resized and re-allocated only when the batch
 size changes. A graph whose batch dim is fixed is fed batches of exactly that size (the
-calibration runner feeds such a graph one sample at a time).
+calibration runner feeds such a graph one sample at a time). A graph with variable tensors (a
+fused RNN's states, whose batch dim is fixed) has them reset to zeros before each batch, so
+each batch is run as a fresh call of the model, not as the continuation of the previous one.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -64,13 +66,16 @@ class LiteRTExecutor:
         graph: the float graph, after lowering and passes; its tensor names must be unique.
             It is not modified.
         observe: the tensors whose values to return; by default every non-constant tensor
-            the graph uses (its inputs included), in first-use order.
+            the graph uses (its inputs included), in first-use order, but variables (states)
+            and op intermediates.
         num_threads: LiteRT's threads (None: its default).
         copy: return copies (True) or read-only views of LiteRT's buffers (False: no copy of
             the batch's activations, which calibration reads once; a view is valid until the
             next call, and holding one through it is an error).
         description: the written model's description (the debugger's quantized graphs are
             quantkit models, not calibration graphs: tests/mutation.py tells them apart by it).
+        derive: values computed from each batch's observed ones, returned with them (values
+            a fused op keeps inside: an LSTM's cell state, ``quantize.lstm.hidden_values``).
 
     Raises:
         ExecutorError: repeated tensor names, an observed tensor the graph does not use, or a
@@ -80,13 +85,18 @@ class LiteRTExecutor:
 
     def __init__(self, graph: Graph, observe: Sequence[Tensor] | None = None,
                  num_threads: int | None = None, copy: bool = True,
-                 description: str = CALIBRATION_DESCRIPTION):
+                 description: str = CALIBRATION_DESCRIPTION,
+                 derive: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None):
         self.graph = graph
         self.copy = copy
+        self.derive = derive
         used = graph.tensors()
         _check_names(used)
-        if observe is None:
-            observe = [t for t in used if not t.is_const]
+        self._variables = any(t.is_variable for t in used)
+        if observe is None:  # values: not states, nor the parameter holders of intermediates
+            inner = {t for op in graph.ops for t in op.intermediates}
+            observe = [t for t in used if not t.is_const and not t.is_variable
+                       and t not in inner]
         unknown = [t.name for t in observe if t not in set(used)]
         if unknown:
             raise ExecutorError(f"graph {graph.name!r} does not use the observed tensors "
@@ -131,10 +141,15 @@ class LiteRTExecutor:
         interpreter = self._interpreter
         for index, x in zip(self._in_index, arrays):
             interpreter.set_tensor(index, x)
+        if self._variables:  # states start from zeros, as in a fresh call of the model
+            interpreter.reset_all_variables()
         self._guarded("running", interpreter.invoke)
         values = {t: x for t, x in zip(self.graph.inputs, arrays)}
         values.update(zip(self._outputs, map(self._read, self._out_index)))
-        return {t.name: values[t] for t in self.observed}
+        named = {t.name: values[t] for t in self.observed}
+        if self.derive is not None:
+            named.update(self.derive(named))
+        return named
 
     def _read(self, index: int) -> np.ndarray:
         if self.copy:

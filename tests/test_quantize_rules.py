@@ -72,6 +72,17 @@ class Case:
         return Graph([op], xs, outs, [x.name for x in xs], [y.name for y in outs])
 
 
+def _lstm_operands(units: int = 4, features: int = 3) -> list[Tensor | None]:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM's inputs 1–23 (``quantize.lstm.LstmInput``): gate
+    weights and biases, no peepholes, projection or layer norm, zero variable states."""
+    weights = [const(f"w_x{g}", _w(units, features)) for g in "ifco"]
+    recurrent = [const(f"w_h{g}", _w(units, units)) for g in "ifco"]
+    biases = [const(f"b_{g}", _w(units) + (1.0 if g == "f" else 0.0)) for g in "ifco"]
+    states = [Tensor(name, F32, (1, units), is_variable=True) for name in ("h", "c")]
+    return [*weights, *recurrent, None, None, None, *biases, None, None, *states,
+            None, None, None, None]
+
+
 _POOL = o.Pool2DOptions(Padding.SAME, 2, 2, 2, 2)
 _POSITIVE = lambda rng, shape: rng.uniform(0.25, 4.0, shape)  # noqa: E731
 _IMG = (1, 6, 6, 3)
@@ -158,6 +169,10 @@ CASES: dict[OpType, Case] = {
        for t in (OpType.LESS, OpType.LESS_EQUAL, OpType.GREATER, OpType.GREATER_EQUAL)},
     OpType.SELECT_V2: Case(OpType.SELECT_V2, [_IMG, _IMG], [const(
         "condition", np.random.default_rng(3).uniform(size=_IMG) > 0.5)], order=[2, 0, 1]),
+    # LiteRT's integer LSTM (quantize.lstm): int8 hidden state fed back at every step
+    OpType.UNIDIRECTIONAL_SEQUENCE_LSTM: Case(
+        OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, [(1, 6, 3)], _lstm_operands(),
+        o.UnidirectionalSequenceLSTMOptions(), min_sqnr=25.0),
 }
 
 INT8_IO = ConversionMode(QuantMode.FULL_INTEGER, integer_only=True,

@@ -102,11 +102,12 @@ def test_fused_state_is_reset_on_each_run(models, data, family):
 
 def test_dynamic_range_fused_ops_run_on_int8_weights(data):
     """Dynamic range: the fused ops' weight matrices become int8 together (their hybrid
-    kernels read them all as int8), version 3 (asymmetric inputs), close to Keras."""
+    kernels read them all as int8; each holds ≥ 1024 elements here, as TF requires of every
+    one), version 3 (asymmetric inputs), close to Keras."""
     _, x = data
     keras.utils.set_random_seed(1)
     inputs = keras.Input((rnns.STEPS, rnns.FEATURES))
-    lstm = keras.layers.LSTM(16, return_sequences=True)(inputs)
+    lstm = keras.layers.LSTM(80, return_sequences=True)(inputs)  # gate matrices 80×14
     rnn = keras.layers.SimpleRNN(32)(lstm)
     model = keras.Model(inputs, keras.layers.Dense(10)(rnn))
     reference = _reference(model, x)

@@ -216,6 +216,11 @@ VERSION_CASES = [
          options=o.UnidirectionalSequenceLSTMOptions()),
     case("UNIDIRECTIONAL_SEQUENCE_LSTM", 1, LSTM_FLOAT,
          options=o.UnidirectionalSequenceLSTMOptions()),
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 1, "int8 int8 int8 -> int8", "int8",
+         options=o.UnidirectionalSequenceLSTMOptions()),
+    # CIFG (no input gate): op_version.cc reads input 2, the input-to-forget weights
+    case("UNIDIRECTIONAL_SEQUENCE_LSTM", 2, "float32 - int8 -> float32", "cifg-hybrid",
+         options=o.UnidirectionalSequenceLSTMOptions()),
 ]
 
 

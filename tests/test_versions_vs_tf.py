@@ -200,6 +200,17 @@ def issue12(x):
             tf.pow(tf.abs(q) + 0.5, 1.5), tf.nn.elu(q))
 
 
+def keras_lstm():
+    """A tf_keras LSTM (batch 1, gate matrices of ≥ 1024 weights: TF's dynamic-range
+    quantizer takes them): TF fuses it into UNIDIRECTIONAL_SEQUENCE_LSTM only from a Keras 2
+    model (``from_keras_model``), not from a ``tf.function`` calling the layer."""
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+    return tf_keras.Sequential([tf_keras.Input((14, 30), batch_size=1),
+                                tf_keras.layers.LSTM(40)])
+
+
 @dataclass(frozen=True)
 class Case:
     build: Callable
@@ -207,6 +218,7 @@ class Case:
     shape: tuple[int | None, ...] = S
     dtype: tf.DType = tf.float32
     per_tensor: bool = False  # TF's _experimental_disable_per_channel
+    keras: bool = False  # ``build()`` returns a tf_keras model, converted as one
 
 
 CASES: dict[str, Case] = {
@@ -229,6 +241,7 @@ CASES: dict[str, Case] = {
     "cast_int8": Case(to_int8_and_back),
     "cast_float16": Case(to_float16),
     "issue12": Case(issue12, (F32, INT8)),
+    "lstm": Case(keras_lstm, (F32, INT8, DYNAMIC), (1, 14, 30), keras=True),
 }
 CONVERSIONS = [(name, mode) for name, case in CASES.items() for mode in case.modes]
 
@@ -237,9 +250,13 @@ CONVERSIONS = [(name, mode) for name, case in CASES.items() for mode in case.mod
 def tf_model(name: str, mode: Preset) -> bytes:
     """TF's conversion of a case in a mode (calibrated on seeded normal samples)."""
     case = CASES[name]
-    fn = tf.function(case.build, autograph=False,
-                     input_signature=[tf.TensorSpec(case.shape, case.dtype)])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    if case.keras:
+        converter = tf.lite.TFLiteConverter.from_keras_model(case.build())
+    else:
+        fn = tf.function(case.build, autograph=False,
+                         input_signature=[tf.TensorSpec(case.shape, case.dtype)])
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [fn.get_concrete_function()], fn)
     sample_shape = tuple(1 if d is None else d for d in case.shape)
     rng = np.random.default_rng(0)
     mode.configure(converter, lambda: (
@@ -256,10 +273,12 @@ def ir_graph(sg: SubgraphInfo) -> Graph:
         shape = t.shape
         if shape is not None and t.shape_signature is not None:
             shape = tuple(None if s == -1 else d for d, s in zip(shape, t.shape_signature))
-        tensors.append(Tensor(t.name, t.dtype, shape, t.data, t.quant))
+        tensors.append(Tensor(t.name, t.dtype, shape, t.data, t.quant,
+                              is_variable=t.is_variable))
     ops = [
         Op(op.type, [None if i < 0 else tensors[i] for i in op.inputs],
-           [tensors[i] for i in op.outputs], op.options, custom_code=op.custom_code)
+           [tensors[i] for i in op.outputs], op.options, custom_code=op.custom_code,
+           intermediates=[tensors[i] for i in op.intermediates])
         for op in sg.ops
     ]
     return Graph(ops, [tensors[i] for i in sg.inputs], [tensors[i] for i in sg.outputs],
@@ -357,15 +376,18 @@ NOT_FROM_TF: dict[tuple[OpType, int | str], str] = {
     **dict.fromkeys([(OpType.CONV_3D, 1), (OpType.EQUAL, 1), (OpType.EQUAL, 2),
                      (OpType.FILL, 1), (OpType.LOGICAL_AND, 1), (OpType.RANGE, 1)],
                     "issue #12: not in these models (float32 versions: tests/test_ops.py)"),
+    (OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, 2): "TF's dynamic-range quantizer always sets "
+    "asymmetric_quantize_inputs (version 3), as quantkit's does",
+    (OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, 4): "diagonal recurrent weights: Keras LSTMs have "
+    "full recurrent matrices",
     (OpType.FILL, 2): "a bool FILL (a mask): not in these models (tests/test_ops.py's Fill "
                       "case compares its version with TF's)",
     (OpType.FILL, 3): "an int8/int16 FILL: quantkit fills only masks and float constants, "
                       "which fold",
-    # TF 2.21 writes Keras 3 RNNs as WHILE loops (it fuses tf_keras LSTMs only, and never a
-    # SimpleRNN): tests/test_rnn.py runs these versions in LiteRT
-    **dict.fromkeys([(OpType.UNIDIRECTIONAL_SEQUENCE_RNN, v) for v in (1, 2, 3)]
-                    + [(OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, v) for v in (1, 2, 3, 4)],
-                    "issue #12: TF writes Keras 3 RNNs as WHILE loops"),
+    # TF 2.21 never fuses a SimpleRNN (it writes a WHILE loop): tests/test_rnn.py runs these
+    # versions in LiteRT
+    **dict.fromkeys([(OpType.UNIDIRECTIONAL_SEQUENCE_RNN, v) for v in (1, 2, 3)],
+                    "issue #12: TF writes SimpleRNNs as WHILE loops"),
 }
 
 

@@ -126,7 +126,10 @@ class OpPair:
 
 
 def activation_inputs(op: Op) -> list[Tensor]:
-    return list(dict.fromkeys(t for t in op.inputs if t is not None and not t.is_const))
+    """The op's non-constant inputs, but its states (variables: the op's own, zeros at each
+    run)."""
+    return list(dict.fromkeys(t for t in op.inputs if t is not None and not t.is_const
+                              and not t.is_variable))
 
 
 def pair_ops(float_graph: Graph, quantized_graph: Graph) -> list[OpPair]:

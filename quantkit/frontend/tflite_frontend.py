@@ -177,7 +177,8 @@ def _graph(sub: SubgraphInfo, entry: _Entry, where: str) -> Graph:
             continue
         outputs = [tensor(i) for i in info.outputs]
         ops.append(Op(info.type, inputs, outputs, info.options, name=outputs[0].name,
-                      custom_code=info.custom_code, custom_options=info.custom_options))
+                      custom_code=info.custom_code, custom_options=info.custom_options,
+                      intermediates=[tensor(i) for i in info.intermediates]))
     graph = Graph(ops=ops, signature_key=entry.key, name=sub.name or "main")
     graph.inputs = [tensor(i) for i in _ordered(sub.inputs, entry.inputs)]
     graph.outputs = [tensor(i) for i in _ordered(sub.outputs, entry.outputs)]
@@ -198,7 +199,7 @@ def _ordered(positional: tuple[int, ...], named: dict[int, str]) -> list[int]:
 def _tensor(info: TensorInfo, where: str) -> Tensor:
     """The IR tensor of a tensor entry (constants copied: the reader's are views of the file;
     sparse ones densified to their ``shape``); ``shape_signature`` (−1: dynamic) wins over
-    ``shape``."""
+    ``shape``. A variable (a fused RNN's state) stays one, without data."""
     if info.dtype is None:
         raise ConversionError(Phase.LOWERING, f"{where}: tensor {info.name!r} has an element "
                               "type quantkit does not convert")

@@ -5,8 +5,8 @@ Passes, planner, writer, reader and tests read per-op facts only from here.
 
 from __future__ import annotations
 
-from quantkit.ops.spec import (ALL, BiasCorrection, Hybrid, Int16Quirks, OpSpec, OutputRule,
-                               QuantRule, WeightLayout)
+from quantkit.ops.spec import (ALL, BiasCorrection, FusedKernel, Hybrid, Int16Quirks, OpSpec,
+                               OutputRule, QuantRule, WeightLayout)
 from quantkit.ops.table import OPS
 from quantkit.types import OpType
 
@@ -20,5 +20,5 @@ def spec(op_type: OpType) -> OpSpec:
 
 WEIGHTED = frozenset(t for t, s in OPS.items() if s.weights is not None)
 
-__all__ = ["ALL", "BiasCorrection", "Hybrid", "Int16Quirks", "OPS", "OpSpec", "OutputRule",
-           "QuantRule", "WEIGHTED", "WeightLayout", "spec"]
+__all__ = ["ALL", "BiasCorrection", "FusedKernel", "Hybrid", "Int16Quirks", "OPS", "OpSpec",
+           "OutputRule", "QuantRule", "WEIGHTED", "WeightLayout", "spec"]

@@ -39,7 +39,7 @@ class Types:
     in0: Dtypes = None
     in1: Dtypes = None
     out0: Dtypes = None
-    in2: Dtypes = None  # UNIDIRECTIONAL_SEQUENCE_LSTM's versions read its input-to-forget weights
+    in2: Dtypes = None  # UNIDIRECTIONAL_SEQUENCE_LSTM: its input-to-forget weights
 
     def __call__(self, op: Op) -> bool:
         for role in ("in0", "in1", "in2", "out0"):

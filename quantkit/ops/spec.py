@@ -81,18 +81,25 @@ class WeightLayout:
 
 @dataclass(frozen=True)
 class Hybrid:
-    """A dynamic-range kernel: float activations, int8 weights quantized at conversion."""
+    """A dynamic-range kernel: float activations, int8 weights quantized at conversion.
+
+    ``group``: more weight inputs quantized with ``weights_input``, all or none (an LSTM's
+    gate matrices: its kernel needs them of one type, as TF quantizes them only when every one
+    is large enough)."""
 
     per_channel: bool  # takes a scale per output channel (along the layout's output_axis)
     asymmetric_inputs: bool  # sets the op's ``asymmetric_quantize_inputs``
     weights_input: int = 1
     # Other weight inputs the kernel reads as int8 along with ``weights_input`` (the fused
     # RNNs' recurrent and per-gate weights): all of them int8, or none.
-    more_weights: tuple[int, ...] = ()
+    group: tuple[int, ...] = ()
 
-    @property
-    def weights_inputs(self) -> tuple[int, ...]:
-        return (self.weights_input, *self.more_weights)
+
+class FusedKernel(enum.Enum):
+    """An integer kernel whose inputs follow their own spec rather than the op's ``QuantRule``
+    (weights, biases, states, intermediates: ``quantkit.quantize.lstm``)."""
+
+    LSTM_8X8_16 = "lstm_8x8_16"  # LiteRT's integer LSTM: int8 in/out, int16 cell state
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,7 @@ class OpSpec:
         versions: operator-version rows, unconditional last; () when quantkit never writes it.
         runtime: the first runtime running version v at ``runtime[v - 1]``; None: no need.
         fold: its numpy kernel for constant folding, if it folds.
+        fused: its integer kernel's own input spec (the rule covers input 0 and the output).
     """
 
     op: OpType
@@ -144,6 +152,7 @@ class OpSpec:
     versions: tuple[VersionRow, ...] = ()
     runtime: tuple[str | None, ...] | None = ()
     fold: Folder | None = None
+    fused: FusedKernel | None = None
 
     def rule_for(self, scheme: QuantMode) -> QuantRule | None:
         """The integer rule in ``scheme`` (int8, int16x8 or legacy uint8); None without a

@@ -27,8 +27,8 @@ from quantkit.ops import fold as f
 from quantkit.ops.conditions import (ALWAYS, BroadcastAbove4D, GroupedConv, HasInput,
                                      InputCount, MulRescaleAtLeastOne, NonDefault, PerChannel,
                                      RankAbove, Types, both, either)
-from quantkit.ops.spec import (ALL, BiasCorrection, Hybrid, Int16Quirks, OpSpec, OutputRule,
-                               QuantRule, WeightLayout)
+from quantkit.ops.spec import (ALL, BiasCorrection, FusedKernel, Hybrid, Int16Quirks, OpSpec,
+                               OutputRule, QuantRule, WeightLayout)
 from quantkit.types import Activation, OpType, QuantMode, QuantParams, TensorType
 
 T = OpType
@@ -331,27 +331,31 @@ ISSUE12 = (
     OpSpec(T.RANGE, versions=ALWAYS_1, runtime=("1.13.0",), fold=f.arange),
 )
 
-# --- issue #12: fused sequence ops (frontend.tf_rnn); their states are variable tensors -----
-# Float and hybrid kernels (int8 weights per tensor, float activations): LiteRT's
-# UNIDIRECTIONAL_SEQUENCE_RNN has no integer kernel; the LSTM's integer rule (version 5, the
-# intermediates) is not in this row yet: quantkit unrolls LSTMs in the integer schemes
-# (converter.FUSED_RNNS).
-SEQUENCE_HYBRID = Types(in0=F32, in2=I8, out0=F32)
-SEQUENCE = (
+# --- issue #12: fused recurrent ops (frontend.tf_rnn); their states are variables ------------
+# UNIDIRECTIONAL_SEQUENCE_LSTM's 24 inputs in LiteRT's order: 0 input; 1-4 input-to-{input,
+# forget, cell, output} weights; 5-8 recurrent-to-the-same; 9-11 peepholes; 12-15 gate biases;
+# 16-17 projection weights and bias; 18 output state, 19 cell state (variables); 20-23 layer
+# norm coefficients. Integer (8x8_16: quantize.lstm) reads the rule for input 0 and the
+# output; LiteRT has no int16x8 or uint8 kernel for it (TF's int16x8 quantizer refuses it).
+# Versions as op_version.cc writes them (its 5, int16 activations, has no LiteRT kernel).
+# UNIDIRECTIONAL_SEQUENCE_RNN (input, weights, recurrent weights, bias, hidden state) has
+# float and hybrid kernels only (int8 weights per tensor, float activations).
+HYBRID_LSTM = Types(in0=F32, in2=I8, out0=F32)
+RECURRENT = (
+    OpSpec(T.UNIDIRECTIONAL_SEQUENCE_LSTM, o.UnidirectionalSequenceLSTMOptions, True,
+           quant=OWN_1, lacks=frozenset({INT16, UINT8}), fused=FusedKernel.LSTM_8X8_16,
+           hybrid=Hybrid(False, True, weights_input=1, group=(2, 3, 4, 5, 6, 7, 8, 16)),
+           versions=((4, NonDefault("diagonal_recurrent_tensors", False)),
+                     (3, both(HYBRID_LSTM, NonDefault("asymmetric_quantize_inputs", False))),
+                     (2, HYBRID_LSTM), (1, ALWAYS)),
+           runtime=("1.13.1", "1.14.0", "2.3.0", "2.12.0")),
     OpSpec(T.UNIDIRECTIONAL_SEQUENCE_RNN, o.SequenceRNNOptions, True,
-           hybrid=Hybrid(False, True, more_weights=(2,)),
+           hybrid=Hybrid(False, True, group=(2,)),
            versions=((3, both(Types(in1=I8, out0=F32),
                               NonDefault("asymmetric_quantize_inputs", False))),
                      (2, Types(in1=I8, out0=F32)), (1, ALWAYS)),
            runtime=("1.14.0", "1.14.0", "2.3.0")),
-    # minimal row (float32 and hybrid): the integer LSTM work replaces it
-    OpSpec(T.UNIDIRECTIONAL_SEQUENCE_LSTM, o.UnidirectionalSequenceLSTMOptions, True,
-           hybrid=Hybrid(False, True, more_weights=tuple(range(2, 9))),
-           versions=((4, NonDefault("diagonal_recurrent_tensors", False)),
-                     (3, both(SEQUENCE_HYBRID, NonDefault("asymmetric_quantize_inputs", False))),
-                     (2, SEQUENCE_HYBRID), (1, ALWAYS)),
-           runtime=("1.13.1", "1.14.0", "2.3.0", "2.12.0")),
 )
 
 OPS: dict[OpType, OpSpec] = {s.op: s for s in (*WEIGHTED, *ARITHMETIC, *UNARY, *REDUCING,
-                                                *MOVING, *OTHER, *ISSUE12, *SEQUENCE)}
+                                                *MOVING, *OTHER, *ISSUE12, *RECURRENT)}

@@ -44,6 +44,15 @@ class SetOptions:
 
 
 @dataclass(frozen=True)
+class SetIntermediates:
+    """``op`` gets new ``intermediates`` (the integer LSTM's: tensors it reads only the
+    parameters of)."""
+
+    op: Op
+    tensors: list[Tensor]
+
+
+@dataclass(frozen=True)
 class Convert:
     """Insert a QUANTIZE or DEQUANTIZE ``op`` (its input and new output already set)."""
 
@@ -60,7 +69,7 @@ class SetGraphOutput:
     inner_name: str
 
 
-Edit = Retype | SetInput | SetOptions | Convert | SetGraphOutput
+Edit = Retype | SetInput | SetOptions | SetIntermediates | Convert | SetGraphOutput
 
 
 def apply(graph: Graph, edits: list[Edit]) -> Graph:
@@ -76,6 +85,8 @@ def apply(graph: Graph, edits: list[Edit]) -> Graph:
             copy.op(edit.op).inputs[edit.index] = copy.tensor(edit.tensor)
         elif isinstance(edit, SetOptions):
             copy.op(edit.op).options = edit.options
+        elif isinstance(edit, SetIntermediates):
+            copy.op(edit.op).intermediates = list(edit.tensors)
         elif isinstance(edit, Convert):
             _insert_after_producer(new, copy.op(edit.op))
         elif isinstance(edit, SetGraphOutput):

@@ -34,8 +34,9 @@ from quantkit.ir.graph import Graph, Op, Tensor, in_unrolled_loop
 from quantkit.quantize.edits import Edit
 from quantkit.quantize.params import Ranges, choose_params
 from quantkit.quantize.rewire import Means, Rewire, WeightRounder
-from quantkit.ops import OPS, QuantRule
+from quantkit.ops import OPS, FusedKernel, QuantRule
 from quantkit.ops.spec import OutputRule
+from quantkit.quantize import lstm
 from quantkit.quantize.schemes import Scheme, scheme_for
 from quantkit.recipe import OpSettings, Precision, Settings
 from quantkit.types import ConversionError, ConversionMode, Phase, QuantMode
@@ -61,6 +62,8 @@ def quantizable(op: Op, scheme: Scheme) -> QuantRule | None:
     spec = OPS.get(op.type)
     rule = spec.rule_for(scheme.mode) if spec is not None else None
     if rule is None:
+        return None
+    if spec.fused is FusedKernel.LSTM_8X8_16 and lstm.unsupported(op) is not None:
         return None
     if spec.weights is not None:
         w = op.inputs[spec.weights.weights_input]
@@ -101,7 +104,7 @@ def plan_integer(graph: Graph, ranges: Ranges, mode: ConversionMode,
     rules = {op: quantizable(op, plan.schemes[op]) for op in plan.quantized_ops}
     params = choose_params(graph, rules, ranges, mode, plan.schemes)
     plan.edits = Rewire(graph, rules, plan.schemes, params, mode, plan.float_ops, means or {},
-                        settings or {}, rounding).run()
+                        settings or {}, rounding, ranges).run()
     return plan
 
 

@@ -4,7 +4,8 @@ Each tensor a quantized op writes becomes an integer in place, in that op's stor
 *home*). Every other reader gets the version it needs: a QUANTIZE from float (or from another
 integer storage: an int16 op reading an int8 tensor, which LiteRT's QUANTIZE requantizes), a
 DEQUANTIZE for float readers. Constants are quantized for their readers; the model's inputs
-and outputs get the types the mode asks for.
+and outputs get the types the mode asks for. A fused LSTM's other inputs (weights, biases,
+states) and its intermediates follow LiteRT's integer LSTM (``quantize.lstm``).
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from typing import Callable, Mapping
 import numpy as np
 
 from quantkit.ir.graph import Graph, Op, Tensor
-from quantkit.ops import OPS, BiasCorrection, OutputRule, QuantRule
+from quantkit.ops import OPS, BiasCorrection, FusedKernel, OutputRule, QuantRule
+from quantkit.quantize import lstm
 from quantkit.quantize import math as qm
 from quantkit.quantize.clipping import mse_weight_params
 from quantkit.quantize.edits import (Convert, Edit, Retype, SetGraphOutput, SetInput,
                                      SetOptions)
-from quantkit.quantize.params import Node, Params, constant_range
+from quantkit.quantize.params import Node, Params, Ranges, constant_range
 from quantkit.quantize.fake_quant import trained_weight_params
 from quantkit.quantize.schemes import Scheme, scheme_for, weight_granularity
 from quantkit.recipe import OpSettings
-from quantkit.types import (NUMPY_TENSOR_TYPES, ConversionMode, Granularity, OpType,
-                            QuantParams, TensorType)
+from quantkit.types import (NUMPY_TENSOR_TYPES, ConversionError, ConversionMode,
+                            Granularity, OpType, Phase, QuantParams, TensorType)
 
 Means = Mapping[str, np.ndarray]  # tensor name → per-channel mean (for bias correction)
 # A weighted op's integer weights for its weight params and storage, or None for nearest
@@ -44,8 +46,10 @@ class Rewire:
 
     def __init__(self, graph: Graph, rules: dict[Op, QuantRule], schemes: dict[Op, Scheme],
                  params: Params, mode: ConversionMode, float_ops: list[Op], means: Means,
-                 settings: OpSettings, rounding: WeightRounder | None = None):
+                 settings: OpSettings, rounding: WeightRounder | None = None,
+                 ranges: Ranges | None = None):
         self.graph, self.rules, self.schemes, self.mode = graph, rules, schemes, mode
+        self.ranges = ranges or {}  # calibrated ranges (a fused LSTM's cell state)
         self.params, self.requantize = params.tensor_params, params.requantize
         self.float_ops, self.settings, self.rounding = float_ops, settings, rounding
         self.means = means if mode.bias_correction else {}
@@ -145,6 +149,8 @@ class Rewire:
                 self.edits.append(SetInput(op, i, self.version(t, storage)))
         if OPS[op.type].weights is not None:
             self._weights(op, rule, scheme)
+        if OPS[op.type].fused is FusedKernel.LSTM_8X8_16:
+            self._lstm(op, storage)
         if storage == qm.INT16 and OPS[op.type].int16.general_scaling:
             # the schema's default (power-of-two scales) would misread calibrated int16 scales
             self.edits.append(SetOptions(op, dataclasses.replace(op.options,
@@ -191,6 +197,23 @@ class Rewire:
             bias_type = NUMPY_TENSOR_TYPES[bias_storage.dtype]
             self.edits.append(SetOptions(op, dataclasses.replace(
                 op.options, quantized_bias_type=bias_type)))
+
+    def _lstm(self, op: Op, storage: qm.Storage) -> None:
+        """LiteRT's integer LSTM (``quantize.lstm``): its cell state's range is the one the
+        float LSTM gave calibration (else its ``cell_clip``, which bounds it)."""
+        name = lstm.cell_state_name(op)
+        if name in self.ranges:
+            cell_max = max(abs(float(v)) for v in self.ranges[name])
+        elif op.options.cell_clip > 0:
+            cell_max = float(op.options.cell_clip)
+        else:
+            raise ConversionError(
+                Phase.QUANTIZATION, f"UNIDIRECTIONAL_SEQUENCE_LSTM op {op.name!r}: its cell "
+                f"state {name!r} has no range (calibrate with a representative_dataset) and "
+                "no cell_clip bounds it")
+        params = lstm.lstm_params(op, self.params[(op.inputs[0], storage)],
+                                  self.params[(op.outputs[0], storage)], cell_max)
+        self.edits.extend(lstm.integer_edits(op, params))
 
     def _constant(self, t: Tensor, params: QuantParams, quantize, storage: qm.Storage) -> Tensor:
         key = (t, params, quantize, storage)

@@ -5,8 +5,9 @@ of the ops LiteRT has hybrid kernels for (their spec's ``hybrid``) become symmet
 output channel where the kernel takes it); the kernel quantizes its float input on the fly
 (asymmetrically, for FULLY_CONNECTED and BATCH_MATMUL, as TF sets it). Weight tensors of fewer than 1024 elements
 stay float, as TF keeps them: the saving is small and the error is not. A fused RNN's kernel
-reads all its weight matrices as int8 or none: they are quantized together, when they hold
-1024 elements or more together.
+reads all its weight matrices as int8 or none (an LSTM's eight gate matrices, per tensor: one
+scale per matrix): they are quantized together, only when each is that large, as TF does; its
+biases and states stay float.
 
 **float16** (``supported_types=[tf.float16]``): every float32 constant is stored as float16 and
 read through a DEQUANTIZE op (LiteRT converts it back to float32 once, at load).
@@ -56,23 +57,28 @@ def plan_dynamic_range(graph: Graph, mode: ConversionMode,
         rule = spec.hybrid if spec is not None else None
         if rule is None:
             continue
-        weights = [op.inputs[i] for i in rule.weights_inputs]
-        if any(w is None or not w.is_const or w.data.dtype != _FLOAT for w in weights) \
-                or sum(w.data.size for w in weights) < MIN_ELEMENTS:
-            continue
+        indices = [i for i in (rule.weights_input, *rule.group)
+                   if i < len(op.inputs) and op.inputs[i] is not None]
+        if not all(_large_constant(op.inputs[i]) for i in indices):
+            continue  # a group is quantized all or none
         per_channel = weight_granularity(mode, op, settings) is Granularity.PER_CHANNEL
         axis = spec.weights.output_axis if per_channel and rule.per_channel else None
-        for i, w in zip(rule.weights_inputs, weights):
+        for index in indices:
+            w = op.inputs[index]
             key = (w, axis)
             if key not in quantized:
                 params = qm.weight_params(w.data, axis)
                 data = qm.quantize_weights(w.data, params)
                 quantized[key] = Tensor(w.name, data.dtype, w.shape, data, params)
-            edits.append(SetInput(op, i, quantized[key]))
+            edits.append(SetInput(op, index, quantized[key]))
         if rule.asymmetric_inputs:
             edits.append(SetOptions(op, dataclasses.replace(op.options,
                                                             asymmetric_quantize_inputs=True)))
     return edits
+
+
+def _large_constant(w: Tensor) -> bool:
+    return w.is_const and w.data.dtype == _FLOAT and w.data.size >= MIN_ELEMENTS
 
 
 def plan_float16(graph: Graph, mode: ConversionMode,
