@@ -113,14 +113,15 @@ TF_COMPAT_ATTRIBUTES: dict[str, Any] = {
 Frontend = Callable[[bool, frozenset[FusedCell]], list[Graph]]
 
 # The Keras RNN cells the TF frontend lowers to TFLite's fused sequence ops, per mode (issue
-# #12; others are unrolled): all where activations stay float. None in the integer schemes
-# yet: UNIDIRECTIONAL_SEQUENCE_RNN has no integer kernel, and UNIDIRECTIONAL_SEQUENCE_LSTM's
-# integer rule is not in its op-table row yet (with it, FULL_INTEGER gets {FusedCell.LSTM}).
+# #12; others are unrolled): all where activations stay float; in int8 the LSTM (LiteRT's
+# integer LSTM kernel, quantize.lstm). UNIDIRECTIONAL_SEQUENCE_RNN has no integer kernel, and
+# the LSTM none in int16x8 or uint8: those unroll (their cells in int16 in int8 models:
+# quantize.plan.recurrent_int16).
 FUSED_RNNS: dict[QuantMode, frozenset[FusedCell]] = {
     QuantMode.FLOAT32: ALL_CELLS,
     QuantMode.FLOAT16: ALL_CELLS,
     QuantMode.DYNAMIC_RANGE: ALL_CELLS,
-    QuantMode.FULL_INTEGER: frozenset(),
+    QuantMode.FULL_INTEGER: frozenset({FusedCell.LSTM}),
     QuantMode.INT16X8: frozenset(),
     QuantMode.LEGACY_UINT8: frozenset(),
 }

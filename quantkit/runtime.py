@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from quantkit.litert import batch_states, resize_batch
 from quantkit.ir.graph import Graph, Tensor
 from quantkit.tflite_io import write_model
 from quantkit.types import ConversionError, OpType, Phase
@@ -109,6 +110,7 @@ class LiteRTExecutor:
         self._model = write_model([calibration_graph(graph, self._outputs)],
                                   description=description)
         self._in_index: list[int] = []
+        self._states = batch_states(self._model) if self._variables else []
         self._shapes: list[tuple[int, ...]] | None = None  # the inputs' shapes allocated for
         self._interpreter = self._guarded("loading", lambda: Interpreter(
             model_content=self._model, num_threads=num_threads))
@@ -164,6 +166,8 @@ class LiteRTExecutor:
             return
         for index, shape in zip(self._in_index, shapes):
             self._interpreter.resize_tensor_input(index, list(shape))
+        if self._states and shapes and shapes[0]:  # dynamic-batch states follow the input
+            resize_batch(self._interpreter, self._states, shapes[0][0])
         self._shapes = shapes
         self._guarded("preparing", self._interpreter.allocate_tensors)
 

@@ -179,18 +179,23 @@ def test_saved_model_lstm_matches_keras(models, data, tmp_path):
     assert _ops(tflite) == [LSTM, "STRIDED_SLICE", "FULLY_CONNECTED"]
 
 
-@pytest.mark.parametrize("family", ["lstm", "gru", "bidirectional_lstm"])
+@pytest.mark.parametrize("family", list(rnns.FAMILIES))
 def test_int8_runs_and_int16x8_is_better(models, data, family):
+    """int8: LSTMs become LiteRT's integer LSTM (one op, quantize.lstm), GRU and SimpleRNN
+    unroll with their cells in int16 (plan.recurrent_int16); op count ≤ TF's (not GRU's)."""
     calibration, x = data
     model = models[family]
     reference = _reference(model, x)
     int8 = measure(convert(quantkit, keras_converter(model), "int8", calibration), [x],
                    reference)
+    print(family, int8)
     assert_input_matters(int8)
     assert int8.sqnr >= INT8_FLOOR_DB, f"{family} int8: {int8}"
     assert set(int8.ops) <= {"QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED", "ADD", "MUL",
                              "LOGISTIC", "TANH", "STRIDED_SLICE", "PACK", "TRANSPOSE",
-                             "CONCATENATION", "RESHAPE", "SUB", "SPLIT"}, int8.ops
+                             "CONCATENATION", "RESHAPE", "SUB", "SPLIT", LSTM}, int8.ops
+    if "lstm" in family:
+        assert LSTM in int8.ops and len(int8.ops) <= TF_OPS[family], int8.ops
     if family == "lstm":
         int16 = measure(convert(quantkit, keras_converter(model), "int16x8", calibration), [x],
                         reference)
