@@ -3,43 +3,23 @@
 Weight layouts change on the way (TF conv filters are HWIO, TFLite's are OHWI; MatMul's
 ``[in, out]`` becomes FULLY_CONNECTED's ``[out, in]``); constant weights are transposed in
 numpy, dynamic ones through a TRANSPOSE op. Activations stay separate ops here and are fused
-by ``passes.fuse_activations``.
+by ``passes.fuse_activations``. The rows for ops beyond CNNs are ``tf_math_ops``'s, the
+loop and tensor-list rows ``tf_loops``'s; what rows share is in ``tf_rows``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
-from quantkit.frontend import tf_loops
-from quantkit.frontend import einsum as einsum_lowering
+from quantkit.frontend import tf_loops, tf_math_ops
 from quantkit.frontend.builder import zero_bias
 from quantkit.frontend.tf_context import TFContext
+from quantkit.frontend.tf_rows import (Handler, binary, check_nhwc, hw, int32_operand,
+                                       padding_attr, reduce_op, tensor_type, unary)
 from quantkit.ir import options as o
 from quantkit.ir.graph import Tensor
 from quantkit.quantize.fake_quant import fake_quant as fake_quantized
-from quantkit.types import NUMPY_TENSOR_TYPES, OpType, Padding, TensorType, TrainedRange
-
-Handler = Callable[[TFContext], None]
-
-
-def _padding(ctx: TFContext) -> Padding:
-    padding = ctx.attr("padding")
-    if padding not in ("SAME", "VALID"):
-        raise ctx.error(f"padding {padding!r} is not supported (only SAME and VALID)")
-    return Padding[padding]
-
-
-def _check_nhwc(ctx: TFContext) -> None:
-    fmt = ctx.attr("data_format")
-    if fmt not in ("NHWC", "NDHWC"):
-        raise ctx.error(f"data_format {fmt!r}; TFLite runs NHWC only")
-
-
-def _hw(values: list[int]) -> tuple[int, int]:
-    """(h, w) from an NHWC strides/dilations/ksize attribute."""
-    return int(values[1]), int(values[2])
+from quantkit.types import OpType, TrainedRange
 
 
 def _transposed(ctx: TFContext, tensor: Tensor, perm: tuple[int, ...], suffix: str) -> Tensor:
@@ -62,44 +42,37 @@ def _reshaped(ctx: TFContext, tensor: Tensor, shape: tuple[int, ...], suffix: st
         OpType.RESHAPE, [tensor, ctx.constant(f"{suffix}/shape", shape, np.int32)], out=out))
 
 
-def _int32_operand(ctx: TFContext, index: int, suffix: str) -> Tensor:
-    """Input ``index`` (a shape, axis or size): a constant as int32, as TFLite wants it, or the
-    dynamic tensor as it is."""
-    tensor = ctx.input(index)
-    return ctx.constant(suffix, tensor.data, np.int32) if tensor.is_const else tensor
-
-
 # --- convolutions and matmul -------------------------------------------------------------
 def conv2d(ctx: TFContext) -> None:
-    _check_nhwc(ctx)
+    check_nhwc(ctx)
     x, w = ctx.input(0), ctx.input(1)
-    sh, sw = _hw(ctx.attr("strides"))
-    dh, dw = _hw(ctx.attr("dilations"))
+    sh, sw = hw(ctx.attr("strides"))
+    dh, dw = hw(ctx.attr("dilations"))
     w_ohwi = _transposed(ctx, w, (3, 0, 1, 2), "filter_ohwi")
     bias = zero_bias(ctx, w.shape[3], w.dtype)
     ctx.emit(OpType.CONV_2D, [x, w_ohwi, bias],
-             o.Conv2DOptions(_padding(ctx), sw, sh, dilation_w_factor=dw, dilation_h_factor=dh))
+             o.Conv2DOptions(padding_attr(ctx), sw, sh, dilation_w_factor=dw, dilation_h_factor=dh))
 
 
 def depthwise_conv2d(ctx: TFContext) -> None:
-    _check_nhwc(ctx)
+    check_nhwc(ctx)
     x, w = ctx.input(0), ctx.input(1)
     kh, kw, cin, mult = w.shape
-    sh, sw = _hw(ctx.attr("strides"))
-    dh, dw = _hw(ctx.attr("dilations"))
+    sh, sw = hw(ctx.attr("strides"))
+    dh, dw = hw(ctx.attr("dilations"))
     w_1hwc = _reshaped(ctx, w, (1, kh, kw, cin * mult), "filter_1hwc")
     bias = zero_bias(ctx, cin * mult, w.dtype)
     ctx.emit(OpType.DEPTHWISE_CONV_2D, [x, w_1hwc, bias],
-             o.DepthwiseConv2DOptions(_padding(ctx), sw, sh, mult, dilation_w_factor=dw,
+             o.DepthwiseConv2DOptions(padding_attr(ctx), sw, sh, mult, dilation_w_factor=dw,
                                       dilation_h_factor=dh))
 
 
 def conv2d_transpose(ctx: TFContext) -> None:
     """Conv2DBackpropInput(output_shape, filter HW(Cout)(Cin), x) → TRANSPOSE_CONV."""
-    _check_nhwc(ctx)
+    check_nhwc(ctx)
     out_shape, w, x = ctx.input(0), ctx.input(1), ctx.input(2)
-    sh, sw = _hw(ctx.attr("strides"))
-    if _hw(ctx.attr("dilations")) != (1, 1):
+    sh, sw = hw(ctx.attr("strides"))
+    if hw(ctx.attr("dilations")) != (1, 1):
         raise ctx.error("dilated transposed convolution has no TFLite builtin")
     static = ctx.output_tensor().shape
     if not out_shape.is_const and static is not None and None not in static:
@@ -110,7 +83,7 @@ def conv2d_transpose(ctx: TFContext) -> None:
     # No bias input (TF's converter writes none either): a bias makes it version 3. A
     # following BiasAdd still folds in (passes.fold_batchnorm fills the slot).
     ctx.emit(OpType.TRANSPOSE_CONV, [out_shape, w_ohwi, x, None],
-             o.TransposeConvOptions(_padding(ctx), sw, sh))
+             o.TransposeConvOptions(padding_attr(ctx), sw, sh))
 
 
 def matmul(ctx: TFContext) -> None:
@@ -136,13 +109,13 @@ def batch_matmul(ctx: TFContext) -> None:
 
 
 def bias_add(ctx: TFContext) -> None:
-    _check_nhwc(ctx)
+    check_nhwc(ctx)
     ctx.emit(OpType.ADD, ctx.inputs(), o.AddOptions())
 
 
 def fused_batch_norm(ctx: TFContext) -> None:
     """Inference BatchNorm: y = x·a + b, a = γ/√(σ² + ε), b = β − μ·a (folded by passes)."""
-    _check_nhwc(ctx)
+    check_nhwc(ctx)
     if ctx.attr("is_training"):
         raise ctx.error("BatchNorm in training mode; trace the model with training=False")
     gamma, beta, mean, var = (ctx.const_input(i).astype(np.float64) for i in range(1, 5))
@@ -157,40 +130,14 @@ def fused_batch_norm(ctx: TFContext) -> None:
 # --- pooling and reductions ----------------------------------------------------------------
 def _pool(op_type: OpType) -> Handler:
     def handler(ctx: TFContext) -> None:
-        _check_nhwc(ctx)
-        kh, kw = _hw(ctx.attr("ksize"))
-        sh, sw = _hw(ctx.attr("strides"))
-        ctx.emit(op_type, [ctx.input(0)], o.Pool2DOptions(_padding(ctx), sw, sh, kw, kh))
-    return handler
-
-
-def _reduce(op_type: OpType) -> Handler:
-    def handler(ctx: TFContext) -> None:
-        axes = ctx.const_input(1).astype(np.int32).reshape(-1)
-        ctx.emit(op_type, [ctx.input(0), ctx.constant("axes", axes)],
-                 o.ReducerOptions(bool(ctx.attr("keep_dims"))))
+        check_nhwc(ctx)
+        kh, kw = hw(ctx.attr("ksize"))
+        sh, sw = hw(ctx.attr("strides"))
+        ctx.emit(op_type, [ctx.input(0)], o.Pool2DOptions(padding_attr(ctx), sw, sh, kw, kh))
     return handler
 
 
 # --- elementwise -----------------------------------------------------------------------------
-_BINARY_OPTIONS = {OpType.ADD: o.AddOptions, OpType.SUB: o.SubOptions, OpType.MUL: o.MulOptions,
-                   OpType.DIV: o.DivOptions}
-
-
-def _binary(op_type: OpType) -> Handler:
-    make_options = _BINARY_OPTIONS.get(op_type)
-
-    def handler(ctx: TFContext) -> None:
-        ctx.emit(op_type, ctx.inputs(), make_options() if make_options else None)
-    return handler
-
-
-def _unary(op_type: OpType) -> Handler:
-    def handler(ctx: TFContext) -> None:
-        ctx.emit(op_type, [ctx.input(0)])
-    return handler
-
-
 def softmax(ctx: TFContext) -> None:
     ctx.emit(OpType.SOFTMAX, [ctx.input(0)], o.SoftmaxOptions(1.0))
 
@@ -204,19 +151,13 @@ def cast(ctx: TFContext) -> None:
     if np.dtype(x.dtype) == np.dtype(out.dtype):
         ctx.alias(x)
         return
-    ctx.emit(OpType.CAST, [x], o.CastOptions(_tensor_type(ctx, x.dtype),
-                                             _tensor_type(ctx, out.dtype)))
-
-
-def _tensor_type(ctx: TFContext, dtype: np.dtype) -> TensorType:
-    if np.dtype(dtype) not in NUMPY_TENSOR_TYPES:
-        raise ctx.error(f"dtype {np.dtype(dtype).name} has no TFLite tensor type")
-    return NUMPY_TENSOR_TYPES[np.dtype(dtype)]
+    ctx.emit(OpType.CAST, [x], o.CastOptions(tensor_type(ctx, x.dtype),
+                                             tensor_type(ctx, out.dtype)))
 
 
 # --- shapes and data movement -------------------------------------------------------------------
 def reshape(ctx: TFContext) -> None:
-    ctx.emit(OpType.RESHAPE, [ctx.input(0), _int32_operand(ctx, 1, "shape")])
+    ctx.emit(OpType.RESHAPE, [ctx.input(0), int32_operand(ctx, 1, "shape")])
 
 
 def squeeze(ctx: TFContext) -> None:
@@ -225,7 +166,7 @@ def squeeze(ctx: TFContext) -> None:
 
 
 def expand_dims(ctx: TFContext) -> None:
-    ctx.emit(OpType.EXPAND_DIMS, [ctx.input(0), _int32_operand(ctx, 1, "axis")])
+    ctx.emit(OpType.EXPAND_DIMS, [ctx.input(0), int32_operand(ctx, 1, "axis")])
 
 
 def transpose(ctx: TFContext) -> None:
@@ -294,7 +235,7 @@ def strided_slice(ctx: TFContext) -> None:
 
 def shape(ctx: TFContext) -> None:
     out = ctx.output_tensor()
-    ctx.emit(OpType.SHAPE, [ctx.input(0)], o.ShapeOptions(_tensor_type(ctx, out.dtype)))
+    ctx.emit(OpType.SHAPE, [ctx.input(0)], o.ShapeOptions(tensor_type(ctx, out.dtype)))
 
 
 def gather(ctx: TFContext) -> None:
@@ -305,18 +246,18 @@ def gather(ctx: TFContext) -> None:
 
 def tile(ctx: TFContext) -> None:
     """Keras 3 ``UpSampling2D(interpolation="nearest")`` repeats rows and columns by TILE."""
-    ctx.emit(OpType.TILE, [ctx.input(0), _int32_operand(ctx, 1, "multiples")])
+    ctx.emit(OpType.TILE, [ctx.input(0), int32_operand(ctx, 1, "multiples")])
 
 
 def depth_to_space(ctx: TFContext) -> None:
-    _check_nhwc(ctx)
+    check_nhwc(ctx)
     ctx.emit(OpType.DEPTH_TO_SPACE, [ctx.input(0)],
              o.DepthToSpaceOptions(int(ctx.attr("block_size"))))
 
 
 def _resize(op_type: OpType, options: type) -> Handler:
     def handler(ctx: TFContext) -> None:
-        ctx.emit(op_type, [ctx.input(0), _int32_operand(ctx, 1, "size")],
+        ctx.emit(op_type, [ctx.input(0), int32_operand(ctx, 1, "size")],
                  options(bool(ctx.attr("align_corners")), bool(ctx.attr("half_pixel_centers"))))
     return handler
 
@@ -347,110 +288,6 @@ def fake_quant(ctx: TFContext) -> None:
                         "activations per tensor")
     x.trained_range = TrainedRange(float(lo), float(hi), bits, narrow)
     ctx.alias(x)
-# --- attention, embeddings, Conv3D and math ops (issue #12) ---------------------------------
-def einsum(ctx: TFContext) -> None:
-    if len(ctx.node.inputs) != 2:
-        raise ctx.error(f"Einsum with {len(ctx.node.inputs)} operands (only two)")
-    einsum_lowering.lower(ctx, ctx.attr("equation"), ctx.input(0), ctx.input(1))
-
-
-def conv3d(ctx: TFContext) -> None:
-    """Conv3D: TFLite's CONV_3D keeps TF's DHWIO filter; a zero bias slot for the fold."""
-    _check_nhwc(ctx)
-    x, w = ctx.input(0), ctx.input(1)
-    _, sd, sh, sw, _ = (int(v) for v in ctx.attr("strides"))
-    _, dd, dh, dw, _ = (int(v) for v in ctx.attr("dilations"))
-    ctx.emit(OpType.CONV_3D, [x, w, zero_bias(ctx, w.shape[4], w.dtype)],
-             o.Conv3DOptions(_padding(ctx), sd, sw, sh, dilation_d_factor=dd,
-                             dilation_w_factor=dw, dilation_h_factor=dh))
-
-
-def selu(ctx: TFContext) -> None:
-    """selu(x) = λ·(x > 0 ? x : α(eˣ − 1)) = λ·leaky_relu(elu(x), α): three builtins."""
-    x = ctx.input(0)
-    elu = ctx.emit(OpType.ELU, [x], out=ctx.new_tensor("elu", x.dtype, x.shape))
-    leaky = ctx.emit(OpType.LEAKY_RELU, [elu], o.LeakyReluOptions(_SELU_ALPHA),
-                     out=ctx.new_tensor("leaky", x.dtype, x.shape))
-    ctx.emit(OpType.MUL, [leaky, ctx.constant("scale", np.float32(_SELU_SCALE))], o.MulOptions())
-
-
-_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
-
-
-def softplus(ctx: TFContext) -> None:
-    """softplus(x) = log(1 + eˣ), as TF's converter writes it (EXP, ADD, LOG)."""
-    x = ctx.input(0)
-    e = ctx.emit(OpType.EXP, [x], out=ctx.new_tensor("exp", x.dtype, x.shape))
-    one_plus = ctx.emit(OpType.ADD, [e, ctx.constant("one", np.float32(1.0))], o.AddOptions(),
-                        out=ctx.new_tensor("one_plus_exp", x.dtype, x.shape))
-    ctx.emit(OpType.LOG, [one_plus])
-
-
-def select(ctx: TFContext) -> None:
-    ctx.emit(OpType.SELECT_V2, ctx.inputs())
-
-
-def logical_and(ctx: TFContext) -> None:
-    """``ones_like(x) & mask`` (Keras's causal attention mask) is ``mask``: a FILL of True
-    leaves the other operand, which SELECT_V2 broadcasts as the FILL would have."""
-    a, b = ctx.inputs()
-    for fill, other in ((a, b), (b, a)):
-        op = ctx.producer(fill, OpType.FILL)
-        if op is not None and op.inputs[1].is_const and bool(np.all(op.inputs[1].data)):
-            ctx.alias(other)
-            return
-    ctx.emit(OpType.LOGICAL_AND, [a, b])
-
-
-def fill(ctx: TFContext) -> None:
-    """A constant where it can be (``tf_loops.constant_fill``), else FILL."""
-    if not tf_loops.constant_fill(ctx):
-        ctx.emit(OpType.FILL, [_int32_operand(ctx, 0, "dims"), ctx.input(1)])
-
-
-def matrix_band_part(ctx: TFContext) -> None:
-    """No builtin: only a constant band (Keras's causal mask of a static length) folds."""
-    x, lower, upper = (ctx.const_input(i) for i in range(3))
-    rows, cols = np.indices(x.shape[-2:])
-    lower, upper = int(lower), int(upper)
-    keep = ((lower < 0) | (rows - cols <= lower)) & ((upper < 0) | (cols - rows <= upper))
-    ctx.alias(ctx.constant("band", np.where(keep, x, np.zeros_like(x))))
-
-
-def tf_range(ctx: TFContext) -> None:
-    ctx.emit(OpType.RANGE, ctx.inputs())
-
-
-def split(ctx: TFContext) -> None:
-    """Split(axis, x) → SPLIT(axis, x)."""
-    n = int(ctx.attr("num_split"))
-    ctx.emit(OpType.SPLIT, [_int32_operand(ctx, 0, "axis"), ctx.input(1)], o.SplitOptions(n),
-             results=n)
-
-
-def split_v(ctx: TFContext) -> None:
-    """SplitV(x, sizes, axis) → SPLIT_V(x, sizes, axis)."""
-    n = int(ctx.attr("num_split"))
-    ctx.emit(OpType.SPLIT_V, [ctx.input(0), _int32_operand(ctx, 1, "size_splits"),
-                              _int32_operand(ctx, 2, "axis")], o.SplitVOptions(n), results=n)
-
-
-def _arg(op_type: OpType, options: type) -> Handler:
-    def handler(ctx: TFContext) -> None:
-        out_type = _tensor_type(ctx, ctx.output_tensor().dtype)
-        ctx.emit(op_type, [ctx.input(0), _int32_operand(ctx, 1, "axis")], options(out_type))
-    return handler
-
-
-def power(ctx: TFContext) -> None:
-    """x², the common case, is SQUARE; other exponents POW (float only in LiteRT)."""
-    y = ctx.input(1)
-    if y.is_const and y.data.size == 1 and float(y.data.reshape(-1)[0]) == 2.0:
-        ctx.emit(OpType.MUL, [ctx.input(0), ctx.input(0)], o.MulOptions())
-        return
-    ctx.emit(OpType.POW, ctx.inputs())
-
-
 # TF ops with no builtin of their own that a pattern pass absorbs into one (Erfc into GELU).
 # They are lowered as custom ops; one left over after the passes is an error unless the user
 # allows custom ops (``converter`` checks).
@@ -475,29 +312,29 @@ LOWERINGS: dict[str, Handler] = {
     "FusedBatchNorm": fused_batch_norm,
     "MaxPool": _pool(OpType.MAX_POOL_2D),
     "AvgPool": _pool(OpType.AVERAGE_POOL_2D),
-    "Mean": _reduce(OpType.MEAN),
-    "Max": _reduce(OpType.REDUCE_MAX),
-    "Sum": _reduce(OpType.SUM),
-    "Prod": _reduce(OpType.REDUCE_PROD),
-    "Add": _binary(OpType.ADD),
-    "AddV2": _binary(OpType.ADD),
-    "Sub": _binary(OpType.SUB),
-    "Mul": _binary(OpType.MUL),
-    "RealDiv": _binary(OpType.DIV),
-    "Maximum": _binary(OpType.MAXIMUM),
-    "Minimum": _binary(OpType.MINIMUM),
-    "SquaredDifference": _binary(OpType.SQUARED_DIFFERENCE),
-    "Relu": _unary(OpType.RELU),
-    "Relu6": _unary(OpType.RELU6),
+    "Mean": reduce_op(OpType.MEAN),
+    "Max": reduce_op(OpType.REDUCE_MAX),
+    "Sum": reduce_op(OpType.SUM),
+    "Prod": reduce_op(OpType.REDUCE_PROD),
+    "Add": binary(OpType.ADD),
+    "AddV2": binary(OpType.ADD),
+    "Sub": binary(OpType.SUB),
+    "Mul": binary(OpType.MUL),
+    "RealDiv": binary(OpType.DIV),
+    "Maximum": binary(OpType.MAXIMUM),
+    "Minimum": binary(OpType.MINIMUM),
+    "SquaredDifference": binary(OpType.SQUARED_DIFFERENCE),
+    "Relu": unary(OpType.RELU),
+    "Relu6": unary(OpType.RELU6),
     "LeakyRelu": leaky_relu,
-    "Sigmoid": _unary(OpType.LOGISTIC),
-    "Tanh": _unary(OpType.TANH),
+    "Sigmoid": unary(OpType.LOGISTIC),
+    "Tanh": unary(OpType.TANH),
     "Softmax": softmax,
-    "Rsqrt": _unary(OpType.RSQRT),
-    "Sqrt": _unary(OpType.SQRT),
-    "Neg": _unary(OpType.NEG),
-    "Exp": _unary(OpType.EXP),
-    "Square": _unary(OpType.SQUARE),
+    "Rsqrt": unary(OpType.RSQRT),
+    "Sqrt": unary(OpType.SQRT),
+    "Neg": unary(OpType.NEG),
+    "Exp": unary(OpType.EXP),
+    "Square": unary(OpType.SQUARE),
     "Cast": cast,
     "Reshape": reshape,
     "Squeeze": squeeze,
@@ -519,30 +356,8 @@ LOWERINGS: dict[str, Handler] = {
     "ResizeBilinear": _resize(OpType.RESIZE_BILINEAR, o.ResizeBilinearOptions),
     "ResizeNearestNeighbor": _resize(OpType.RESIZE_NEAREST_NEIGHBOR,
                                      o.ResizeNearestNeighborOptions),
-    # issue #12: attention, embeddings, Conv3D and math ops
-    "Einsum": einsum,
-    "Conv3D": conv3d,
-    "Elu": _unary(OpType.ELU),
-    "Selu": selu,
-    "Softplus": softplus,
-    "Pow": power,
-    "Abs": _unary(OpType.ABS),
-    "Log": _unary(OpType.LOG),
-    "Min": _reduce(OpType.REDUCE_MIN),
-    "ArgMax": _arg(OpType.ARG_MAX, o.ArgMaxOptions),
-    "ArgMin": _arg(OpType.ARG_MIN, o.ArgMinOptions),
-    "Split": split,
-    "SplitV": split_v,
-    "Less": _binary(OpType.LESS),
-    "Greater": _binary(OpType.GREATER),
-    "LessEqual": _binary(OpType.LESS_EQUAL),
-    "GreaterEqual": _binary(OpType.GREATER_EQUAL),
-    "Equal": _binary(OpType.EQUAL),
-    "SelectV2": select,
-    "LogicalAnd": logical_and,
-    "Fill": fill,
-    "MatrixBandPart": matrix_band_part,
-    "Range": tf_range,
 }
 # RNNs: the slicing ops of unrolled loops (While and tensor lists: ``lower``).
 LOWERINGS.update(tf_loops.LOWERINGS)
+# Attention, embeddings, Conv3D, comparisons and math ops (issue #12).
+LOWERINGS.update(tf_math_ops.LOWERINGS)
