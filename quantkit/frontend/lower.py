@@ -18,7 +18,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 
-from quantkit.frontend import tf_loops, tf_rnn
+from quantkit.frontend import tf_loops, tf_rnn, tf_while
 from quantkit.frontend.capture import Captured
 from quantkit.frontend.tf_context import TFContext, ir_tensor
 from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
@@ -163,11 +163,15 @@ def _lower_call(ctx: TFContext, call: Any) -> None:
 
 
 def _lower_loop(ctx: TFContext) -> None:
-    """A Keras RNN's While as one fused sequence op (``tf_rnn``), else unrolled
+    """A Keras RNN's While as one fused sequence op (``tf_rnn``), else a WHILE op with its
+    condition and body as subgraphs where the mode keeps loops (``tf_while``), else unrolled
     (``tf_loops``): its body lowered in place once per step."""
     cond = _loop_graphs(ctx, ctx.node)[0]
-    if not tf_rnn.lower_fused(ctx, cond, _lower_nodes, ctx.fused_rnns):
-        tf_loops.lower_while(ctx, cond, _lower_nodes)
+    if tf_rnn.lower_fused(ctx, cond, _lower_nodes, ctx.fused_rnns):
+        return
+    if tf_rnn.FusedCell.LOOP in ctx.fused_rnns and tf_while.lower_as_while(ctx, _lower_nodes):
+        return
+    tf_loops.lower_while(ctx, cond, _lower_nodes)
 
 
 def _lower_node(ctx: TFContext, node: Any, handler: Any) -> None:
