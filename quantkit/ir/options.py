@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantkit.ir.graph import Graph
+from quantkit.ir import graph as ir_graph
 from quantkit.types import Activation, Padding, TensorType
 
 
@@ -231,5 +231,5 @@ class WhileOptions:
     ``Graph`` is written as ``<field>_index`` (``tflite_io.options_codec``); read back, the
     fields hold those indices."""
 
-    cond_subgraph: Graph | int
-    body_subgraph: Graph | int
+    cond_subgraph: ir_graph.Graph | int
+    body_subgraph: ir_graph.Graph | int
