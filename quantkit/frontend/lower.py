@@ -8,7 +8,8 @@ graph is lowered in place, in a scope of its own (``TFContext.scope``: a name pr
 parameters bound to the call's arguments, its variable reads bound to the variables' constants
 (``tf_loops.function_graph``: TF then knows the shapes inside). A ``While`` over a static trip
 count is unrolled the same way, its body lowered once per step (``tf_loops``), unless it is a
-Keras LSTM or SimpleRNN, which becomes one fused sequence op (``tf_rnn``).
+Keras LSTM or SimpleRNN, which becomes one fused sequence op (``tf_rnn``), or the mode keeps
+loops (float activations): a WHILE op with its condition and body as subgraphs (``tf_while``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ is one STRIDED_SLICE per element, stacking one PACK. Nothing here needs a TFLite
 so every integer scheme that has FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD runs the result.
 
 When unrolling: a Keras LSTM or SimpleRNN becomes one fused sequence op instead where the
-mode allows (``tf_rnn``); GRU, other cells and every RNN in the integer schemes are unrolled.
+mode allows (``tf_rnn``), any other loop a WHILE op with subgraphs where activations stay float
+(``tf_while``: tensor lists are then ``StackedList``s, one tensor each); GRU, other cells and
+every RNN in the integer schemes are unrolled.
 Unrolling is exact for any cell (GRU's reset-after, peepholes, custom cells), needs nothing of
 Keras (SavedModels and concrete functions take the same path), every op of the result has an
 int8 and an int16 kernel, and the result is stateless. The price is the op count: about 17 ops
