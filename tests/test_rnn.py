@@ -172,16 +172,18 @@ def test_layer_variants_fuse_or_loop_and_match_keras(data, layers, fused):
     assert ("WHILE" in ops) == (not fused), ops
 
 
-# A GRU variant, the batch it is converted with, and the loop ops its model holds: a dynamic
-# batch GRU returning sequences unrolls (its output list's zeros would need the batch at run
-# time: frontend.tf_while), with a static batch its items are written by DYNAMIC_UPDATE_SLICE.
+# A GRU variant, the batch it is converted with, and the loop ops its model holds: returning
+# sequences, its items are written by DYNAMIC_UPDATE_SLICE, into zeros that are a FILL at the
+# run-time batch where the batch is dynamic (frontend.tf_while).
+SEQUENCE_OPS = {"WHILE", "GATHER", "DYNAMIC_UPDATE_SLICE"}
+
+
 @pytest.mark.parametrize("layer, batch, loop_ops", [
     (lambda: keras.layers.GRU(8, go_backwards=True), None, {"WHILE", "GATHER"}),
     (lambda: keras.layers.GRU(8, reset_after=False), None, {"WHILE", "GATHER"}),
-    (lambda: keras.layers.GRU(8, return_sequences=True), N_TEST,
-     {"WHILE", "GATHER", "DYNAMIC_UPDATE_SLICE"}),
-    (lambda: keras.layers.GRU(8, return_sequences=True), None, {"PACK"}),
-], ids=["go_backwards", "reset_before", "sequences_static_batch", "sequences_unrolled"])
+    (lambda: keras.layers.GRU(8, return_sequences=True), N_TEST, SEQUENCE_OPS),
+    (lambda: keras.layers.GRU(8, return_sequences=True), None, SEQUENCE_OPS | {"FILL"}),
+], ids=["go_backwards", "reset_before", "sequences_static_batch", "sequences_dynamic_batch"])
 def test_gru_variants_loop_or_unroll_and_match_keras(data, layer, batch, loop_ops):
     _, x = data
     keras.utils.set_random_seed(3)
@@ -193,7 +195,11 @@ def test_gru_variants_loop_or_unroll_and_match_keras(data, layer, batch, loop_op
     assert np.max(np.abs(out - reference[0])) <= FLOAT32_REL * np.max(np.abs(reference[0]))
     assert_input_matters(measure(tflite, [x], reference))
     ops = set(_ops(tflite))
-    assert ops & {"WHILE", "GATHER", "DYNAMIC_UPDATE_SLICE", "PACK"} == loop_ops, ops
+    assert ops & {"WHILE", "GATHER", "DYNAMIC_UPDATE_SLICE", "FILL", "PACK"} == loop_ops, ops
+    if batch is None:  # any batch, one by one or all at once
+        runner = Runner(tflite)
+        np.testing.assert_allclose(np.concatenate([runner([x[i:i + 1]])[0] for i in range(3)]),
+                                   out[:3], rtol=0, atol=1e-5 * np.max(np.abs(out)))
 
 
 def test_gru_loop_in_weight_only_modes(models, data):

@@ -20,9 +20,11 @@ What becomes of the loop variables:
 
 A dynamic batch: a constant entry value (a zero initial state: ``tf_loops.constant_fill``) has
 batch 1, and LiteRT's WHILE resizes the body's inputs when a step's outputs differ in shape, so
-the first step broadcasts it to the input's batch. A list of more than one item that is not
-the unstacked input (the outputs of an RNN that returns sequences) cannot grow that way: its
-zeros would need the batch at run time, so such a loop is unrolled (``NotAsWhile``).
+the first step broadcasts it to the input's batch. A reserved list of more than one item (the
+outputs of an RNN that returns sequences) cannot grow that way, as DYNAMIC_UPDATE_SLICE writes
+into it: its zeros are a FILL whose dynamic item dims are read at run time (SHAPE) from the
+sequence the loop unstacks, whose items have them at the same places (``_fill_source``); with
+no such sequence the loop is unrolled (``NotAsWhile``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,18 @@ def _pass_through(body: Any, index: int) -> bool:
     return tensor is body.inputs[index]
 
 
+def _fill_source(values: list, item: tuple) -> Tensor | None:
+    """An unstacked sequence among the loop's ``values`` whose items are dynamic exactly where
+    ``item`` (a reserved list's item shape) is: the run-time dims of that list's zeros."""
+    for value in values:
+        source = value.source if isinstance(value, TensorList) else None
+        if source is not None and source.shape is not None and len(source.shape) == \
+                len(item) + 1 and [d is None for d in source.shape[1:]] == \
+                [d is None for d in item]:
+            return source
+    return None
+
+
 def _entry_shape(value: Tensor | TensorList) -> tuple:
     """The shape of a loop variable inside the loop: its entry value's (a tensor list:
     ``[length, *item]``), where a constant's dims of 1 are dynamic (a zero state stands for
@@ -63,9 +77,6 @@ def _entry_shape(value: Tensor | TensorList) -> tuple:
         return value.source.shape
     if value.element is None or value.dtype is None:
         raise NotAsWhile("a tensor list of unknown item shape")
-    if len(value.items) > 1 and None in value.element:
-        raise NotAsWhile("a list of several items with a dynamic dim (its zeros would need it "
-                         "at run time)")
     return (len(value.items), *value.element)
 
 
@@ -108,6 +119,11 @@ def lower_as_while(ctx: TFContext, lower_nodes: Callable[[TFContext, list], None
                  for i, v in enumerate(values)]
     try:
         shapes = [None if fixed else _entry_shape(v) for fixed, v in zip(invariant, values)]
+        for v in values:
+            if isinstance(v, TensorList) and v.source is None and len(v.items) > 1 \
+                    and None in v.element and _fill_source(values, v.element) is None:
+                raise NotAsWhile("a list of several items with a dynamic dim that no "
+                                 "unstacked sequence gives at run time")
         graphs = []
         for part, tf_graph in (("cond", cond_tf), ("body", body_tf)):
             params = [None if shape is None else Tensor(
@@ -126,7 +142,7 @@ def lower_as_while(ctx: TFContext, lower_nodes: Callable[[TFContext, list], None
     except (NotAsWhile, ConversionError):
         return False
     cond, body = graphs
-    entries = [_entry(ctx, i, v) for i, v in enumerate(values) if not invariant[i]]
+    entries = [_entry(ctx, i, v, values) for i, v in enumerate(values) if not invariant[i]]
     outputs = [Tensor(f"{ctx.name}/{k}" if k else ctx.name, t.dtype, t.shape)
                for k, t in enumerate(body.inputs)]
     op = Op(OpType.WHILE, entries, outputs, o.WhileOptions(cond, body), name=ctx.name)
@@ -149,11 +165,26 @@ def _dtype(value: Tensor | TensorList) -> Any:
     return value.source.dtype if value.source is not None else value.dtype
 
 
-def _entry(ctx: TFContext, index: int, value: Tensor | TensorList) -> Tensor:
-    """The WHILE's input for a loop variable: a tensor list as one tensor."""
+def _entry(ctx: TFContext, index: int, value: Tensor | TensorList, values: list) -> Tensor:
+    """The WHILE's input for a loop variable: a tensor list as one tensor (a reserved one:
+    zeros, with the run-time dims of ``_fill_source`` where it has more than one item)."""
     if isinstance(value, Tensor):
         return value
     if value.source is not None:
         return value.source
-    shape = [1 if d is None else d for d in _entry_shape(value)]
-    return ctx.constant(f"list_{index}", np.zeros(shape, value.dtype))
+    shape = _entry_shape(value)
+    if len(value.items) == 1 or None not in shape:
+        return ctx.constant(f"list_{index}", np.zeros([1 if d is None else d for d in shape],
+                                                      value.dtype))
+    source = _fill_source(values, value.element)
+    dims = ctx.emit(OpType.SHAPE, [source], o.ShapeOptions(),
+                    out=ctx.new_tensor(f"list_{index}/source_shape", np.int32,
+                                       [len(source.shape)]))
+    pieces = []
+    for k, d in enumerate(shape):  # item dim k - 1 is the source's dim k
+        pieces.append(ctx.constant(f"list_{index}/dim_{k}", [d], np.int32) if d is not None
+                      else tf_loops.slice_axis(ctx, dims, 0, k, k + 1, f"list_{index}/dim_{k}"))
+    dims = ctx.emit(OpType.CONCATENATION, pieces, o.ConcatenationOptions(0),
+                    out=ctx.new_tensor(f"list_{index}/dims", np.int32, [len(shape)]))
+    return ctx.emit(OpType.FILL, [dims, ctx.constant(f"list_{index}/zero", np.zeros(
+        (), value.dtype))], out=ctx.new_tensor(f"list_{index}", value.dtype, shape))
