@@ -118,6 +118,8 @@ def lower_as_while(ctx: TFContext, lower_nodes: Callable[[TFContext, list], None
     invariant = [isinstance(v, Tensor) and v.is_const and _pass_through(body_tf, i)
                  for i, v in enumerate(values)]
     try:
+        if any(not isinstance(v, (Tensor, TensorList)) for v in values):
+            raise NotAsWhile("a loop variable quantkit does not track")
         shapes = [None if fixed else _entry_shape(v) for fixed, v in zip(invariant, values)]
         for v in values:
             if isinstance(v, TensorList) and v.source is None and len(v.items) > 1 \
@@ -126,9 +128,10 @@ def lower_as_while(ctx: TFContext, lower_nodes: Callable[[TFContext, list], None
                                  "unstacked sequence gives at run time")
         graphs = []
         for part, tf_graph in (("cond", cond_tf), ("body", body_tf)):
-            params = [None if shape is None else Tensor(
-                f"{ctx.name}/{part}/arg{i}", np.dtype(_dtype(v)), tuple(shape))
-                for i, (shape, v) in enumerate(zip(shapes, values))]
+            params = [None if fixed else Tensor(
+                f"{ctx.name}/{part}/arg{i}", np.dtype(_dtype(v)),
+                None if shape is None else tuple(shape))
+                for i, (fixed, shape, v) in enumerate(zip(invariant, shapes, values))]
             graph, inner = _subgraph(ctx, f"{ctx.name}/{part}", tf_graph, params, values,
                                      lower_nodes)
             results = [inner.tensors[t.name] for t in tf_graph.outputs]
