@@ -156,6 +156,8 @@ def _set_stacked(ctx: TFContext, tensors: StackedList) -> None:
     """Item ``i`` of a stacked list replaced: the whole tensor when it has one item (RESHAPE),
     else DYNAMIC_UPDATE_SLICE at ``[i, 0, ...]`` (``i·[1, 0, ...]``: one MUL)."""
     x, item, index = tensors.tensor, ctx.input(2), ctx.input(1)
+    if item.shape is None or list(item.shape).count(None) > 1:
+        raise ctx.error(f"an item of shape {item.shape}: RESHAPE takes one dynamic dim")
     shape = (1, *item.shape)
     row = ctx.emit(OpType.RESHAPE, [item, ctx.constant("item_shape", [
         -1 if d is None else d for d in shape], np.int32)], out=ctx.new_tensor(

@@ -5,7 +5,7 @@ Where activations stay float (``converter.FUSED_RNNS`` holds ``FusedCell.LOOP``)
 the WHILE op takes the loop variables, its ``WhileOptions`` reference the condition graph (the
 variables → a bool) and the body graph (the variables → their next values), both lowered by the
 same lowering table as the main graph. The result has the ops of one step, not of every step
-(GRU: 27 ops where unrolling writes 248 and TF 28).
+(a GRU: 28 ops, as TF's, where unrolling writes 248).
 
 What becomes of the loop variables:
 

@@ -19,10 +19,9 @@ as a flat graph's.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
-
-from typing import Callable
 
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.ops import OPS
