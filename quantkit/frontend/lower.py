@@ -39,7 +39,8 @@ def lower(captured: Captured, *, allow_custom_ops: bool = False,
     """Lower one captured signature to an IR graph.
 
     ``fused_rnns``: the Keras RNN cells whose loops become TFLite's fused sequence ops
-    (``tf_rnn``); other loops are unrolled.
+    (``tf_rnn``); with ``FusedCell.LOOP`` other loops become WHILE ops with condition and body
+    subgraphs (``tf_while``), else they are unrolled.
 
     Raises:
       ConversionError: (lowering) listing every TF op that has no TFLite builtin, unless
