@@ -140,6 +140,15 @@ def test_unknown_ops_listed_in_one_error():
         quantkit.TFLiteConverter.from_tflite(model).convert()
 
 
+def test_loop_in_a_tflite_is_refused_by_name():
+    """A .tflite's WHILE runs subgraphs this frontend does not read: refused, named."""
+    from tests.test_tflite_io import loop_graphs
+
+    model = write_model([loop_graphs(steps=3)[0]])
+    with pytest.raises(ConversionError, match=r"2 op\(s\).*\n  WHILE \(output 'first/0'\)"):
+        quantkit.TFLiteConverter.from_tflite(model).convert()
+
+
 def test_bad_input_is_one_clear_error(tmp_path):
     with pytest.raises(ConversionError, match=r"\[capture\] .*missing.tflite: cannot read"):
         quantkit.TFLiteConverter.from_tflite(tmp_path / "missing.tflite")

@@ -3,11 +3,12 @@ return_sequences, trained for a second on MNIST rows (``benchmarks.zoo.rnns``), 
 float32, dynamic range, int8 and int16x8 and run in LiteRT against the Keras model on other
 test rows.
 
-In float32 and dynamic range, LSTM and SimpleRNN loops become TFLite's fused sequence ops
-(``frontend.tf_rnn``), with fewer ops than TF's converter writes for the same Keras 3 layers
-(a WHILE loop); in int8 the LSTM becomes LiteRT's integer LSTM; GRU, SimpleRNN in int8 and
-every RNN in int16x8 (``converter.FUSED_RNNS``) are unrolled (``frontend.tf_loops``), their
-int8 cells computing in int16. TF's own int8 converter crashes on these models, so int8 is
+In float32, float16 and dynamic range, LSTM and SimpleRNN loops become TFLite's fused
+sequence ops (``frontend.tf_rnn``), with fewer ops than TF's converter writes for the same
+Keras 3 layers (a WHILE loop), and other loops (GRU) a WHILE with condition and body subgraphs
+(``frontend.tf_while``), with no more ops than TF's; in int8 the LSTM becomes LiteRT's integer
+LSTM; GRU, SimpleRNN in int8 and every RNN in int16x8 (``converter.FUSED_RNNS``) are unrolled
+(``frontend.tf_loops``), their int8 cells computing in int16. TF's own int8 converter crashes on these models, so int8 is
 held to absolute floors and to quantkit's own int16x8 result instead of to TF.
 """
 
@@ -18,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 import keras
+from ai_edge_litert.interpreter import Interpreter
 
 import quantkit
 from benchmarks.zoo import rnns
@@ -81,15 +83,17 @@ def test_float32_matches_keras(models, data, family):
     assert_input_matters(measure(tflite, [x], reference))
     ops = _ops(tflite)
     assert [t for t in ops if t in (LSTM, RNN)] == FUSED[family], ops
-    if FUSED[family]:  # GRU is unrolled: there is no fused GRU op
-        assert len(ops) <= TF_OPS[family], ops
+    assert ops.count("WHILE") == (0 if FUSED[family] else 1), ops  # GRU: a WHILE loop
+    assert len(ops) <= TF_OPS[family], ops
 
 
-@pytest.mark.parametrize("family", ["lstm", "simple_rnn", "lstm_sequences"])
+@pytest.mark.parametrize("family", ["lstm", "simple_rnn", "lstm_sequences", "gru"])
 def test_fused_state_is_reset_on_each_run(models, data, family):
     """LiteRT carries a fused op's state from one invoke to the next; quantkit's runners
     start each from zeros, at any batch: the same rows give the same outputs every time, one
-    by one or all at once (the state's dynamic batch resized with the input)."""
+    by one or all at once (the state's dynamic batch resized with the input). A GRU's WHILE
+    has no state across invokes; its batch-1 zero state grows to the input's batch in the
+    first step (frontend.tf_while)."""
     _, x = data
     tflite = convert(quantkit, keras_converter(models[family]), "float32")
     runner = Runner(tflite)
@@ -146,14 +150,14 @@ def test_float16_keeps_the_fused_op(models, data, family):
       keras.layers.Flatten()], [RNN]),
     ([keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
       keras.layers.Flatten()], [LSTM, LSTM]),
-    ([keras.layers.LSTM(8, activation="relu")], []),  # not LiteRT's cell: unrolled
+    ([keras.layers.LSTM(8, activation="relu")], []),  # not LiteRT's cell: a WHILE loop
     ([keras.layers.LSTM(8, recurrent_activation="tanh")], []),
     ([keras.layers.SimpleRNN(8, activation="relu")], []),
 ], ids=["stacked", "go_backwards", "rnn_backwards_sequence", "bidirectional_sequences",
-        "relu_unrolled", "tanh_gates_unrolled", "rnn_relu_unrolled"])
-def test_layer_variants_fuse_or_unroll_and_match_keras(data, layers, fused):
+        "relu_loop", "tanh_gates_loop", "rnn_relu_loop"])
+def test_layer_variants_fuse_or_loop_and_match_keras(data, layers, fused):
     """Stacked and reversed layers fuse (their reversals are slices); activations LiteRT's
-    fused kernels do not compute fall back to the unrolled loop. All match Keras."""
+    fused kernels do not compute fall back to a WHILE loop. All match Keras."""
     _, x = data
     keras.utils.set_random_seed(2)
     model = keras.Sequential([keras.Input((rnns.STEPS, rnns.FEATURES)), *layers,
@@ -163,7 +167,63 @@ def test_layer_variants_fuse_or_unroll_and_match_keras(data, layers, fused):
     (out,) = run_all(tflite, [x])
     assert np.max(np.abs(out - reference[0])) <= FLOAT32_REL * np.max(np.abs(reference[0]))
     assert_input_matters(measure(tflite, [x], reference))
-    assert [t for t in _ops(tflite) if t in (LSTM, RNN)] == fused
+    ops = _ops(tflite)
+    assert [t for t in ops if t in (LSTM, RNN)] == fused
+    assert ("WHILE" in ops) == (not fused), ops
+
+
+# A GRU variant, the batch it is converted with, and the loop ops its model holds: returning
+# sequences, its items are written by DYNAMIC_UPDATE_SLICE, into zeros that are a FILL at the
+# run-time batch where the batch is dynamic (frontend.tf_while).
+SEQUENCE_OPS = {"WHILE", "GATHER", "DYNAMIC_UPDATE_SLICE"}
+
+
+@pytest.mark.parametrize("layer, batch, loop_ops", [
+    (lambda: keras.layers.GRU(8, go_backwards=True), None, {"WHILE", "GATHER"}),
+    (lambda: keras.layers.GRU(8, reset_after=False), None, {"WHILE", "GATHER"}),
+    (lambda: keras.layers.GRU(8, return_sequences=True), N_TEST, SEQUENCE_OPS),
+    (lambda: keras.layers.GRU(8, return_sequences=True), None, SEQUENCE_OPS | {"FILL"}),
+], ids=["go_backwards", "reset_before", "sequences_static_batch", "sequences_dynamic_batch"])
+def test_gru_variants_loop_or_unroll_and_match_keras(data, layer, batch, loop_ops):
+    _, x = data
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((rnns.STEPS, rnns.FEATURES), batch_size=batch),
+                              layer(), keras.layers.Flatten(), keras.layers.Dense(10)])
+    reference = _reference(model, x)
+    tflite = convert(quantkit, keras_converter(model), "float32")
+    (out,) = run_all(tflite, [x])
+    assert np.max(np.abs(out - reference[0])) <= FLOAT32_REL * np.max(np.abs(reference[0]))
+    assert_input_matters(measure(tflite, [x], reference))
+    ops = set(_ops(tflite))
+    assert ops & {"WHILE", "GATHER", "DYNAMIC_UPDATE_SLICE", "FILL", "PACK"} == loop_ops, ops
+    if batch is None:  # any batch, one by one or all at once
+        runner = Runner(tflite)
+        np.testing.assert_allclose(np.concatenate([runner([x[i:i + 1]])[0] for i in range(3)]),
+                                   out[:3], rtol=0, atol=1e-5 * np.max(np.abs(out)))
+
+
+def test_gru_loop_in_weight_only_modes(models, data):
+    """float16 and dynamic range keep the WHILE loop; dynamic range makes the body's
+    FULLY_CONNECTED weights int8 as in a flat graph (a GRU(40): each matrix ≥ 1024 elements),
+    float16 reads them through DEQUANTIZE there."""
+    _, x = data
+    gru = models["gru"]
+    half = convert(quantkit, keras_converter(gru), "float16")
+    result = measure(half, [x], _reference(gru, x))
+    assert_input_matters(result)
+    assert result.sqnr >= FLOAT16_FLOOR_DB, result
+    assert "WHILE" in result.ops and "DEQUANTIZE" in _ops(half)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((rnns.STEPS, rnns.FEATURES)), keras.layers.GRU(40),
+                              keras.layers.Dense(10)])
+    tflite = convert(quantkit, keras_converter(model), "dynamic_range")
+    result = measure(tflite, [x], _reference(model, x))
+    assert_input_matters(result)
+    assert result.sqnr >= DYNAMIC_FLOOR_DB, result
+    body = read_model(tflite).subgraphs[2]
+    weights = [body.tensors[op.inputs[1]].dtype for op in body.ops
+               if op.type is OpType.FULLY_CONNECTED]
+    assert weights == [np.dtype(np.int8)] * 2, weights
 
 
 def test_saved_model_lstm_matches_keras(models, data, tmp_path):
@@ -191,6 +251,7 @@ def test_int8_runs_and_int16x8_is_better(models, data, family):
                    reference)
     assert_input_matters(int8)
     assert int8.sqnr >= INT8_FLOOR_DB, f"{family} int8: {int8}"
+    # no WHILE: calibration cannot see into a loop body, so int8 unrolls (FUSED_RNNS)
     assert set(int8.ops) <= {"QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED", "ADD", "MUL",
                              "LOGISTIC", "TANH", "STRIDED_SLICE", "PACK", "TRANSPOSE",
                              "CONCATENATION", "RESHAPE", "SUB", "SPLIT", LSTM}, int8.ops
@@ -202,7 +263,9 @@ def test_int8_runs_and_int16x8_is_better(models, data, family):
         assert int16.sqnr >= max(INT16X8_FLOOR_DB, int8.sqnr), f"int16x8: {int16}"
 
 
-def test_loop_without_static_trip_count_is_one_clear_error():
+def test_loop_without_static_trip_count_runs_as_while_and_is_an_error_in_int8():
+    """A WHILE runs any trip count (here the input's length); int8 unrolls loops, which needs
+    a static one: one clear error."""
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], autograph=False)
     def cumulative(x):
         n = tf.shape(x)[0]
@@ -215,10 +278,19 @@ def test_loop_without_static_trip_count_is_one_clear_error():
 
         return tf.while_loop(more, step, [tf.constant(0), tf.constant(0.0)])[1]
 
-    converter = quantkit.TFLiteConverter.from_concrete_functions(
-        [cumulative.get_concrete_function()])
+    def converter():
+        return quantkit.TFLiteConverter.from_concrete_functions(
+            [cumulative.get_concrete_function()])
+
+    runner = Interpreter(model_content=converter().convert()).get_signature_runner()
+    for n in (3, 7):
+        x = np.linspace(-1.0, 2.0, n, dtype=np.float32)
+        np.testing.assert_allclose(runner(x=x)["output_0"], x.sum(), rtol=1e-6)
+    int8 = converter()
+    int8.optimizations = [quantkit.Optimize.DEFAULT]
+    int8.representative_dataset = lambda: ([np.ones(4, np.float32)] for _ in range(2))
     with pytest.raises(ConversionError, match=r"lowering.*While.*trip count is not static"):
-        converter.convert()
+        int8.convert()
 
 
 def test_product_with_zero_becomes_a_constant_the_add_then_drops():

@@ -124,6 +124,8 @@ def _nondefault(hint: typing.Any) -> typing.Any:
     """A value of the annotated type that differs from the usual defaults."""
     if typing.get_origin(hint) is tuple:
         return (1, 2)
+    if Graph in typing.get_args(hint):  # a subgraph: an index once written
+        return 3
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return list(hint)[-1]
     return {bool: True, int: 3, float: 0.5}[hint]
@@ -158,6 +160,61 @@ def test_options_tables_are_schema_tables():
 
 
 # --- (b) LiteRT ------------------------------------------------------------------------------
+
+
+def loop_graphs(steps: int) -> tuple[Graph, Graph, Graph]:
+    """``main(x)``: ``i, acc = 0, x; while i < steps: i, acc = i + 1, 2·acc + x`` → acc, as a
+    WHILE whose condition and body are graphs; both loops read the same two graphs."""
+    def variables(prefix: str) -> tuple[Tensor, Tensor, Tensor]:
+        return (Tensor(f"{prefix}/i", np.dtype(np.int32), ()),
+                Tensor(f"{prefix}/acc", F32, (None, 3)), Tensor(f"{prefix}/x", F32, (None, 3)))
+
+    i, acc, x = variables("cond")
+    more = Tensor("cond/more", np.dtype(bool), ())
+    cond = Graph([Op(OpType.LESS, [i, const("cond/steps", np.int32(steps))], [more])],
+                 [i, acc, x], [more], name="cond")
+    i, acc, x = variables("body")
+    doubled, summed, next_i = (Tensor("body/doubled", F32, (None, 3)),
+                               Tensor("body/summed", F32, (None, 3)),
+                               Tensor("body/next_i", np.dtype(np.int32), ()))
+    body = Graph([Op(OpType.MUL, [acc, const("body/two", np.float32(2))], [doubled],
+                     o.MulOptions()),
+                  Op(OpType.ADD, [doubled, x], [summed], o.AddOptions()),
+                  Op(OpType.ADD, [i, const("body/one", np.int32(1))], [next_i], o.AddOptions())],
+                 [i, acc, x], [next_i, summed, x], name="body")
+    x = Tensor("x", F32, (None, 3))
+    zero = const("zero", np.int32(0))
+    first = [Tensor(f"first/{k}", t.dtype, t.shape) for k, t in enumerate(body.inputs)]
+    second = [Tensor(f"second/{k}", t.dtype, t.shape) for k, t in enumerate(body.inputs)]
+    main = Graph([Op(OpType.WHILE, [zero, x, x], first, o.WhileOptions(cond, body)),
+                  Op(OpType.WHILE, [zero, first[1], x], second, o.WhileOptions(cond, body))],
+                 [x], [second[1]], ["x"], ["y"])
+    return main, cond, body
+
+
+def test_while_subgraphs_are_written_once_after_the_signatures_and_run():
+    """The writer gives the graphs a WHILE's options reference their subgraph indices, after
+    the signature graphs, each once however many ops reference it; LiteRT runs the loop."""
+    main, cond, body = loop_graphs(steps=4)
+    data = write_model([main])
+    model = read_model(data)
+    assert [s.name for s in model.subgraphs] == ["main", "cond", "body"]
+    assert [op.options for op in model.subgraphs[0].ops] == [o.WhileOptions(1, 2)] * 2
+    assert [op.type for op in model.subgraphs[2].ops] == [OpType.MUL, OpType.ADD, OpType.ADD]
+    assert len(Interpreter(model_content=data).get_signature_list()) == 1
+    x = np.array([[1.0, -2.0, 0.5], [3.0, 0.0, -1.0]], np.float32)
+    acc = x.copy()
+    for _ in range(8):  # two loops of 4 steps
+        acc = 2 * acc + x
+    np.testing.assert_allclose(run_litert(data, {"x": x})["y"], acc, rtol=1e-6)
+
+
+def test_while_referencing_a_graph_not_written_is_an_error():
+    main, cond, body = loop_graphs(steps=2)
+    index = {main: 0, cond: 1}
+    b = flatbuffers.Builder(0)
+    with pytest.raises(ConversionError, match="body_subgraph 'body' is not among the subgraphs"):
+        write_options(b, main.ops[0].options, "WHILE op", index)
 
 
 def test_litert_runs_signature_by_name(rng):

@@ -221,6 +221,10 @@ VERSION_CASES = [
     # CIFG (no input gate): op_version.cc reads input 2, the input-to-forget weights
     case("UNIDIRECTIONAL_SEQUENCE_LSTM", 2, "float32 - int8 -> float32", "cifg-hybrid",
          options=o.UnidirectionalSequenceLSTMOptions()),
+    # loops (frontend.tf_while): the loop variables of a Keras RNN; a list item written
+    case("WHILE", 1, "int32 float32 float32 -> int32 float32 float32",
+         options=o.WhileOptions(1, 2)),
+    case("DYNAMIC_UPDATE_SLICE", 1, "float32 float32 int32"),
 ]
 
 
@@ -330,5 +334,5 @@ def test_table_has_rows_for_exactly_the_op_types_quantkit_emits():
 
 def test_op_without_version_rule_is_an_error():
     with pytest.raises(ConversionError,
-                       match=r"WHILE \(op 'while_op'\).*covers: ABS, ADD, ARG_MAX"):
-        versions.op_version(make_op(OpType.WHILE, "float32"))
+                       match=r"IF \(op 'if_op'\).*covers: ABS, ADD, ARG_MAX"):
+        versions.op_version(make_op(OpType.IF, "float32"))

@@ -8,7 +8,8 @@ graph is lowered in place, in a scope of its own (``TFContext.scope``: a name pr
 parameters bound to the call's arguments, its variable reads bound to the variables' constants
 (``tf_loops.function_graph``: TF then knows the shapes inside). A ``While`` over a static trip
 count is unrolled the same way, its body lowered once per step (``tf_loops``), unless it is a
-Keras LSTM or SimpleRNN, which becomes one fused sequence op (``tf_rnn``).
+Keras LSTM or SimpleRNN, which becomes one fused sequence op (``tf_rnn``), or the mode keeps
+loops (float activations): a WHILE op with its condition and body as subgraphs (``tf_while``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
 
-from quantkit.frontend import tf_loops, tf_rnn
+from quantkit.frontend import tf_loops, tf_rnn, tf_while
 from quantkit.frontend.capture import Captured
 from quantkit.frontend.tf_context import TFContext, ir_tensor
 from quantkit.frontend.tf_ops import LOWERINGS, lower_custom
@@ -38,7 +39,8 @@ def lower(captured: Captured, *, allow_custom_ops: bool = False,
     """Lower one captured signature to an IR graph.
 
     ``fused_rnns``: the Keras RNN cells whose loops become TFLite's fused sequence ops
-    (``tf_rnn``); other loops are unrolled.
+    (``tf_rnn``); with ``FusedCell.LOOP`` other loops become WHILE ops with condition and body
+    subgraphs (``tf_while``), else they are unrolled.
 
     Raises:
       ConversionError: (lowering) listing every TF op that has no TFLite builtin, unless
@@ -163,11 +165,15 @@ def _lower_call(ctx: TFContext, call: Any) -> None:
 
 
 def _lower_loop(ctx: TFContext) -> None:
-    """A Keras RNN's While as one fused sequence op (``tf_rnn``), else unrolled
+    """A Keras RNN's While as one fused sequence op (``tf_rnn``), else a WHILE op with its
+    condition and body as subgraphs where the mode keeps loops (``tf_while``), else unrolled
     (``tf_loops``): its body lowered in place once per step."""
     cond = _loop_graphs(ctx, ctx.node)[0]
-    if not tf_rnn.lower_fused(ctx, cond, _lower_nodes, ctx.fused_rnns):
-        tf_loops.lower_while(ctx, cond, _lower_nodes)
+    if tf_rnn.lower_fused(ctx, cond, _lower_nodes, ctx.fused_rnns):
+        return
+    if tf_rnn.FusedCell.LOOP in ctx.fused_rnns and tf_while.lower_as_while(ctx, _lower_nodes):
+        return
+    tf_loops.lower_while(ctx, cond, _lower_nodes)
 
 
 def _lower_node(ctx: TFContext, node: Any, handler: Any) -> None:

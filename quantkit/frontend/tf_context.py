@@ -26,7 +26,8 @@ class TFContext(GraphBuilder):
         self.tensors: dict[str, Tensor] = {}  # TF tensor name (in this scope) → IR tensor
         self.node: Any = None  # the tf.Operation being lowered, for names and errors
         self.bodies = {} if bodies is None else bodies  # function bodies, by call node
-        # the RNN cells (tf_rnn.FusedCell) loops become fused sequence ops for, else unrolled
+        # the RNN cells (tf_rnn.FusedCell) loops become fused sequence ops for; with
+        # FusedCell.LOOP other loops become WHILE ops (tf_while), else they are unrolled
         self.fused_rnns = fused_rnns
 
     def scope(self, name: str) -> "TFContext":

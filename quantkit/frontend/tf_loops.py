@@ -12,7 +12,9 @@ is one STRIDED_SLICE per element, stacking one PACK. Nothing here needs a TFLite
 so every integer scheme that has FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD runs the result.
 
 When unrolling: a Keras LSTM or SimpleRNN becomes one fused sequence op instead where the
-mode allows (``tf_rnn``); GRU, other cells and every RNN in the integer schemes are unrolled.
+mode allows (``tf_rnn``), any other loop a WHILE op with subgraphs where activations stay float
+(``tf_while``: tensor lists are then ``StackedList``s, one tensor each); GRU, other cells and
+every RNN in the integer schemes are unrolled.
 Unrolling is exact for any cell (GRU's reset-after, peepholes, custom cells), needs nothing of
 Keras (SavedModels and concrete functions take the same path), every op of the result has an
 int8 and an int16 kernel, and the result is stateless. The price is the op count: about 17 ops
@@ -52,11 +54,21 @@ class TensorList:
     items: tuple[Tensor | None, ...]
     source: Tensor | None = None
     stacked: Tensor | None = None
+    element: tuple[int | None, ...] | None = None  # a reserved list's item shape, if known
+    dtype: np.dtype | None = None  # a reserved list's item type
 
 
-def _list(ctx: TFContext, index: int) -> TensorList:
+@dataclass(frozen=True)
+class StackedList:
+    """A TF TensorList as one tensor ``[length, *item]``: a loop variable of a loop written as
+    a WHILE (``tf_while``), whose items are read and written at run-time indices."""
+
+    tensor: Tensor
+
+
+def _list(ctx: TFContext, index: int) -> TensorList | StackedList:
     value = ctx.tensors[ctx.node.inputs[index].name]
-    if not isinstance(value, TensorList):
+    if not isinstance(value, (TensorList, StackedList)):
         raise ctx.error(f"{ctx.describe_input(index)} is not a tensor list quantkit tracked")
     return value
 
@@ -112,7 +124,12 @@ def tensor_list_reserve(ctx: TFContext) -> None:
     n = int(np.reshape(ctx.const_input(1), -1)[0])
     if n < 0:
         raise ctx.error("a tensor list of unknown length")
-    ctx.alias(TensorList((None,) * n))
+    shape = ctx.input(0)
+    element = None
+    if shape.is_const and np.ndim(shape.data) == 1:
+        element = tuple(None if d < 0 else int(d) for d in shape.data)
+    dtype = np.dtype(ctx.node.get_attr("element_dtype").as_numpy_dtype)
+    ctx.alias(TensorList((None,) * n, element=element, dtype=dtype))
 
 
 def tensor_list_from_tensor(ctx: TFContext) -> None:
@@ -122,6 +139,10 @@ def tensor_list_from_tensor(ctx: TFContext) -> None:
 
 def tensor_list_get_item(ctx: TFContext) -> None:
     tensors = _list(ctx, 0)
+    if isinstance(tensors, StackedList):  # at a run-time index: GATHER
+        x = tensors.tensor
+        ctx.emit(OpType.GATHER, [x, ctx.input(1)], o.GatherOptions(0), shape=x.shape[1:])
+        return
     i = _index(ctx, 1, len(tensors.items))
     item = tensors.items[i]
     if item is None and tensors.stacked is not None:
@@ -131,7 +152,31 @@ def tensor_list_get_item(ctx: TFContext) -> None:
     ctx.alias(item)
 
 
+def _set_stacked(ctx: TFContext, tensors: StackedList) -> None:
+    """Item ``i`` of a stacked list replaced: the whole tensor when it has one item (RESHAPE),
+    else DYNAMIC_UPDATE_SLICE at ``[i, 0, ...]`` (``i·[1, 0, ...]``: one MUL)."""
+    x, item, index = tensors.tensor, ctx.input(2), ctx.input(1)
+    if item.shape is None or list(item.shape).count(None) > 1:
+        raise ctx.error(f"an item of shape {item.shape}: RESHAPE takes one dynamic dim")
+    shape = (1, *item.shape)
+    row = ctx.emit(OpType.RESHAPE, [item, ctx.constant("item_shape", [
+        -1 if d is None else d for d in shape], np.int32)], out=ctx.new_tensor(
+        "item", item.dtype, shape))
+    if x.shape[0] == 1:
+        ctx.alias(StackedList(row))
+        return
+    unit = np.zeros(len(x.shape), np.int32)
+    unit[0] = 1
+    start = ctx.emit(OpType.MUL, [ctx.constant("unit", unit), index], o.MulOptions(),
+                     out=ctx.new_tensor("start", np.int32, unit.shape))
+    ctx.alias(StackedList(ctx.emit(OpType.DYNAMIC_UPDATE_SLICE, [x, row, start],
+                                   out=ctx.new_tensor("list", x.dtype, x.shape))))
+
+
 def tensor_list_set_item(ctx: TFContext) -> None:
+    if isinstance(_list(ctx, 0), StackedList):
+        _set_stacked(ctx, _list(ctx, 0))
+        return
     items = list(_list(ctx, 0).items)
     items[_index(ctx, 1, len(items))] = ctx.input(2)
     ctx.alias(TensorList(tuple(items)))
@@ -139,6 +184,9 @@ def tensor_list_set_item(ctx: TFContext) -> None:
 
 def tensor_list_stack(ctx: TFContext) -> None:
     tensors = _list(ctx, 0)
+    if isinstance(tensors, StackedList):
+        ctx.alias(tensors.tensor)
+        return
     if tensors.stacked is not None:
         ctx.alias(tensors.stacked)
         return
@@ -149,7 +197,9 @@ def tensor_list_stack(ctx: TFContext) -> None:
 
 
 def tensor_list_length(ctx: TFContext) -> None:
-    ctx.alias(ctx.constant("length", len(_list(ctx, 0).items), np.int32))
+    tensors = _list(ctx, 0)
+    n = tensors.tensor.shape[0] if isinstance(tensors, StackedList) else len(tensors.items)
+    ctx.alias(ctx.constant("length", n, np.int32))
 
 
 # Readers a batch-1 constant can stand in for a dynamic-batch fill for (see ``fill``).

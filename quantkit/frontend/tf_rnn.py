@@ -44,10 +44,13 @@ from quantkit.types import Activation, ConversionError, OpType
 
 
 class FusedCell(enum.Enum):
-    """An RNN cell the TF frontend can lower to a fused TFLite sequence op."""
+    """An RNN cell the TF frontend can lower to a fused TFLite sequence op; ``LOOP``: any
+    other loop (a GRU's) becomes a TFLite WHILE with its condition and body as subgraphs
+    (``tf_while``). A loop whose kind is not in the mode's set is unrolled (``tf_loops``)."""
 
     LSTM = "lstm"  # UNIDIRECTIONAL_SEQUENCE_LSTM
     SIMPLE_RNN = "simple_rnn"  # UNIDIRECTIONAL_SEQUENCE_RNN
+    LOOP = "loop"  # WHILE: activations inside a body are not calibrated (float modes only)
 
 
 ALL_CELLS = frozenset(FusedCell)

@@ -33,6 +33,9 @@ from quantkit.types import ConversionError, OpType, Phase
 _WEIGHT_CARRIERS = frozenset({OpType.DEQUANTIZE, OpType.DENSIFY})
 # Ops the table knows that a float model cannot hold (they belong to quantized models).
 _QUANTIZED_ONLY = frozenset({OpType.QUANTIZE, OpType.DEQUANTIZE})
+# Ops that run other subgraphs: this frontend reads one subgraph per signature, so a .tflite's
+# loops are refused (quantkit writes WHILE loops it lowers from TF: frontend.tf_while).
+_RUNS_SUBGRAPHS = frozenset({OpType.WHILE})
 
 
 @dataclass(frozen=True)
@@ -145,14 +148,16 @@ def _refuse_unknown_ops(subgraphs: list[SubgraphInfo], where: str,
             if op.type is OpType.CUSTOM:
                 if not allow_custom_ops:
                     custom.append(f"  CUSTOM {op.custom_code!r} (output {out!r})")
-            elif op.type not in OPS and op.type not in _WEIGHT_CARRIERS:
+            elif op.type not in OPS and op.type not in _WEIGHT_CARRIERS \
+                    or op.type in _RUNS_SUBGRAPHS:
                 unknown.append(f"  {op.type.name} (output {out!r})")
     if not unknown and not custom:
         return
     listed = "\n".join(unknown + custom)
     hint = ("\nSet `allow_custom_ops=True` to keep custom ops (float, your runtime must "
             "provide them)." if custom else "")
-    supported = ", ".join(sorted(t.name for t in OPS if t not in _QUANTIZED_ONLY))
+    supported = ", ".join(sorted(t.name for t in OPS
+                                 if t not in _QUANTIZED_ONLY | _RUNS_SUBGRAPHS))
     raise ConversionError(
         Phase.LOWERING, f"{where}: {len(unknown) + len(custom)} op(s) quantkit cannot convert:"
         f"\n{listed}{hint}\nSupported builtins: {supported}")

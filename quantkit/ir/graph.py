@@ -149,6 +149,21 @@ class Graph:
         return removed
 
 
+def subgraphs(graphs: Iterable[Graph]) -> list[Graph]:
+    """``graphs`` then every graph their ops' options reference (a WHILE's condition and
+    body), recursively, each once, in first-reference order: the order the writer gives them
+    subgraph indices in."""
+    found: dict[Graph, None] = dict.fromkeys(graphs)
+    pending = list(found)
+    while pending:
+        for op in pending.pop(0).ops:
+            for value in vars(op.options).values() if op.options is not None else ():
+                if isinstance(value, Graph) and value not in found:
+                    found[value] = None
+                    pending.append(value)
+    return list(found)
+
+
 # --- unrolled loops ---------------------------------------------------------------------------
 _STEP = re.compile(r"/step_\d+/")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from quantkit.ir import graph as ir_graph
 from quantkit.types import Activation, Padding, TensorType
 
 
@@ -219,3 +220,16 @@ class SequenceRNNOptions:
     time_major: bool = False
     fused_activation_function: Activation = Activation.TANH
     asymmetric_quantize_inputs: bool = False  # dynamic-range (hybrid) kernel only
+
+
+# --- issue #12: loops as subgraphs (the writer gives the graphs their subgraph indices) --------
+@dataclass(frozen=True)
+class WhileOptions:
+    """``cond_subgraph``: computes the bool whether to run ``body_subgraph`` again, from the
+    loop variables; both take the loop variables as inputs, the body returns their next values.
+    The schema stores ``cond_subgraph_index`` and ``body_subgraph_index``: a field holding a
+    ``Graph`` is written as ``<field>_index`` (``tflite_io.options_codec``); read back, the
+    fields hold those indices."""
+
+    cond_subgraph: ir_graph.Graph | int
+    body_subgraph: ir_graph.Graph | int

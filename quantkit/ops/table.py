@@ -357,5 +357,16 @@ RECURRENT = (
            runtime=("1.14.0", "1.14.0", "2.3.0")),
 )
 
+# --- issue #12: loops kept as loops (frontend.tf_while), where activations stay float ----------
+# WHILE runs its body subgraph while its condition subgraph gives true (WhileOptions: both
+# graphs); a tensor list in the body is one tensor, its items written by DYNAMIC_UPDATE_SLICE
+# (read by GATHER). No integer rule: calibration does not see into a loop body, and the integer
+# modes unroll loops instead (converter.FUSED_RNNS).
+LOOPS = (
+    OpSpec(T.WHILE, o.WhileOptions, True, versions=ALWAYS_1, runtime=("1.15.0",)),
+    OpSpec(T.DYNAMIC_UPDATE_SLICE, versions=ALWAYS_1, runtime=("2.9.0",)),
+)
+
 OPS: dict[OpType, OpSpec] = {s.op: s for s in (*WEIGHTED, *ARITHMETIC, *UNARY, *REDUCING,
-                                                *MOVING, *OTHER, *ISSUE12, *RECURRENT)}
+                                                *MOVING, *OTHER, *ISSUE12, *RECURRENT,
+                                                *LOOPS)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from quantkit.ir.graph import Graph
+from quantkit.ir.graph import Graph, subgraphs
 from quantkit.passes.affine import (fold_affine_into_next, fold_scale_into_next,
                                     merge_affine_chains, shift_before_scale)
 from quantkit.passes.cleanup import (absorb_negation, constant_operands, deduplicate_ops,
@@ -60,17 +60,22 @@ def run_passes(graph: Graph, keep_offsets: bool = False) -> Graph:
     ``keep_offsets``: constant ADDs are not folded into the next layer's bias, nor moved
     before a scale so that the scale folds (for the weight-only modes, see
     ``fold_scale_into_next``).
+
+    The graphs ``graph``'s ops reference (a WHILE's condition and body: ``ir.graph.subgraphs``)
+    go through the same passes, each on its own: a pass never looks across a subgraph's inputs
+    or outputs, so the loop variables stay as they are.
     """
     pipeline = PIPELINE if not keep_offsets else tuple(
         fold_scale_into_next if p is fold_affine_into_next else p
         for p in PIPELINE if p is not shift_before_scale)
-    graph.uniquify_names()
-    for _ in range(MAX_ROUNDS):
-        if not any([_run(p, graph) for p in pipeline]):
-            break
-    for p in FINAL:
-        _run(p, graph)
-    graph.remove_dead_ops()
+    for g in subgraphs([graph]):
+        g.uniquify_names()
+        for _ in range(MAX_ROUNDS):
+            if not any([_run(p, g) for p in pipeline]):
+                break
+        for p in FINAL:
+            _run(p, g)
+        g.remove_dead_ops()
     return graph
 
 

@@ -11,11 +11,15 @@ biases and states stay float.
 
 **float16** (``supported_types=[tf.float16]``): every float32 constant is stored as float16 and
 read through a DEQUANTIZE op (LiteRT converts it back to float32 once, at load).
+
+Both reach into the subgraphs a WHILE runs (``nested``): a loop body's weights are compressed
+as a flat graph's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -105,13 +109,29 @@ def plan_float16(graph: Graph, mode: ConversionMode,
     return edits
 
 
+def nested(rewrite: Callable[[Graph], Graph], graph: Graph) -> Graph:
+    """``rewrite(graph)``, its ops' options referencing ``rewrite`` of the graphs they
+    referenced (a WHILE's condition and body), recursively."""
+    new = rewrite(graph)
+    for op in new.ops:
+        if op.options is None:
+            continue
+        changes = {f.name: nested(rewrite, value) for f in dataclasses.fields(op.options)
+                   if isinstance(value := getattr(op.options, f.name), Graph)}
+        if changes:
+            op.options = dataclasses.replace(op.options, **changes)
+    return new
+
+
 def quantize_dynamic_range(graph: Graph, mode: ConversionMode,
                            settings: OpSettings | None = None) -> Graph:
-    """A new graph: ``graph`` with int8 weights on its hybrid ops (``graph`` is unchanged)."""
-    return apply(graph, plan_dynamic_range(graph, mode, settings))
+    """A new graph: ``graph`` with int8 weights on its hybrid ops, loop bodies included
+    (``graph`` is unchanged)."""
+    return nested(lambda g: apply(g, plan_dynamic_range(g, mode, settings)), graph)
 
 
 def quantize_float16(graph: Graph, mode: ConversionMode,
                      settings: OpSettings | None = None) -> Graph:
-    """A new graph: ``graph`` with float16 constants (``graph`` is unchanged)."""
-    return apply(graph, plan_float16(graph, mode, settings))
+    """A new graph: ``graph`` with float16 constants, loop bodies included (``graph`` is
+    unchanged)."""
+    return nested(lambda g: apply(g, plan_float16(g, mode, settings)), graph)

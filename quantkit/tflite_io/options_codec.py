@@ -20,6 +20,7 @@ import flatbuffers
 import numpy as np
 
 from quantkit.ir import options as ir_options
+from quantkit.ir.graph import Graph
 from quantkit.ops import OPS
 from quantkit.tflite_io import checked, schema
 from quantkit.types import ConversionError, OpType, Phase
@@ -60,7 +61,8 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def write_options(builder: flatbuffers.Builder, options: Any, where: str) -> tuple[int, int]:
+def write_options(builder: flatbuffers.Builder, options: Any, where: str,
+                  subgraph_index: dict[Graph, int] | None = None) -> tuple[int, int]:
     """Serialize an options dataclass as its schema table.
 
     Args:
@@ -68,6 +70,9 @@ def write_options(builder: flatbuffers.Builder, options: Any, where: str) -> tup
         options: a frozen dataclass from ``quantkit.ir.options`` (or any dataclass named after a
             schema options table, with the table's field names).
         where: names the op in error messages.
+        subgraph_index: the writer's subgraph index of each graph; a field holding a
+            ``Graph`` (``WhileOptions.body_subgraph``) is written as the schema's
+            ``<field>_index`` with it.
 
     Returns:
         ``(union type code, table offset)`` for ``Operator.builtin_options{_type}``.
@@ -96,6 +101,15 @@ def write_options(builder: flatbuffers.Builder, options: Any, where: str) -> tup
     for f in dataclasses.fields(options):
         value = getattr(options, f.name)
         camel = schema.camel(f.name)
+        if _holds_graph(type(options), f.name):
+            camel = schema.camel(f"{f.name}_index")
+            if isinstance(value, Graph):
+                if value not in (subgraph_index or {}):
+                    raise ConversionError(Phase.WRITING, f"{where}: {f.name} {value.name!r} "
+                                          "is not among the subgraphs written")
+                value = subgraph_index[value]
+            values.append((schema_fn(f"Add{camel}"), int(value)))
+            continue
         if isinstance(value, (tuple, list)):
             schema_fn(f"Start{camel}Vector")(builder, len(value))
             for item in reversed(value):
@@ -119,6 +133,11 @@ def _ir_options_class(table: str) -> type | None:
 @functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def _holds_graph(cls: type, name: str) -> bool:
+    """Whether field ``name`` of options class ``cls`` references a subgraph."""
+    return Graph in typing.get_args(_field_types(cls).get(name))
 
 
 def _convert(hint: Any, raw: Any, table: checked.Table, name: str) -> Any:
@@ -160,7 +179,9 @@ def read_options(code: int, table: checked.Table | flatbuffers.table.Table | Non
     kwargs = {}
     for f in dataclasses.fields(cls):
         hint = _field_types(cls)[f.name]
-        if typing.get_origin(hint) is tuple:
+        if _holds_graph(cls, f.name):  # read back as the subgraph's index
+            kwargs[f.name] = int(table.scalar(f"{f.name}_index"))
+        elif typing.get_origin(hint) is tuple:
             values = table.array(f.name, np.int32)  # write_options writes int32 items
             kwargs[f.name] = () if values is None else tuple(int(v) for v in values)
         else:

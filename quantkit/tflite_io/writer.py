@@ -15,7 +15,7 @@ from typing import Any, Callable, NamedTuple
 import flatbuffers
 import numpy as np
 
-from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.ir.graph import Graph, Op, Tensor, subgraphs
 from quantkit.tflite_io import schema
 from quantkit.tflite_io.options_codec import check_options, write_options
 from quantkit.tflite_io.versions import is_int16x8_model, min_runtime_version, op_version
@@ -54,6 +54,8 @@ class _Plan:
     const_buffer: dict[Tensor, int] = field(default_factory=dict)  # by identity (eq=False)
     op_codes: dict[_OpCode, int] = field(default_factory=dict)  # insertion order = first use
     op_code_of: dict[Op, int] = field(default_factory=dict)
+    # the signature graphs first, then those ops' options reference (loop bodies)
+    subgraph_index: dict[Graph, int] = field(default_factory=dict)
 
 
 def write_model(
@@ -62,8 +64,9 @@ def write_model(
     """Serialize IR subgraphs to TFLite flatbuffer bytes.
 
     Args:
-        graphs: one Graph per subgraph; subgraph ``i`` gets the SignatureDef keyed
-            ``graphs[i].signature_key``.
+        graphs: one Graph per signature; subgraph ``i`` gets the SignatureDef keyed
+            ``graphs[i].signature_key``. The graphs their ops' options reference (a WHILE's
+            condition and body) follow them, each once (``ir.graph.subgraphs``).
         description: the model's description string.
         metadata: extra metadata entries (name → bytes), each in its own buffer, after
             ``min_runtime_version`` which is always written.
@@ -88,18 +91,19 @@ def write_model(
 
     b = flatbuffers.Builder(size_hint)
     buffers = [_write_buffer(b, p) for p in payloads]
-    subgraphs, signatures = [], []
-    for i, g in enumerate(graphs):
+    written, signatures = [], []
+    for i, g in enumerate(plan.subgraph_index):
         index = {t: k for k, t in enumerate(g.tensors())}
-        subgraphs.append(_write_subgraph(b, g, index, plan))
-        signatures.append(_write_signature(b, g, i, index))
+        written.append(_write_subgraph(b, g, index, plan))
+        if i < len(graphs):
+            signatures.append(_write_signature(b, g, i, index))
     op_codes = [_write_op_code(b, key) for key in plan.op_codes]
     first_meta = len(plan.payloads)
     metas = [_write_metadata(b, name, first_meta + k) for k, (name, _) in enumerate(entries)]
 
     desc = b.CreateString(description)
     op_codes_vec = _offsets(b, _Model.ModelStartOperatorCodesVector, op_codes)
-    subgraphs_vec = _offsets(b, _Model.ModelStartSubgraphsVector, subgraphs)
+    subgraphs_vec = _offsets(b, _Model.ModelStartSubgraphsVector, written)
     buffers_vec = _offsets(b, _Model.ModelStartBuffersVector, buffers)
     metadata_vec = _offsets(b, _Model.ModelStartMetadataVector, metas)
     signatures_vec = _offsets(b, _Model.ModelStartSignatureDefsVector, signatures)
@@ -122,8 +126,9 @@ def write_model(
 def _plan(graphs: list[Graph]) -> _Plan:
     plan = _Plan()
     by_content: dict[tuple[int, bytes], list[int]] = {}  # (size, digest) → buffer indices
-    int16x8 = is_int16x8_model(op for g in graphs for op in g.ops)
-    for g in graphs:
+    plan.subgraph_index = {g: k for k, g in enumerate(subgraphs(graphs))}
+    int16x8 = is_int16x8_model(op for g in plan.subgraph_index for op in g.ops)
+    for g in plan.subgraph_index:
         for t in g.tensors():
             if t.is_const and t not in plan.const_buffer:
                 plan.const_buffer[t] = _buffer_for(plan, by_content, _const_bytes(t))
@@ -248,7 +253,7 @@ def _write_buffer(b: flatbuffers.Builder, payload: memoryview) -> int:
 
 def _write_subgraph(b: flatbuffers.Builder, g: Graph, index: dict[Tensor, int], plan: _Plan) -> int:
     tensors = [_write_tensor(b, t, plan.const_buffer.get(t, 0)) for t in index]
-    operators = [_write_operator(b, op, index, plan.op_code_of[op]) for op in g.ops]
+    operators = [_write_operator(b, op, index, plan) for op in g.ops]
     name = b.CreateString(g.name)
     tensors_vec = _offsets(b, _SubGraph.SubGraphStartTensorsVector, tensors)
     inputs_vec = _scalars(b, [index[t] for t in g.inputs], np.int32)
@@ -319,10 +324,12 @@ def _write_quant(b: flatbuffers.Builder, t: Tensor) -> int:
     return _Quant.QuantizationParametersEnd(b)
 
 
-def _write_operator(b: flatbuffers.Builder, op: Op, index: dict[Tensor, int], opcode: int) -> int:
+def _write_operator(b: flatbuffers.Builder, op: Op, index: dict[Tensor, int], plan: _Plan) -> int:
+    opcode = plan.op_code_of[op]
     options = None
     if op.options is not None:
-        options = write_options(b, op.options, f"{op.type.name} op {op.name!r}")
+        options = write_options(b, op.options, f"{op.type.name} op {op.name!r}",
+                                plan.subgraph_index)
     inputs = [-1 if t is None else index[t] for t in op.inputs]  # -1: absent optional input
     inputs_vec = _scalars(b, inputs, np.int32)
     outputs = [index[t] for t in op.outputs]
