@@ -19,6 +19,11 @@ machine under any load (a time budget made the digits CNN 0.8 dB worse under loa
 on the next ``AUTO_CHECK_SAMPLES`` calibration samples (held out from the search), the
 per-tensor choice must beat min/max everywhere and the best single method, else the better
 of those two is kept: 32 samples are few, and the search can fit them.
+
+Equalization is decided the same way, per signature (``choose_equalization``): both float
+graphs, with and without CLE, are calibrated and quantized with min/max ranges, and the one
+with the lower ``e`` on the probe is kept (CLE gains 6 dB on the depthwise-separable CNN but
+costs 0.9 dB per-tensor on the MNIST CNN); the search then starts from it.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 import calibration
+from calibration import CalibrationStats
 from quantkit.calibrate import METHOD_SETTERS, CalibrationOptions, input_specs
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.quantize import Means, Ranges, WeightRounder, quantize_integer
@@ -48,6 +54,7 @@ AUTO_TRIALS = 12
 # A change is kept only when it lowers the output error by this share: smaller drops on 32
 # samples are mostly noise, and chasing them fits the probe (measured: digits CNN, −1 dB).
 AUTO_MARGIN = 0.05
+BEFORE = "@before_equalization"  # suffix of the derived statistics of the graph without CLE
 CHUNK = 64  # samples per LiteRT call when measuring channel minima or layer inputs
 ADAROUND_SAMPLES = 64  # calibration samples whose float layer inputs AdaRound learns on
 CANDIDATES = (RangeMethod.MIN_MAX, RangeMethod.MSE, RangeMethod.ENTROPY,
@@ -60,6 +67,88 @@ class Probe:
 
     batches: tuple[dict[str, np.ndarray], ...]
     reference: tuple[np.ndarray, ...]  # per output, every batch's rows concatenated
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A starting point for one signature: a float graph as calibrated (its min/max
+    ``ranges``, min/max for the AUTO tensors too; its ``means``), its ops' ``settings``, and
+    the ``mode`` it quantizes in (``mode.accuracy``: MSE-clipped weights)."""
+
+    graph: Graph
+    ranges: Ranges
+    means: Means | None
+    settings: OpSettings | None
+    mode: ConversionMode
+    equalized: bool
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One candidate's output error ``e`` on the probe."""
+
+    equalized: bool
+    clipped_weights: bool
+    error: float
+
+
+@dataclass(frozen=True)
+class StartChoice:
+    """``Optimize.ACCURACY``'s starting point for one signature: whether it kept cross-layer
+    equalization and MSE-clipped weights, and the errors it decided by."""
+
+    signature_key: str
+    equalized: bool
+    clipped_weights: bool
+    tried: tuple[Tried, ...]
+
+
+def choose_start(candidates: Sequence[Candidate], probe: Probe
+                 ) -> tuple[Candidate, StartChoice]:
+    """The candidate with the least output error ``e`` on ``probe`` (min/max ranges, no
+    AdaRound); on a tie the first (list Optimize.DEFAULT's own first)."""
+    errors = [trial_error(c.graph, c.ranges, c.mode, c.means, c.settings, probe)
+              for c in candidates]
+    best = candidates[int(np.argmin(errors))]
+    choice = StartChoice(best.graph.signature_key, best.equalized, best.mode.accuracy,
+                         tuple(Tried(c.equalized, c.mode.accuracy, e)
+                               for c, e in zip(candidates, errors)))
+    log.info("signature %r: cross-layer equalization %s, weights %s (output errors %s)",
+             choice.signature_key, "kept" if best.equalized else "dropped",
+             "MSE-clipped" if best.mode.accuracy else "min/max",
+             ", ".join(f"{'CLE' if t.equalized else 'plain'}{'+clip' if t.clipped_weights else ''}"
+                       f" {t.error:.3e}" for t in choice.tried))
+    return best, choice
+
+
+def derive_before(factors: Mapping[str, np.ndarray]) -> Callable[[dict], dict]:
+    """For calibrating the equalized graph: each tensor of ``factors`` as it is in the graph
+    before equalization, ``t · S`` (``passes.equalize.undo_factors``), named ``t + BEFORE``.
+    One pass then measures both graphs: the others' values are the same in both."""
+    def derive(values: dict) -> dict:
+        return {name + BEFORE: np.asarray(values[name]) * factor
+                for name, factor in factors.items() if name in values}
+    return derive
+
+
+def split_before(stats: CalibrationStats, factors: Mapping[str, Mapping[str, np.ndarray]]
+                 ) -> tuple[CalibrationStats, CalibrationStats]:
+    """(the equalized graphs' statistics, the graphs' before equalization) from a pass with
+    ``derive_before`` (``factors`` per signature); the channel means of the latter are the
+    equalized graph's times ``S`` (a mean is linear)."""
+    equalized, before = {}, {}
+    for key, signature in stats.signatures.items():
+        undo = factors.get(key, {})
+        tensors = {n: t for n, t in signature.tensors.items() if not n.endswith(BEFORE)}
+        equalized[key] = dataclasses.replace(signature, tensors=tensors)
+        means = {n: dataclasses.replace(m, sums=tuple(
+            tuple(float(x) * float(f) for x in partials) for partials, f in zip(m.sums, undo[n])))
+            if n in undo else m for n, m in signature.channel_means.items()}
+        before[key] = dataclasses.replace(signature, tensors={
+            n: signature.tensors.get(n + BEFORE, t) for n, t in tensors.items()},
+            channel_means=means)
+    return (dataclasses.replace(stats, signatures=equalized),
+            dataclasses.replace(stats, signatures=before))
 
 
 def make_probe(graph: Graph, dataset: Any, others: Sequence[Graph] = (),
@@ -169,15 +258,18 @@ def _spread(candidates: dict[RangeMethod, dict[str, tuple]], name: str,
 def auto_ranges(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list[str],
                 mode: ConversionMode, means: Means | None, settings: OpSettings | None,
                 probe: Probe, options: CalibrationOptions, check: Probe | None = None,
-                rounding: WeightRounder | None = None) -> Ranges:
+                rounding: WeightRounder | None = None, start_error: float | None = None,
+                budget: int = AUTO_TRIALS) -> Ranges:
     """``ranges`` (min/max for the ``auto`` tensors) with each tensor in ``auto`` set by the
     method that gives the least output error (module docstring); ``tensors`` are the
     signature's histogram statistics. ``check``: other samples on which the search's result
     must beat min/max and the best single method, else the better of those is returned (the
     search fits its 32 samples: on the MNIST CNN it cost 1.8 dB on the test digits).
-    ``rounding``: the weights' rounding the trials quantize with (``quantize_integer``)."""
+    ``rounding``: the weights' rounding the trials quantize with (``quantize_integer``).
+    ``start_error``: ``e`` of ``ranges`` on ``probe`` if already measured (the first trial's,
+    still counted); ``budget``: the trials the search may run."""
     found = _search(graph, tensors, ranges, auto, mode, means, settings, probe, options,
-                    rounding)
+                    rounding, start_error, budget)
     if check is None:
         return found[-1]
     distinct = [r for i, r in enumerate(found) if r not in found[:i]]
@@ -190,18 +282,21 @@ def auto_ranges(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: 
 
 def _search(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list[str],
             mode: ConversionMode, means: Means | None, settings: OpSettings | None,
-            probe: Probe, options: CalibrationOptions, rounding: WeightRounder | None
+            probe: Probe, options: CalibrationOptions, rounding: WeightRounder | None,
+            start_error: float | None = None, budget: int = AUTO_TRIALS
             ) -> tuple[Ranges, Ranges, Ranges]:
     """The search on ``probe``: (min/max, the best single method, the per-tensor choice)."""
 
     def error(trial: Ranges) -> float:
+        if start_error is not None and trial == ranges:
+            return start_error
         return trial_error(graph, trial, mode, means, settings, probe, rounding)
 
     candidates: dict[RangeMethod, dict[str, tuple]] = {}
     best, best_error, trials = dict(ranges), np.inf, 0
     chosen: dict[str, RangeMethod] = {}
     for method in CANDIDATES:  # each method's ranges are computed only when tried
-        if trials >= AUTO_TRIALS:
+        if trials >= budget:
             break
         candidates[method] = {n: METHOD_SETTERS[method](tensors[n], options) for n in auto}
         trial = {**ranges, **candidates[method]}
@@ -214,7 +309,7 @@ def _search(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list
     order = sorted(auto, key=lambda n: -_spread(candidates, n, best[n])) if candidates else []
     for name in order:
         for method, ranges_of in candidates.items():
-            if trials >= AUTO_TRIALS:
+            if trials >= budget:
                 return dict(ranges), one_method, _done(best, chosen, best_error)
             if method is chosen.get(name) or ranges_of[name] == best[name]:
                 continue
