@@ -20,10 +20,14 @@ on the next ``AUTO_CHECK_SAMPLES`` calibration samples (held out from the search
 per-tensor choice must beat min/max everywhere and the best single method, else the better
 of those two is kept: 32 samples are few, and the search can fit them.
 
-Equalization is decided the same way, per signature (``choose_equalization``): both float
-graphs, with and without CLE, are calibrated and quantized with min/max ranges, and the one
-with the lower ``e`` on the probe is kept (CLE gains 6 dB on the depthwise-separable CNN but
-costs 0.9 dB per-tensor on the MNIST CNN); the search then starts from it.
+Equalization is decided first, per signature, by the same error (``choose_start``): the
+equalized graph with clipped weights and min/max ranges against Optimize.DEFAULT's model (the
+graph before CLE, min/max ranges and weights). CLE gains 6 dB on the depthwise-separable CNN
+but costs 0.9 dB per-tensor on the MNIST CNN; where it loses, ACCURACY returns DEFAULT's
+model, else the search starts from the equalized graph (its first trial is that error, and
+the budget is one trial less). One calibration pass measures both graphs: the tensors CLE
+scales are derived as they were before it, ``t · S`` (``derive_before``), the others are the
+same in both.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ import numpy as np
 
 import calibration
 from calibration import CalibrationStats
-from quantkit.calibrate import METHOD_SETTERS, CalibrationOptions, input_specs
+from quantkit.calibrate import (METHOD_SETTERS, CalibrationOptions, calibrate_graphs,
+                                executors, input_specs)
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.quantize import Means, Ranges, WeightRounder, quantize_integer
 from quantkit.recipe import OpSettings, RangeMethod
@@ -71,9 +76,9 @@ class Probe:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A starting point for one signature: a float graph as calibrated (its min/max
-    ``ranges``, min/max for the AUTO tensors too; its ``means``), its ops' ``settings``, and
-    the ``mode`` it quantizes in (``mode.accuracy``: MSE-clipped weights)."""
+    """A start for one signature: a float graph as calibrated (its min/max ``ranges``,
+    min/max for the AUTO tensors too; its ``means``), its ops' ``settings``, the ``mode`` it
+    quantizes in (``mode.accuracy``: MSE-clipped weights) and whether CLE ran on it."""
 
     graph: Graph
     ranges: Ranges
@@ -84,41 +89,29 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Tried:
-    """One candidate's output error ``e`` on the probe."""
-
-    equalized: bool
-    clipped_weights: bool
-    error: float
-
-
-@dataclass(frozen=True)
 class StartChoice:
-    """``Optimize.ACCURACY``'s starting point for one signature: whether it kept cross-layer
-    equalization and MSE-clipped weights, and the errors it decided by."""
+    """``Optimize.ACCURACY``'s start for one signature: ``equalized`` (the equalized graph,
+    MSE-clipped weights, then the range search) or not (Optimize.DEFAULT's model as it is),
+    and the probe's output errors ``e`` of both with min/max ranges it decided by."""
 
     signature_key: str
     equalized: bool
-    clipped_weights: bool
-    tried: tuple[Tried, ...]
+    default_error: float
+    equalized_error: float
 
 
-def choose_start(candidates: Sequence[Candidate], probe: Probe
+def choose_start(default: Candidate, equalized: Candidate, probe: Probe
                  ) -> tuple[Candidate, StartChoice]:
-    """The candidate with the least output error ``e`` on ``probe`` (min/max ranges, no
-    AdaRound); on a tie the first (list Optimize.DEFAULT's own first)."""
+    """The candidate with the lower output error ``e`` on ``probe`` (min/max ranges, no
+    AdaRound); ``default`` on a tie."""
     errors = [trial_error(c.graph, c.ranges, c.mode, c.means, c.settings, probe)
-              for c in candidates]
-    best = candidates[int(np.argmin(errors))]
-    choice = StartChoice(best.graph.signature_key, best.equalized, best.mode.accuracy,
-                         tuple(Tried(c.equalized, c.mode.accuracy, e)
-                               for c, e in zip(candidates, errors)))
-    log.info("signature %r: cross-layer equalization %s, weights %s (output errors %s)",
-             choice.signature_key, "kept" if best.equalized else "dropped",
-             "MSE-clipped" if best.mode.accuracy else "min/max",
-             ", ".join(f"{'CLE' if t.equalized else 'plain'}{'+clip' if t.clipped_weights else ''}"
-                       f" {t.error:.3e}" for t in choice.tried))
-    return best, choice
+              for c in (default, equalized)]
+    keep = errors[1] < errors[0]
+    choice = StartChoice(default.graph.signature_key, keep, errors[0], errors[1])
+    log.info("signature %r: cross-layer equalization %s (output error %.3e with it and "
+             "clipped weights, %.3e as Optimize.DEFAULT)", choice.signature_key,
+             "kept" if keep else "dropped", errors[1], errors[0])
+    return (equalized if keep else default), choice
 
 
 def derive_before(factors: Mapping[str, np.ndarray]) -> Callable[[dict], dict]:
@@ -142,13 +135,23 @@ def split_before(stats: CalibrationStats, factors: Mapping[str, Mapping[str, np.
         tensors = {n: t for n, t in signature.tensors.items() if not n.endswith(BEFORE)}
         equalized[key] = dataclasses.replace(signature, tensors=tensors)
         means = {n: dataclasses.replace(m, sums=tuple(
-            tuple(float(x) * float(f) for x in partials) for partials, f in zip(m.sums, undo[n])))
-            if n in undo else m for n, m in signature.channel_means.items()}
+            tuple(float(x) * float(f) for x in partials)
+            for partials, f in zip(m.sums, undo[n]))) if n in undo else m
+            for n, m in signature.channel_means.items()}
         before[key] = dataclasses.replace(signature, tensors={
             n: signature.tensors.get(n + BEFORE, t) for n, t in tensors.items()},
             channel_means=means)
     return (dataclasses.replace(stats, signatures=equalized),
             dataclasses.replace(stats, signatures=before))
+
+
+def calibrate_before(graphs: list[Graph], factors: Mapping[str, Mapping[str, np.ndarray]],
+                     dataset: Any, options: CalibrationOptions
+                     ) -> tuple[CalibrationStats, CalibrationStats]:
+    """One calibration of the equalized ``graphs`` that measures them as they were before
+    CLE too (``factors`` per signature): (their statistics, the ones before)."""
+    runners = executors(graphs, options, {k: derive_before(f) for k, f in factors.items()})
+    return split_before(calibrate_graphs(graphs, dataset, options, runners), factors)
 
 
 def make_probe(graph: Graph, dataset: Any, others: Sequence[Graph] = (),

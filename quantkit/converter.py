@@ -18,10 +18,10 @@ import tensorflow as tf
 from calibration import CalibrationStats, ObserverKind
 from quantkit._version import __version__
 from quantkit.accuracy import (AUTO_CHECK_SAMPLES, AUTO_SAMPLES, AUTO_TRIALS, Candidate,
-                               auto_ranges, channel_minima, choose_start, derive_before,
-                               layer_inputs, make_probe, split_before)
+                               auto_ranges, calibrate_before, channel_minima, choose_start,
+                               layer_inputs, make_probe)
 from quantkit.calibrate import (HISTOGRAM_METHODS, CalibrationOptions, batch_rows,
-                                calibrate_graphs, executors, means, ranges)
+                                calibrate_graphs, means, ranges)
 from quantkit.frontend import capture
 from quantkit.frontend.lower import lower
 from quantkit.frontend.tf_rnn import ALL_CELLS, FusedCell
@@ -274,11 +274,10 @@ class TFLiteConverter:
         lowered = self._lowered()
         # A quantization-aware trained model quantizes fully without a representative dataset.
         mode = self.resolve_mode(has_trained_ranges(lowered))
-        deciding = (mode.quant in _CALIBRATED and self._accuracy() and self.calibration_statistics
-                    is None and self.representative_dataset is not None and
-                    self.cross_layer_equalization is None and not self.recipe.rules and
-                    not self.equalize_relu6 and not self._absorbing() and
-                    self._range_method() is RangeMethod.AUTO)
+        deciding = (mode.quant in _CALIBRATED and self._accuracy() and not self.recipe.rules
+                    and self.cross_layer_equalization is None and self.representative_dataset
+                    is not None and not (self.equalize_relu6 or self._absorbing())
+                    and self._range_method() is RangeMethod.AUTO)
         plain: list[tuple[Graph, Any]] = []  # ACCURACY decides CLE: the graphs before it
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered,
                                     plain=plain if deciding else None)
@@ -334,10 +333,8 @@ class TFLiteConverter:
         plain_settings, plain_stats, self.start_choices = settings, None, ()
         factors = {g.signature_key: f for (p, f), g in zip(plain, graphs) if p is not g}
         if factors and stats is None:  # one pass measures the graphs before CLE too
-            runners = executors(graphs, self._calibration_options(settings),
-                                {k: derive_before(f) for k, f in factors.items()})
-            stats, plain_stats = split_before(self._calibrate(graphs, settings, runners),
-                                              factors)
+            stats, plain_stats = calibrate_before(graphs, factors, getattr(
+                dataset, "input_gen", dataset), self._calibration_options(settings))
             plain_settings = self._settings([p for p, _ in plain], mode)
         elif stats is None and dataset is not None:
             stats = self._calibrate(graphs, settings)
@@ -359,14 +356,14 @@ class TFLiteConverter:
                               mode, equalized=bool(plain) and plain[n][0] is not graph)
             start_error, budget = None, AUTO_TRIALS
             if probe is not None and plain_stats is not None and start.equalized:
-                start, choice = choose_start([Candidate(
+                start, choice = choose_start(Candidate(
                     plain[n][0], ranges(plain_stats, key, self.calibration, {},
                                         RangeMethod.MIN_MAX),
                     means(plain_stats, key), plain_settings,
-                    dataclasses.replace(mode, accuracy=False), equalized=False), start], probe)
+                    dataclasses.replace(mode, accuracy=False), equalized=False), start, probe)
                 self.start_choices += (choice,)
                 if choice.equalized:  # the search starts there (one trial spent on DEFAULT)
-                    start_error, budget = choice.tried[1].error, AUTO_TRIALS - 1
+                    start_error, budget = choice.equalized_error, AUTO_TRIALS - 1
                 else:  # Optimize.DEFAULT's model, as Optimize.DEFAULT converts it
                     probe = None
             graph, chosen, op_settings = start.graph, start.ranges, start.settings
@@ -423,9 +420,8 @@ class TFLiteConverter:
 
     def _float_graphs(self, keep_offsets: bool = False, lowered: list[Graph] | None = None,
                       plain: list[tuple[Graph, Any]] | None = None) -> list[Graph]:
-        """The float graphs after the passes, of ``lowered`` (else the frontend's). ``plain``:
-        a list that receives each graph as it was before equalization (a copy, or the graph
-        itself where equalization changed nothing) and its ``undo_factors``."""
+        """The float graphs after the passes, of ``lowered`` (else the frontend's); ``plain``
+        gets each as it was before CLE (itself where CLE changed nothing), ``undo_factors``."""
         graphs = []
         for source in lowered or self._lowered():
             graph = run_passes(source, keep_offsets)
@@ -454,11 +450,10 @@ class TFLiteConverter:
         """High-bias absorption: asked for (it needs the equalization pass's pairs only)."""
         return bool(self.high_bias_absorption)
 
-    def _calibrate(self, graphs: list[Graph], settings: OpSettings,
-                   runners: Any = None) -> CalibrationStats:
+    def _calibrate(self, graphs: list[Graph], settings: OpSettings) -> CalibrationStats:
         dataset = self.representative_dataset
         dataset = getattr(dataset, "input_gen", dataset)  # a RepresentativeDataset
-        return calibrate_graphs(graphs, dataset, self._calibration_options(settings), runners)
+        return calibrate_graphs(graphs, dataset, self._calibration_options(settings))
 
     def _calibration_options(self, settings: OpSettings) -> CalibrationOptions:
         """``calibration``, with the observer the recipe's range methods need."""
