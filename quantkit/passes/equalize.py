@@ -200,7 +200,7 @@ def undo_factors(graph: Graph, scales: Mapping[Op, np.ndarray]) -> dict[str, np.
     for first, s in scales.items():
         t = first.outputs[0]
         while True:
-            width = t.shape[-1] if t.shape and t.shape[-1] else len(s)
+            width = t.shape[-1] if t.shape and (t.shape[-1] or 0) > 0 else len(s)
             factors[t.name] = np.tile(s, width // len(s)).astype(np.float32)
             op = uses.only_consumer(t)
             if op is None or op.inputs[0] is not t or not (
