@@ -19,6 +19,15 @@ machine under any load (a time budget made the digits CNN 0.8 dB worse under loa
 on the next ``AUTO_CHECK_SAMPLES`` calibration samples (held out from the search), the
 per-tensor choice must beat min/max everywhere and the best single method, else the better
 of those two is kept: 32 samples are few, and the search can fit them.
+
+Equalization is decided first, per signature, by the same error (``choose_start``): the
+equalized graph with clipped weights and min/max ranges against Optimize.DEFAULT's model (the
+graph before CLE, min/max ranges and weights). CLE gains 6 dB on the depthwise-separable CNN
+but costs 0.9 dB per-tensor on the MNIST CNN; where it loses, ACCURACY returns DEFAULT's
+model, else the search starts from the equalized graph (its first trial is that error, and
+the budget is one trial less). One calibration pass measures both graphs: the tensors CLE
+scales are derived as they were before it, ``t · S`` (``derive_before``), the others are the
+same in both.
 """
 
 from __future__ import annotations
@@ -26,12 +35,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 import calibration
-from quantkit.calibrate import METHOD_SETTERS, CalibrationOptions, input_specs
+from calibration import CalibrationStats
+from quantkit.calibrate import (METHOD_SETTERS, CalibrationOptions, calibrate_graphs,
+                                executors, input_specs)
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.quantize import Means, Ranges, WeightRounder, quantize_integer
 from quantkit.recipe import OpSettings, RangeMethod
@@ -48,6 +59,7 @@ AUTO_TRIALS = 12
 # A change is kept only when it lowers the output error by this share: smaller drops on 32
 # samples are mostly noise, and chasing them fits the probe (measured: digits CNN, −1 dB).
 AUTO_MARGIN = 0.05
+BEFORE = "@before_equalization"  # suffix of the derived statistics of the graph without CLE
 CHUNK = 64  # samples per LiteRT call when measuring channel minima or layer inputs
 ADAROUND_SAMPLES = 64  # calibration samples whose float layer inputs AdaRound learns on
 CANDIDATES = (RangeMethod.MIN_MAX, RangeMethod.MSE, RangeMethod.ENTROPY,
@@ -60,6 +72,86 @@ class Probe:
 
     batches: tuple[dict[str, np.ndarray], ...]
     reference: tuple[np.ndarray, ...]  # per output, every batch's rows concatenated
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A start for one signature: a float graph as calibrated (its min/max ``ranges``,
+    min/max for the AUTO tensors too; its ``means``), its ops' ``settings``, the ``mode`` it
+    quantizes in (``mode.accuracy``: MSE-clipped weights) and whether CLE ran on it."""
+
+    graph: Graph
+    ranges: Ranges
+    means: Means | None
+    settings: OpSettings | None
+    mode: ConversionMode
+    equalized: bool
+
+
+@dataclass(frozen=True)
+class StartChoice:
+    """``Optimize.ACCURACY``'s start for one signature: ``equalized`` (the equalized graph,
+    MSE-clipped weights, then the range search) or not (Optimize.DEFAULT's model as it is),
+    and the probe's output errors ``e`` of both with min/max ranges it decided by."""
+
+    signature_key: str
+    equalized: bool
+    default_error: float
+    equalized_error: float
+
+
+def choose_start(default: Candidate, equalized: Candidate, probe: Probe
+                 ) -> tuple[Candidate, StartChoice]:
+    """The candidate with the lower output error ``e`` on ``probe`` (min/max ranges, no
+    AdaRound); ``default`` on a tie."""
+    errors = [trial_error(c.graph, c.ranges, c.mode, c.means, c.settings, probe)
+              for c in (default, equalized)]
+    keep = errors[1] < errors[0]
+    choice = StartChoice(default.graph.signature_key, keep, errors[0], errors[1])
+    log.info("signature %r: cross-layer equalization %s (output error %.3e with it and "
+             "clipped weights, %.3e as Optimize.DEFAULT)", choice.signature_key,
+             "kept" if keep else "dropped", errors[1], errors[0])
+    return (equalized if keep else default), choice
+
+
+def derive_before(factors: Mapping[str, np.ndarray]) -> Callable[[dict], dict]:
+    """For calibrating the equalized graph: each tensor of ``factors`` as it is in the graph
+    before equalization, ``t · S`` (``passes.equalize.undo_factors``), named ``t + BEFORE``.
+    One pass then measures both graphs: the others' values are the same in both."""
+    def derive(values: dict) -> dict:
+        return {name + BEFORE: np.asarray(values[name]) * factor
+                for name, factor in factors.items() if name in values}
+    return derive
+
+
+def split_before(stats: CalibrationStats, factors: Mapping[str, Mapping[str, np.ndarray]]
+                 ) -> tuple[CalibrationStats, CalibrationStats]:
+    """(the equalized graphs' statistics, the graphs' before equalization) from a pass with
+    ``derive_before`` (``factors`` per signature); the channel means of the latter are the
+    equalized graph's times ``S`` (a mean is linear)."""
+    equalized, before = {}, {}
+    for key, signature in stats.signatures.items():
+        undo = factors.get(key, {})
+        tensors = {n: t for n, t in signature.tensors.items() if not n.endswith(BEFORE)}
+        equalized[key] = dataclasses.replace(signature, tensors=tensors)
+        means = {n: dataclasses.replace(m, sums=tuple(
+            tuple(float(x) * float(f) for x in partials)
+            for partials, f in zip(m.sums, undo[n]))) if n in undo else m
+            for n, m in signature.channel_means.items()}
+        before[key] = dataclasses.replace(signature, tensors={
+            n: signature.tensors.get(n + BEFORE, t) for n, t in tensors.items()},
+            channel_means=means)
+    return (dataclasses.replace(stats, signatures=equalized),
+            dataclasses.replace(stats, signatures=before))
+
+
+def calibrate_before(graphs: list[Graph], factors: Mapping[str, Mapping[str, np.ndarray]],
+                     dataset: Any, options: CalibrationOptions
+                     ) -> tuple[CalibrationStats, CalibrationStats]:
+    """One calibration of the equalized ``graphs`` that measures them as they were before
+    CLE too (``factors`` per signature): (their statistics, the ones before)."""
+    runners = executors(graphs, options, {k: derive_before(f) for k, f in factors.items()})
+    return split_before(calibrate_graphs(graphs, dataset, options, runners), factors)
 
 
 def make_probe(graph: Graph, dataset: Any, others: Sequence[Graph] = (),
@@ -169,15 +261,18 @@ def _spread(candidates: dict[RangeMethod, dict[str, tuple]], name: str,
 def auto_ranges(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list[str],
                 mode: ConversionMode, means: Means | None, settings: OpSettings | None,
                 probe: Probe, options: CalibrationOptions, check: Probe | None = None,
-                rounding: WeightRounder | None = None) -> Ranges:
+                rounding: WeightRounder | None = None, start_error: float | None = None,
+                budget: int = AUTO_TRIALS) -> Ranges:
     """``ranges`` (min/max for the ``auto`` tensors) with each tensor in ``auto`` set by the
     method that gives the least output error (module docstring); ``tensors`` are the
     signature's histogram statistics. ``check``: other samples on which the search's result
     must beat min/max and the best single method, else the better of those is returned (the
     search fits its 32 samples: on the MNIST CNN it cost 1.8 dB on the test digits).
-    ``rounding``: the weights' rounding the trials quantize with (``quantize_integer``)."""
+    ``rounding``: the weights' rounding the trials quantize with (``quantize_integer``).
+    ``start_error``: ``e`` of ``ranges`` on ``probe`` if already measured (the first trial's,
+    still counted); ``budget``: the trials the search may run."""
     found = _search(graph, tensors, ranges, auto, mode, means, settings, probe, options,
-                    rounding)
+                    rounding, start_error, budget)
     if check is None:
         return found[-1]
     distinct = [r for i, r in enumerate(found) if r not in found[:i]]
@@ -190,18 +285,21 @@ def auto_ranges(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: 
 
 def _search(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list[str],
             mode: ConversionMode, means: Means | None, settings: OpSettings | None,
-            probe: Probe, options: CalibrationOptions, rounding: WeightRounder | None
+            probe: Probe, options: CalibrationOptions, rounding: WeightRounder | None,
+            start_error: float | None = None, budget: int = AUTO_TRIALS
             ) -> tuple[Ranges, Ranges, Ranges]:
     """The search on ``probe``: (min/max, the best single method, the per-tensor choice)."""
 
     def error(trial: Ranges) -> float:
+        if start_error is not None and trial == ranges:
+            return start_error
         return trial_error(graph, trial, mode, means, settings, probe, rounding)
 
     candidates: dict[RangeMethod, dict[str, tuple]] = {}
     best, best_error, trials = dict(ranges), np.inf, 0
     chosen: dict[str, RangeMethod] = {}
     for method in CANDIDATES:  # each method's ranges are computed only when tried
-        if trials >= AUTO_TRIALS:
+        if trials >= budget:
             break
         candidates[method] = {n: METHOD_SETTERS[method](tensors[n], options) for n in auto}
         trial = {**ranges, **candidates[method]}
@@ -214,7 +312,7 @@ def _search(graph: Graph, tensors: Mapping[str, Any], ranges: Ranges, auto: list
     order = sorted(auto, key=lambda n: -_spread(candidates, n, best[n])) if candidates else []
     for name in order:
         for method, ranges_of in candidates.items():
-            if trials >= AUTO_TRIALS:
+            if trials >= budget:
                 return dict(ranges), one_method, _done(best, chosen, best_error)
             if method is chosen.get(name) or ranges_of[name] == best[name]:
                 continue

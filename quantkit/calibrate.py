@@ -101,14 +101,22 @@ def state_batch(graph: Graph) -> int | None:
     return dims.pop() if len(dims) == 1 else None
 
 
-def executors(graphs: list[Graph], options: CalibrationOptions) -> dict[str, LiteRTExecutor]:
+def executors(graphs: list[Graph], options: CalibrationOptions,
+              derive: Mapping[str, Callable[[dict], dict]] | None = None
+              ) -> dict[str, LiteRTExecutor]:
     """One LiteRT executor per signature, observing ``observed_tensors`` (kept by callers
     that calibrate several batches of samples, as quantkit.beam's workers), and the values a
-    fused LSTM keeps inside (its cell state over time: ``lstm.hidden_values``)."""
+    fused LSTM keeps inside (its cell state over time: ``lstm.hidden_values``). ``derive``:
+    per signature, more values computed from each batch's (observed too)."""
+    def both(g: Graph) -> Callable[[dict], dict] | None:
+        pair = [f for f in (lstm.hidden_values(g), (derive or {}).get(g.signature_key)) if f]
+        return None if not pair else pair[0] if len(pair) == 1 else (
+            lambda values: {k: v for f in pair for k, v in f(values).items()})
+
     # Views, not copies: the runner has read a batch's values before it runs the next.
     return {g.signature_key: LiteRTExecutor(
         g, observed_tensors(g), num_threads=options.num_threads or _cpus(), copy=False,
-        derive=lstm.hidden_values(g)) for g in graphs}
+        derive=both(g)) for g in graphs}
 
 
 def calibrate_graphs(graphs: list[Graph], dataset: Any, options: CalibrationOptions,

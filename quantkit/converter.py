@@ -7,6 +7,7 @@ ValueErrors tagged with the stage.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ import tensorflow as tf
 
 from calibration import CalibrationStats, ObserverKind
 from quantkit._version import __version__
-from quantkit.accuracy import (AUTO_CHECK_SAMPLES, AUTO_SAMPLES, auto_ranges, channel_minima,
+from quantkit.accuracy import (AUTO_CHECK_SAMPLES, AUTO_SAMPLES, AUTO_TRIALS, Candidate,
+                               auto_ranges, calibrate_before, channel_minima, choose_start,
                                layer_inputs, make_probe)
 from quantkit.calibrate import (HISTOGRAM_METHODS, CalibrationOptions, batch_rows,
                                 calibrate_graphs, means, ranges)
@@ -28,7 +30,7 @@ from quantkit.ir.graph import Graph
 from quantkit.mode import resolve_mode
 from quantkit.passes import run_passes
 from quantkit.passes.absorb import absorb_high_bias, absorbable
-from quantkit.passes.equalize import equalize
+from quantkit.passes.equalize import equalize, undo_factors
 from quantkit.quantize import quantize_integer
 from quantkit.quantize.adaround import WEIGHTED as ADAROUND_OPS
 from quantkit.quantize.adaround import AdaRound
@@ -175,8 +177,10 @@ class TFLiteConverter:
         self.legacy_uint8 = False
         self.calibration = CalibrationOptions()
         # quantkit's own: cross-layer equalization of the float graph (quantkit.passes.equalize:
-        # the float model is unchanged); None: with Optimize.ACCURACY only.
+        # the float model is unchanged); None: Optimize.ACCURACY decides per signature, by
+        # the output error on calibration samples (`start_choices` after convert()).
         self.cross_layer_equalization: bool | None = None
+        self.start_choices: tuple[Any, ...] = ()  # quantkit.accuracy.StartChoice per signature
         # quantkit's own: after equalization, high-bias absorption (quantkit.passes.absorb),
         # shifts measured on the representative dataset; None: off (see README, #15).
         self.high_bias_absorption: bool | None = None
@@ -272,7 +276,13 @@ class TFLiteConverter:
         lowered = self._lowered()
         # A quantization-aware trained model quantizes fully without a representative dataset.
         mode = self.resolve_mode(has_trained_ranges(lowered))
-        graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered)
+        deciding = (mode.quant in _CALIBRATED and self._accuracy() and not self.recipe.rules
+                    and self.cross_layer_equalization is None and self.representative_dataset
+                    is not None and not (self.equalize_relu6 or self._absorbing())
+                    and self._range_method() is RangeMethod.AUTO)
+        plain: list[tuple[Graph, Any]] = []  # ACCURACY decides CLE: the graphs before it
+        graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered,
+                                    plain=plain if deciding else None)
         settings = self._settings(graphs, mode)
         if mode.quant not in _CALIBRATED and WeightRounding.ADAROUND in {
                 self.calibration.weight_rounding, *(s.weight_rounding for s in settings.values())}:
@@ -284,7 +294,7 @@ class TFLiteConverter:
         if mode.quant in _REWRITES:
             graphs = [_REWRITES[mode.quant](graph, mode, settings) for graph in graphs]
         elif mode.quant in _CALIBRATED:
-            graphs = self._quantize_integer(graphs, mode, settings)
+            graphs = self._quantize_integer(graphs, mode, settings, plain)
         return self._write(graphs, mode)
 
     def _write(self, graphs: list[Graph], mode: ConversionMode) -> bytes:
@@ -315,10 +325,20 @@ class TFLiteConverter:
         return recurrent_int16(graphs, self.recipe.resolve(graphs, Settings()), mode)
 
     def _quantize_integer(self, graphs: list[Graph], mode: ConversionMode,
-                          settings: OpSettings) -> list[Graph]:
-        """Calibrate (or reuse ``calibration_statistics``), then quantize each signature."""
-        stats = self.calibration_statistics
-        if stats is None and self.representative_dataset is not None:
+                          settings: OpSettings, plain: Sequence[tuple[Graph, Any]] = ()
+                          ) -> list[Graph]:
+        """Calibrate (or reuse ``calibration_statistics``), then quantize each signature.
+        ``plain``: ``graphs`` before equalization (``Optimize.ACCURACY``), calibrated as
+        Optimize.DEFAULT does; per signature Optimize.DEFAULT's model is kept where its output
+        error is lower than the equalized graph's (``choose_start``), else the search runs."""
+        stats, dataset = self.calibration_statistics, self.representative_dataset
+        plain_settings, plain_stats, self.start_choices = settings, None, ()
+        factors = {g.signature_key: f for (p, f), g in zip(plain, graphs) if p is not g}
+        if factors and stats is None:  # one pass measures the graphs before CLE too
+            stats, plain_stats = calibrate_before(graphs, factors, getattr(
+                dataset, "input_gen", dataset), self._calibration_options(settings))
+            plain_settings = self._settings([p for p, _ in plain], mode)
+        elif stats is None and dataset is not None:
             stats = self._calibrate(graphs, settings)
         # When only a recipe asks for histograms, every other tensor keeps the min/max range
         # the configured observer would have given.
@@ -327,24 +347,39 @@ class TFLiteConverter:
                    ObserverKind.MIN_MAX else None)
         default = (self._range_method(stats) if stats is not None else None) or default
         quantized = []
-        for graph in graphs:
+        for n, graph in enumerate(graphs):
             key = graph.signature_key
             methods = range_methods(graph, settings)
             chosen = ranges(stats, key, self.calibration, methods, default) if stats else {}
-            auto = [n for n in chosen if methods.get(n, default) is RangeMethod.AUTO]
-            probe = (make_probe(graph, self.representative_dataset, graphs)
-                     if auto and self.representative_dataset is not None else None)
-            rounding = self._rounding(graph, graphs, settings)
+            auto = [t for t in chosen if methods.get(t, default) is RangeMethod.AUTO]
+            probe = (make_probe(graph, dataset, graphs)
+                     if auto and dataset is not None else None)
+            start = Candidate(graph, chosen, means(stats, key) if stats else {}, settings,
+                              mode, equalized=bool(plain) and plain[n][0] is not graph)
+            start_error, budget = None, AUTO_TRIALS
+            if probe is not None and plain_stats is not None and start.equalized:
+                start, choice = choose_start(Candidate(
+                    plain[n][0], ranges(plain_stats, key, self.calibration, {},
+                                        RangeMethod.MIN_MAX),
+                    means(plain_stats, key), plain_settings,
+                    dataclasses.replace(mode, accuracy=False), equalized=False), start, probe)
+                self.start_choices += (choice,)
+                if choice.equalized:  # the search starts there (one trial spent on DEFAULT)
+                    start_error, budget = choice.equalized_error, AUTO_TRIALS - 1
+                else:  # Optimize.DEFAULT's model, as Optimize.DEFAULT converts it
+                    probe = None
+            graph, chosen, op_settings = start.graph, start.ranges, start.settings
+            rounding = self._rounding(graph, graphs, op_settings)
             if probe is not None:  # Optimize.ACCURACY: ranges by the error at the outputs
-                check = make_probe(graph, self.representative_dataset, graphs,
-                                   AUTO_CHECK_SAMPLES, skip=AUTO_SAMPLES)
+                check = make_probe(graph, dataset, graphs, AUTO_CHECK_SAMPLES,
+                                   skip=AUTO_SAMPLES)
                 chosen = auto_ranges(graph, stats.for_signature(key).tensors, chosen, auto,
-                                     mode, means(stats, key), settings, probe,
-                                     self.calibration, check, rounding)
+                                     mode, start.means, op_settings, probe, self.calibration,
+                                     check, rounding,
+                                     start_error if rounding is None else None, budget)
             # trained FakeQuant ranges (quantization-aware training) win, as in TF
-            new, plan = quantize_integer(graph, {**chosen, **trained_ranges(graph)}, mode,
-                                         means(stats, key) if stats else {}, settings,
-                                         rounding)
+            new, plan = quantize_integer(graph, {**chosen, **trained_ranges(graph)},
+                                         start.mode, start.means, op_settings, rounding)
             log.info("signature %r: %d ops quantized, %d left float", key,
                      len(plan.quantized_ops), len(plan.float_ops))
             quantized.append(new)
@@ -385,18 +420,23 @@ class TFLiteConverter:
         options = self._calibration_options(self.recipe.resolve(graphs, Settings()))
         return graphs, dataclasses.replace(options, batch_size=batch_rows(graphs, options))
 
-    def _float_graphs(self, keep_offsets: bool = False,
-                      lowered: list[Graph] | None = None) -> list[Graph]:
-        """The float graphs after the passes, of ``lowered`` (else the frontend's)."""
+    def _float_graphs(self, keep_offsets: bool = False, lowered: list[Graph] | None = None,
+                      plain: list[tuple[Graph, Any]] | None = None) -> list[Graph]:
+        """The float graphs after the passes, of ``lowered`` (else the frontend's); ``plain``
+        gets each as it was before CLE (itself where CLE changed nothing), ``undo_factors``."""
         graphs = []
         for source in lowered or self._lowered():
             graph = run_passes(source, keep_offsets)
-            equalizing = self.cross_layer_equalization
-            if (self._accuracy() if equalizing is None else equalizing) and not keep_offsets:
-                # cross-layer equalization: the float model is unchanged
-                equalize(graph, relu6=bool(self.equalize_relu6))
             if not self.allow_custom_ops:
                 _check_no_leftover_custom_ops(graph)
+            before = copy.deepcopy(graph) if plain is not None else graph
+            equalizing, scales = self.cross_layer_equalization, {}
+            if (self._accuracy() if equalizing is None else equalizing) and not keep_offsets:
+                # cross-layer equalization: the float model is unchanged
+                if not equalize(graph, relu6=bool(self.equalize_relu6), scales=scales):
+                    before = graph
+            if plain is not None:
+                plain.append((before, undo_factors(graph, scales) if before is not graph else {}))
             graphs.append(graph)
             log.info("signature %r: %d ops", graph.signature_key, len(graph.ops))
         if self._absorbing() and not keep_offsets and self.representative_dataset is not None:

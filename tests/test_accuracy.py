@@ -96,6 +96,108 @@ def sqnr(model, data):
     return results
 
 
+def _model_without_imbalance() -> keras.Model:
+    """A plain Conv-BN-ReLU CNN with BatchNorm statistics from digits (seed 4), on which
+    per-channel CLE costs ≈ 1 dB at the outputs, per-tensor CLE gains ≈ 1 dB."""
+    keras.utils.set_random_seed(4)
+    layers = keras.layers
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, strides=2)(x)))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(16, 3)(x)))
+    x = layers.Flatten()(layers.MaxPooling2D()(x))
+    x = layers.Dense(16, activation="relu")(x)
+    return batchnorm_from_data(keras.Model(inputs, layers.Dense(10)(x)),
+                               digits(256, "train", start=1000))
+
+
+def test_one_pass_measures_the_graph_before_equalization(model, data):
+    """The statistics derived in the equalized graph's calibration (``t · S``) are those a
+    calibration of the graph before CLE gives: every tensor's min/max and channel means."""
+    from quantkit.accuracy import derive_before, split_before
+    from quantkit.calibrate import calibrate_graphs, executors
+
+    calibration, _, _ = data
+    converter = quantkit.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [quantkit.Optimize.ACCURACY]
+    options = quantkit.CalibrationOptions(progress=False)
+    plain = []
+    graph, = converter._float_graphs(plain=plain)
+    (before, factors), = plain
+    assert before is not graph and len(factors) >= 4, factors
+    dataset = lambda: ([x[None]] for x in calibration)  # noqa: E731
+    key = graph.signature_key
+    runners = executors([graph], options, {key: derive_before(factors)})
+    equalized, derived = split_before(calibrate_graphs([graph], dataset, options, runners),
+                                      {key: factors})
+    real = calibrate_graphs([before], dataset, options).for_signature(key)
+    derived = derived.for_signature(key)
+    assert derived.tensors.keys() == real.tensors.keys() == \
+        equalized.for_signature(key).tensors.keys()
+    for name, stats in real.tensors.items():
+        np.testing.assert_allclose([derived.tensors[name].min, derived.tensors[name].max],
+                                   [stats.min, stats.max], rtol=1e-4, atol=1e-6, err_msg=name)
+    moved = [n for n in factors if equalized.for_signature(key).tensors[n].max
+             > 1.01 * real.tensors[n].max or equalized.for_signature(key).tensors[n].max
+             < 0.99 * real.tensors[n].max]
+    assert moved, "equalization moved no activation range"
+    for name, stats in real.channel_means.items():
+        np.testing.assert_allclose(derived.channel_means[name].mean, stats.mean, rtol=1e-4,
+                                   atol=1e-7, err_msg=name)
+
+
+def test_choose_start_keeps_the_lower_error(monkeypatch):
+    """The start with the lower probe error wins, whichever it is; a tie keeps the first
+    (Optimize.DEFAULT's); the choice names it."""
+    from types import SimpleNamespace
+
+    from quantkit import accuracy
+
+    def candidate(equalized: bool, error: float) -> accuracy.Candidate:
+        graph = SimpleNamespace(signature_key="serving_default", error=error)
+        return accuracy.Candidate(graph, {}, None, None, SimpleNamespace(accuracy=equalized),
+                                  equalized)
+
+    monkeypatch.setattr(accuracy, "trial_error", lambda graph, *_: graph.error)
+    for plain_error, cle_error, equalized in ((2e-4, 1e-4, True), (1e-4, 2e-4, False),
+                                              (1e-4, 1e-4, False)):
+        best, choice = accuracy.choose_start(candidate(False, plain_error),
+                                             candidate(True, cle_error), probe=None)
+        assert (best.equalized, choice.equalized) == (equalized, equalized)
+        assert (choice.default_error, choice.equalized_error) == (plain_error, cle_error)
+
+
+def test_accuracy_drops_cle_where_it_hurts():
+    """On a CNN where CLE costs about 1 dB per-channel (and gains per-tensor), ACCURACY keeps
+    Optimize.DEFAULT's model per-channel and the equalized one per-tensor: never below
+    DEFAULT on held-out digits."""
+    model = _model_without_imbalance()
+    calibration, x_test = digits(CALIBRATION, "train"), digits(200, "test")
+    reference = model.predict(x_test, verbose=0)
+    results, choices = {}, {}
+    for per_tensor in (False, True):
+        for name, kwargs in (("default", {}), ("cle", dict(cross_layer_equalization=True)),
+                             ("accuracy", dict(optimize=quantkit.Optimize.ACCURACY))):
+            converter = quantkit.TFLiteConverter.from_keras_model(model)
+            converter.optimizations = [kwargs.pop("optimize", quantkit.Optimize.DEFAULT)]
+            converter.representative_dataset = lambda: ([x[None]] for x in calibration)
+            converter.calibration = quantkit.CalibrationOptions(progress=False)
+            converter._experimental_disable_per_channel = per_tensor
+            for attribute, value in kwargs.items():
+                setattr(converter, attribute, value)
+            converted = measure(converter.convert(), [x_test], [reference])
+            assert_input_matters(converted, name)
+            results[name, per_tensor] = converted.sqnr
+            choices[name, per_tensor] = converter.start_choices
+    assert results["cle", False] < results["default", False] - 0.5, results  # CLE hurts here
+    assert [c.equalized for c in choices["accuracy", False]] == [False], choices
+    assert [c.equalized for c in choices["accuracy", True]] == [True], choices
+    assert choices["default", False] == () and choices["cle", False] == ()
+    for per_tensor in (False, True):
+        assert results["accuracy", per_tensor] >= max(
+            results["default", per_tensor] - 0.05, FLOOR_DB), results
+
+
 def test_pairs_found(model):
     graph = quantkit.TFLiteConverter.from_keras_model(model)._float_graphs()[0]
     kinds = [(a.type, b.type) for a, b in eq.pairs(graph)]

@@ -30,6 +30,7 @@ before the MINIMUM carries the unclamped values (the quantizer caps its range at
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 import numpy as np
 
@@ -153,9 +154,11 @@ def equalize_pair(first: Op, second: Op, s: np.ndarray | None = None) -> np.ndar
     return s
 
 
-def equalize(graph: Graph, relu6: bool = False) -> bool:
+def equalize(graph: Graph, relu6: bool = False, scales: dict[Op, np.ndarray] | None = None
+             ) -> bool:
     """Equalize every pair of ``graph`` in place; True when anything was scaled. ``relu6``:
-    RELU6 first layers too, each then followed by a MINIMUM (module docstring)."""
+    RELU6 first layers too, each then followed by a MINIMUM (module docstring). ``scales``:
+    receives each first layer's ``S``, the product of its scales over the rounds."""
     found = pairs(graph, relu6)
     changed = False
     total = {first: np.ones(1) for first, _ in found}
@@ -168,9 +171,11 @@ def equalize(graph: Graph, relu6: bool = False) -> bool:
         changed = changed or largest > 0.0
         if largest < TOLERANCE:
             break
-    for first, scales in total.items():
-        if _activation(first) is Activation.RELU6 and np.any(scales != 1.0):
-            _bound_per_channel(graph, first, 6.0 / scales)
+    for first, product in total.items():
+        if _activation(first) is Activation.RELU6 and np.any(product != 1.0):
+            _bound_per_channel(graph, first, 6.0 / product)
+    if scales is not None:
+        scales.update(total)
     return changed
 
 
@@ -184,3 +189,22 @@ def _bound_per_channel(graph: Graph, first: Op, bound: np.ndarray) -> None:
     first.outputs[0] = unclamped
     clamp = Op(OpType.MINIMUM, [unclamped, limit], [out], name=f"{first.name}/relu6_bound")
     graph.ops.insert(graph.ops.index(first) + 1, clamp)
+
+
+def undo_factors(graph: Graph, scales: Mapping[Op, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per activation on the way from a first layer of ``scales`` (``equalize``'s, no RELU6
+    pairs) to its second, ``S`` with ``t_before = t_equalized · S`` over the last axis (a
+    flatten's output channel ``j`` is channel ``j mod C``)."""
+    uses = Uses(graph)
+    factors: dict[str, np.ndarray] = {}
+    for first, s in scales.items():
+        t = first.outputs[0]
+        while True:
+            width = t.shape[-1] if t.shape and (t.shape[-1] or 0) > 0 else len(s)
+            factors[t.name] = np.tile(s, width // len(s)).astype(np.float32)
+            op = uses.only_consumer(t)
+            if op is None or op.inputs[0] is not t or not (
+                    op.type == OpType.RESHAPE or _passes_channels(op)):
+                break
+            t = op.outputs[0]
+    return factors
