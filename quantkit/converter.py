@@ -114,13 +114,10 @@ TF_COMPAT_ATTRIBUTES: dict[str, Any] = {
 # arguments are `allow_custom_ops` and the RNN cells to lower to fused ops (``FUSED_RNNS``).
 Frontend = Callable[[bool, frozenset[FusedCell]], list[Graph]]
 
-# The Keras RNN cells the TF frontend lowers to TFLite's fused sequence ops, per mode (issue
-# #12; others are unrolled): all where activations stay float, there with FusedCell.LOOP: any
-# other loop becomes a WHILE with condition and body subgraphs (frontend.tf_while); in int8 the
-# LSTM (LiteRT's integer LSTM kernel, quantize.lstm). UNIDIRECTIONAL_SEQUENCE_RNN has no
-# integer kernel, and the LSTM none in int16x8 or uint8: those unroll (their cells in int16 in
-# int8 models: quantize.plan.recurrent_int16), as every loop does in the integer modes:
-# calibration does not observe the tensors inside a loop body.
+# Loops the TF frontend lowers to fused sequence ops or a WHILE (FusedCell.LOOP,
+# frontend.tf_while), per mode (issue #12); the others unroll (int8 cells in int16:
+# plan.recurrent_int16). Integer modes: only int8's LSTM (LiteRT's integer LSTM,
+# quantize.lstm); calibration does not observe the tensors inside a loop body.
 FUSED_RNNS: dict[QuantMode, frozenset[FusedCell]] = {
     QuantMode.FLOAT32: ALL_CELLS,
     QuantMode.FLOAT16: ALL_CELLS,
