@@ -339,11 +339,10 @@ CASES: dict[str, Case] = {
     "DepthToSpace": fn_case("DepthToSpace", lambda x: tf.nn.depth_to_space(x, 2),
                             ("DEPTH_TO_SPACE",), {"x": Input((None, 3, 3, 8))}),
     # --- issue #12, the ops of unrolled RNNs: slices, and constants ---
-    # quantkit slices (STRIDED_SLICE, which every scheme has) where TF writes one UNPACK or
-    # REVERSE_V2: more ops than TF for Unpack (a follow-up: its row).
+    # Unpack is UNPACK, as TF writes it; quantkit slices (STRIDED_SLICE) where TF writes one
+    # REVERSE_V2
     "Unpack": fn_case("Unpack", lambda x: tf.stack(tf.unstack(x, axis=1)[::-1], axis=1),
-                      ("STRIDED_SLICE", "PACK"), versions={"STRIDED_SLICE": 1},
-                      xfail={"structure": "6 STRIDED_SLICE ops where TF writes 1 UNPACK"}),
+                      ("UNPACK", "PACK")),
     "ReverseV2": fn_case("ReverseV2", lambda x: tf.reverse(x, [1]), ("STRIDED_SLICE",),
                          versions={"STRIDED_SLICE": 1}),
     "Fill/constant": fn_case("Fill", lambda x: x + tf.fill([3], 2.0), ("ADD",),

@@ -161,6 +161,7 @@ CASES: dict[OpType, Case] = {
                          int_output=True, agreement=0.85),
     OpType.SPLIT: Case(OpType.SPLIT, [_IMG], [_i32(3)], o.SplitOptions(3), outputs=3,
                        order=[1, 0]),
+    OpType.UNPACK: Case(OpType.UNPACK, [_IMG], [], o.UnpackOptions(6, 1), outputs=6),
     OpType.SPLIT_V: Case(OpType.SPLIT_V, [_IMG], [_i32(1, 2), _i32(3)], o.SplitVOptions(2),
                          outputs=2),
     # against a threshold whose scale differs from x's, as in tf.where(x > 0.3, ...)

@@ -195,6 +195,8 @@ VERSION_CASES = [
     *group(["REDUCE_MIN"], [(3, "int16 int32"), (2, "int8 int32"), (1, "float32 int32")]),
     *group(["ARG_MAX", "ARG_MIN"], [(2, "int8 int32 -> int32"), (1, "float32 int32 -> int32")]),
     *group(["SPLIT"], [(3, "int32 int16"), (2, "int32 int8"), (1, "int32 float32")]),
+    *group(["UNPACK"], [(4, "int16 -> int16"), (3, "bool"), (2, "int8"), (2, "uint8"),
+                        (1, "float32")]),
     *group(["SPLIT_V"], [(3, "int16 int32 int32"), (2, "int8 int32 int32"),
                          (1, "float32 int32 int32")]),
     *group(["LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "EQUAL"],

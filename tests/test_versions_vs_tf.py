@@ -380,6 +380,11 @@ NOT_FROM_TF: dict[tuple[OpType, int | str], str] = {
     "asymmetric_quantize_inputs (version 3), as quantkit's does",
     (OpType.UNIDIRECTIONAL_SEQUENCE_LSTM, 4): "diagonal recurrent weights: Keras LSTMs have "
     "full recurrent matrices",
+    (OpType.UNPACK, 1): "not in these models (tests/test_ops.py's Unpack case compares its "
+                        "float32 version with TF's)",
+    **dict.fromkeys([(OpType.UNPACK, v) for v in (2, 3, 4)],
+                    "an int8/bool/int16 UNPACK: not in these models (op_version.cc's rows; "
+                    "tests/test_quantize_rules.py runs int8 and int16 in LiteRT)"),
     (OpType.FILL, 2): "a bool FILL (a mask): not in these models (tests/test_ops.py's Fill "
                       "case compares its version with TF's)",
     (OpType.FILL, 3): "an int8/int16 FILL: quantkit fills only masks and float constants, "

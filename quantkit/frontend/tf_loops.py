@@ -235,8 +235,12 @@ def reverse(ctx: TFContext) -> None:
 
 
 def unpack(ctx: TFContext) -> None:
+    """Unpack → UNPACK (folded when constant); a tensor list's unstacking (inside the loop
+    machinery) slices instead (``unstacked``)."""
     x = ctx.input(0)
-    ctx.bind_results(unstacked(ctx, x, int(ctx.attr("axis")) % len(x.shape)))
+    axis = int(ctx.attr("axis")) % len(x.shape)
+    ctx.emit(OpType.UNPACK, [x], o.UnpackOptions(len(ctx.node.outputs), axis),
+             results=len(ctx.node.outputs))
 
 
 # Tensor lists exist only around a While (their values are Python tuples while lowering): they

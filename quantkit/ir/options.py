@@ -138,6 +138,12 @@ class PackOptions:
 
 
 @dataclass(frozen=True)
+class UnpackOptions:
+    num: int
+    axis: int = 0
+
+
+@dataclass(frozen=True)
 class CastOptions:
     in_data_type: TensorType
     out_data_type: TensorType

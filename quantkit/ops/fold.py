@@ -116,6 +116,11 @@ def split(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
     return list(np.split(v[1], op.options.num_splits, axis=int(v[0])))
 
 
+def unpack(op: Any, v: list[np.ndarray]) -> list[np.ndarray]:
+    """UNPACK(x): the ``num`` slices along ``axis``, that axis dropped."""
+    return list(np.moveaxis(v[0], op.options.axis, 0))
+
+
 def split_v(op: Any, v: list[np.ndarray]) -> list[np.ndarray] | None:
     """SPLIT_V(x, sizes, axis); a -1 size (the rest) declines."""
     sizes = [int(s) for s in np.reshape(v[1], -1)]

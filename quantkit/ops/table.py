@@ -303,6 +303,11 @@ ISSUE12 = (
     OpSpec(T.SPLIT, o.SplitOptions, True, quant=QuantRule((1,), OutputRule.SHARED),
            int16=I16_2, versions=((3, Types(in1=I16)), (2, Types(in1=I8)), (1, ALWAYS)),
            runtime=("1.5.0", "1.14.0", "2.3.0"), fold=f.split),
+    # TF writes int8/uint8 as version 2, bool 3, int16 4 (op_version.cc)
+    OpSpec(T.UNPACK, o.UnpackOptions, True, quant=SHARED_1,
+           versions=((4, Types(in0=I16, out0=I16)), (3, Types(in0="bool")),
+                     (2, Types(in0=(I8, "uint8"))), (1, ALWAYS)),
+           runtime=("1.11.0", "1.14.0", "2.2.0", "2.3.0"), fold=f.unpack),
     OpSpec(T.SPLIT_V, o.SplitVOptions, True, quant=SHARED_1, int16=I16_2,
            versions=((3, Types(in0=I16)), (2, Types(in0=I8)), (1, ALWAYS)),
            runtime=("1.13.1", "1.14.0", "2.3.0"), fold=f.split_v),
