@@ -387,7 +387,7 @@ FOLD_CASES = {
     # x·Wᵀ + b = [1·1 + 2·1 + 0.5, 1·2 + 2·0 − 3] = [3.5, −1] → ReLU
     OpType.FULLY_CONNECTED: (o.FullyConnectedOptions(Activation.RELU),
                              [[[1.0, 2.0]], [[1.0, 1.0], [2.0, 0.0]], [0.5, -3.0]], [[3.5, 0.0]]),
-    # --- issue #12 (SPLIT/SPLIT_V: the first output) ---
+    # --- issue #12 (SPLIT/SPLIT_V/UNPACK: the first output) ---
     OpType.ABS: (None, [[-1.0, 2.0]], [1.0, 2.0]),
     OpType.LOG: (None, [[1.0, np.e]], [0.0, 1.0]),
     OpType.POW: (None, [[2.0, 3.0], [2.0, 0.5]], [4.0, 1.7320508]),
@@ -397,6 +397,7 @@ FOLD_CASES = {
     OpType.SPLIT: (o.SplitOptions(2), [np.array(0, I32), [1.0, 2.0, 3.0, 4.0]], [1.0, 2.0]),
     OpType.SPLIT_V: (o.SplitVOptions(2), [[1.0, 2.0, 3.0], np.array([1, 2], I32),
                                           np.array(0, I32)], [1.0]),
+    OpType.UNPACK: (o.UnpackOptions(2, 1), [[[1.0, 2.0], [3.0, 4.0]]], [1.0, 3.0]),  # x[:, 0]
     OpType.LESS: (None, [[1.0, 5.0], [2.0, 3.0]], [1.0, 0.0]),
     OpType.LESS_EQUAL: (None, [[1.0, 3.0], [2.0, 3.0]], [1.0, 1.0]),
     OpType.GREATER: (None, [[1.0, 5.0], [2.0, 3.0]], [0.0, 1.0]),
