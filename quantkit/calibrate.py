@@ -20,6 +20,7 @@ import calibration
 import calibration.ranges
 from calibration import CalibrationStats, InputSpec, ObserverKind
 from quantkit.ir.graph import Graph, Tensor
+from quantkit.loop_runtime import loop_values
 from quantkit.ops import BiasCorrection, spec
 from quantkit.quantize import Means, Ranges, lstm
 from quantkit.recipe import RangeMethod, WeightRounding
@@ -105,17 +106,21 @@ def executors(graphs: list[Graph], options: CalibrationOptions,
               derive: Mapping[str, Callable[[dict], dict]] | None = None
               ) -> dict[str, LiteRTExecutor]:
     """One LiteRT executor per signature, observing ``observed_tensors`` (kept by callers
-    that calibrate several batches of samples, as quantkit.beam's workers), and the values a
-    fused LSTM keeps inside (its cell state over time: ``lstm.hidden_values``). ``derive``:
+    that calibrate several batches of samples, as quantkit.beam's workers), the values a
+    fused LSTM keeps inside (its cell state over time: ``lstm.hidden_values``) and those of
+    every step of a WHILE's condition and body (``loop_runtime.loop_values``). ``derive``:
     per signature, more values computed from each batch's (observed too)."""
+    threads = options.num_threads or _cpus()
+
     def both(g: Graph) -> Callable[[dict], dict] | None:
-        pair = [f for f in (lstm.hidden_values(g), (derive or {}).get(g.signature_key)) if f]
+        pair = [f for f in (lstm.hidden_values(g), loop_values(g, threads),
+                            (derive or {}).get(g.signature_key)) if f]
         return None if not pair else pair[0] if len(pair) == 1 else (
             lambda values: {k: v for f in pair for k, v in f(values).items()})
 
     # Views, not copies: the runner has read a batch's values before it runs the next.
     return {g.signature_key: LiteRTExecutor(
-        g, observed_tensors(g), num_threads=options.num_threads or _cpus(), copy=False,
+        g, observed_tensors(g), num_threads=threads, copy=False,
         derive=both(g)) for g in graphs}
 
 

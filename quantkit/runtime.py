@@ -175,7 +175,7 @@ class LiteRTExecutor:
         if name not in inputs:
             raise ExecutorError(f"input {name!r} is missing; the graph's inputs are "
                                 f"{self.input_names}")
-        x = np.ascontiguousarray(inputs[name], dtype=t.dtype)
+        x = np.asarray(inputs[name], dtype=t.dtype, order="C")  # a scalar stays 0-d
         if t.shape is not None and (x.ndim != len(t.shape) or any(
                 d is not None and d != n for d, n in zip(t.shape, x.shape))):
             wanted = [-1 if d is None else d for d in t.shape]

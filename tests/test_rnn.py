@@ -25,7 +25,12 @@ import quantkit
 from benchmarks.zoo import rnns
 from quantkit.ir.graph import Graph, Op, Tensor, const
 from quantkit.ir import options as o
+from quantkit.calibrate import CalibrationOptions, calibrate_graphs, observed_tensors, ranges
+from quantkit.converter import ALL_CELLS
 from quantkit.litert import Runner, run_float
+from quantkit.loop_runtime import LoopStepper, while_ops
+from quantkit.passes import run_passes
+from quantkit.runtime import LiteRTExecutor
 from quantkit.tflite_io.reader import read_model
 from quantkit.passes.zeros import constant_into_summand, zero_products
 from quantkit.types import ConversionError, OpType
@@ -375,3 +380,44 @@ def test_tf_fused_lstm_reads_back_with_variable_states(data):
         result = measure(tflite, [x], reference, run=lambda xs: Runner(tflite).run_all(xs))
         assert_input_matters(result)
         assert result.sqnr >= floor, (mode, result)
+
+
+def _gru_loop_graph(model) -> Graph:
+    """The float graph with a WHILE that calibration runs, as quantkit lowers a loop where
+    ``converter.FUSED_RNNS`` allows it (the float modes)."""
+    converter = quantkit.TFLiteConverter.from_keras_model(model)
+    return run_passes(converter._frontend(False, ALL_CELLS)[0])
+
+
+def test_while_body_is_replayed_and_calibrated_step_by_step(models, data):
+    """Calibration observes a WHILE's body (issue #12): its condition and body graphs run as
+    LiteRT models of their own from the WHILE's inputs until the condition is false
+    (``loop_runtime``). The replayed last step gives the WHILE's outputs of the main graph's
+    own LiteRT run; the body's GATHER reads every time step of the input sequence once, so its
+    calibrated range is that sequence's, and the body's state range covers the final state."""
+    calibration, _ = data
+    graph = _gru_loop_graph(models["gru"])
+    (loop,) = while_ops(graph)
+    body = loop.options.body_subgraph
+    values = LiteRTExecutor(graph, observed_tensors(graph))({graph.input_names[0]:
+                                                               calibration[:8]})
+    steps = LoopStepper(loop).steps(values)
+    assert len(steps) == rnns.STEPS
+    for out, result in zip(loop.outputs, body.outputs):
+        if out.name in values:  # the float loop variables: the state, the last output
+            scale = np.max(np.abs(values[out.name]))
+            assert scale > 0.05, (out.name, scale)
+            np.testing.assert_allclose(steps[-1][result.name], values[out.name], rtol=0,
+                                       atol=1e-6 * scale, err_msg=out.name)
+    options = CalibrationOptions(progress=False, batch_size=8)
+    stats = calibrate_graphs([graph], lambda: ([row[None]] for row in calibration), options)
+    found = ranges(stats, graph.signature_key, options)
+    float_body = [t.name for t in observed_tensors(body)]
+    assert float_body and set(float_body) <= set(found), set(float_body) - set(found)
+    (gather,) = [op.outputs[0].name for op in body.ops if op.type is OpType.GATHER]
+    (sequence,) = [t.name for t in loop.inputs if not t.is_const]
+    np.testing.assert_allclose(found[gather], found[sequence], rtol=0, atol=1e-7)
+    state = body.outputs[3].name  # the new state (the loop variables: see tf_while)
+    final = values[loop.outputs[3].name]
+    low, high = found[state]
+    assert low <= final.min() and final.max() <= high and high - low > 0.1, (low, high)
