@@ -30,6 +30,7 @@ from quantkit.converter import ALL_CELLS
 from quantkit.litert import Runner, run_float
 from quantkit.loop_runtime import LoopStepper, while_ops
 from quantkit.passes import run_passes
+from quantkit.quantize.params import constant_range, loop_variables, tied_loop_ranges
 from quantkit.runtime import LiteRTExecutor
 from quantkit.tflite_io.reader import read_model
 from quantkit.passes.zeros import constant_into_summand, zero_products
@@ -421,3 +422,31 @@ def test_while_body_is_replayed_and_calibrated_step_by_step(models, data):
     final = values[loop.outputs[3].name]
     low, high = found[state]
     assert low <= final.min() and final.max() <= high and high - low > 0.1, (low, high)
+
+
+def test_loop_variables_get_one_range(models, data):
+    """An integer WHILE copies its loop variables' raw values (issue #12): each float loop
+    variable (the sequence, the state, the last output) has one range over the WHILE's input
+    and output, the condition's and body's inputs and the body's output: the union of their
+    calibrated ranges (``params.tied_loop_ranges``), here wider than the WHILE's final state's
+    own range (the body's state over every step)."""
+    calibration, _ = data
+    graph = _gru_loop_graph(models["gru"])
+    options = CalibrationOptions(progress=False, batch_size=8)
+    stats = calibrate_graphs([graph], lambda: ([row[None]] for row in calibration), options)
+    found = ranges(stats, graph.signature_key, options)
+    tied = tied_loop_ranges(graph, found)
+    variables = loop_variables(graph)
+    (loop,) = while_ops(graph)
+    # the sequence: the body returns its input as it is (one tensor less)
+    assert sorted(map(len, variables)) == [4, 5, 5], variables
+    for members in variables:
+        own = [constant_range(t) if t.is_const else found[t.name] for t in members]
+        union = (min(lo for lo, _ in own), max(hi for _, hi in own))
+        assert {tied[t.name] for t in members if not t.is_const} == {union}, members
+    state = loop.outputs[3]
+    (lo, hi), (own_lo, own_hi) = tied[state.name], found[state.name]
+    assert lo <= own_lo and own_hi <= hi and (hi - lo) - (own_hi - own_lo) > 0.05
+    assert {k: v for k, v in tied.items() if k not in {t.name for m in variables for t in m}} \
+        == {k: v for k, v in found.items() if k in tied and
+            k not in {t.name for m in variables for t in m}}

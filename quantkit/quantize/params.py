@@ -14,7 +14,8 @@ from typing import Mapping
 
 import numpy as np
 
-from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.ir.graph import Graph, Op, Tensor, subgraphs
+from quantkit.ir.options import WhileOptions
 from quantkit.quantize import math as qm
 from quantkit.ops import OPS, OutputRule, QuantRule
 from quantkit.quantize.schemes import Scheme, scheme_for
@@ -236,3 +237,36 @@ def _check_ranged(members: list[Node], groups: _Groups, spans: dict, fixed: dict
             Phase.QUANTIZATION, f"{len(set(missing))} tensor(s) have no range: {listed}; "
             "neither calibration statistics (a `representative_dataset`) nor a trained "
             "FakeQuant range (quantization-aware training) cover them")
+
+
+def loop_variables(graph: Graph) -> list[list[Tensor]]:
+    """The tensors of each float loop variable of ``graph``'s WHILE ops (their subgraphs' too):
+    the op's input and output ``i``, its condition's input ``i``, its body's input and output
+    ``i``. LiteRT's WHILE copies a variable's raw values from one to the next, so in an integer
+    loop they must all have one set of parameters (``tied_loop_ranges``)."""
+    found = []
+    for g in subgraphs([graph]):
+        for op in g.ops:
+            options = op.options
+            if op.type != OpType.WHILE or not isinstance(options, WhileOptions) \
+                    or not isinstance(options.body_subgraph, Graph):
+                continue
+            cond, body = options.cond_subgraph, options.body_subgraph
+            found += [list(dict.fromkeys(members)) for members in zip(
+                op.inputs, op.outputs, cond.inputs, body.inputs, body.outputs)
+                if np.dtype(members[0].dtype) == _FLOAT]
+    return found
+
+
+def tied_loop_ranges(graph: Graph, ranges: Ranges) -> Ranges:
+    """``ranges`` with each loop variable's tensors (``loop_variables``) given one range: the
+    union of their calibrated ranges (a constant's own: a zero initial state), so that they
+    get one set of parameters. A variable none of whose tensors has a range is left out."""
+    tied = dict(ranges)
+    for members in loop_variables(graph):
+        known = [r for r in (_range(t, ranges) for t in members) if r is not None]
+        if not known:
+            continue
+        union = (min(lo for lo, _ in known), max(hi for _, hi in known))
+        tied.update({t.name: union for t in members if not t.is_const})
+    return tied
