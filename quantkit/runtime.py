@@ -157,6 +157,8 @@ class LiteRTExecutor:
         if self.copy:
             return self._interpreter.get_tensor(index)
         view = self._interpreter.tensor(index)()
+        if not isinstance(view, np.ndarray):  # a 0-d tensor reads as a scalar (a copy)
+            return np.asarray(view)
         view.flags.writeable = False
         return view
 

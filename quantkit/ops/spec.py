@@ -30,6 +30,9 @@ class OutputRule(enum.Enum):
     OWN = "own"  # from the output's calibrated range (CONV_2D, ADD, MEAN, ...)
     SHARED = "shared"  # the output and activation inputs share one set (values only move)
     FIXED = "fixed"  # the spec's fixed parameters, whatever the range (SOFTMAX, LOGISTIC)
+    # output i from its own range; input i read at output i's parameters (requantized where
+    # they differ): WHILE copies each loop variable's raw values through (issue #12)
+    PAIRED = "paired"
 
 
 ALL = None  # every input is an activation

@@ -365,10 +365,12 @@ RECURRENT = (
 # --- issue #12: loops kept as loops (frontend.tf_while), where activations stay float ----------
 # WHILE runs its body subgraph while its condition subgraph gives true (WhileOptions: both
 # graphs); a tensor list in the body is one tensor, its items written by DYNAMIC_UPDATE_SLICE
-# (read by GATHER). No integer rule: calibration does not see into a loop body, and the integer
-# modes unroll loops instead (converter.FUSED_RNNS).
+# (read by GATHER). Integer rule PAIRED: WHILE copies each loop variable's raw values, so input
+# i is read at output i's parameters (quantize.loops quantizes the subgraphs); the integer
+# modes still unroll loops (converter.FUSED_RNNS), so only quantize.loops' callers reach it.
 LOOPS = (
-    OpSpec(T.WHILE, o.WhileOptions, True, versions=ALWAYS_1, runtime=("1.15.0",)),
+    OpSpec(T.WHILE, o.WhileOptions, True, quant=QuantRule(ALL, OutputRule.PAIRED),
+           versions=ALWAYS_1, runtime=("1.15.0",)),
     OpSpec(T.DYNAMIC_UPDATE_SLICE, versions=ALWAYS_1, runtime=("2.9.0",)),
 )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from quantkit.ir.graph import Graph
 from quantkit.quantize.edits import apply
+from quantkit.quantize.loops import link_loops, tied_loop_ranges
 from quantkit.quantize.plan import Means, Plan, Ranges, plan_integer
 from quantkit.quantize.rewire import WeightRounder
 from quantkit.recipe import OpSettings
@@ -18,9 +19,14 @@ def quantize_integer(graph: Graph, ranges: Ranges, mode: ConversionMode,
     """``graph`` in the mode's integer scheme (int8, int16x8 or legacy uint8), each op in the
     precision its ``settings`` ask for, from calibrated ``ranges`` (and input ``means`` for
     bias correction): a new graph, and the plan it was made from. ``graph`` is unchanged.
-    ``rounding``: the weights' integers where not nearest rounding's (``adaround.AdaRound``)."""
+    ``rounding``: the weights' integers where not nearest rounding's (``adaround.AdaRound``).
+    A WHILE's condition and body are quantized too, its loop variables' ranges tied
+    (``loops.tied_loop_ranges``, ``loops.link_loops``)."""
+    ranges = tied_loop_ranges(graph, ranges)
     plan = plan_integer(graph, ranges, mode, means, settings, rounding)
-    return apply(graph, plan.edits), plan
+    quantized = apply(graph, plan.edits)
+    link_loops(graph, quantized, plan, ranges, mode)
+    return quantized, plan
 
 
 __all__ = ["Means", "Plan", "Ranges", "WeightRounder", "plan_integer", "quantize_integer"]

@@ -14,8 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from quantkit.ir.graph import Graph, Op, Tensor, subgraphs
-from quantkit.ir.options import WhileOptions
+from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.quantize import math as qm
 from quantkit.ops import OPS, OutputRule, QuantRule
 from quantkit.quantize.schemes import Scheme, scheme_for
@@ -83,7 +82,9 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
     for op, rule in rules.items():
         scheme = schemes[op]
         storage = scheme.activations
-        acts = [i for i in rule.activation_inputs(len(op.inputs)) if op.inputs[i] is not None]
+        acts = [i for i in rule.activation_inputs(len(op.inputs)) if op.inputs[i] is not None
+                and (rule.output is not OutputRule.PAIRED  # a loop's int32 counters stay
+                     or np.dtype(op.inputs[i].dtype) == _FLOAT)]
         outs = [(t, storage) for t in op.outputs if np.dtype(t.dtype) == _FLOAT]
         node = {i: (op.inputs[i], storage) for i in acts}
         for i in acts:
@@ -97,6 +98,11 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
             members.append(t)
             if rule.output is OutputRule.FIXED:
                 fixed[groups.find(t)] = scheme.fixed(rule.fixed)
+        if rule.output is OutputRule.PAIRED:
+            requantize.update({(op, i): (out, storage) for i, out in enumerate(op.outputs)
+                               if i in acts and not op.inputs[i].is_const
+                               and np.dtype(out.dtype) == _FLOAT})  # unless equal (below)
+            continue
         if rule.output is not OutputRule.SHARED or not outs:
             continue
         anchor = outs[0]
@@ -147,8 +153,10 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
         lo, hi, root[1], floors.get(root, 0.0)) for root, (lo, hi) in spans.items()}
     root_params.update({root: params for root, params in fixed.items() if root not in spans})
     tensor_params = {t: root_params[groups.find(t)] for t in groups.parent}
-    return Params(tensor_params,
-                   {edge: root_params[groups.find(a)] for edge, a in requantize.items()})
+    wanted = {(op, i): root_params[groups.find(a)] for (op, i), a in requantize.items()
+              if rules[op].output is not OutputRule.PAIRED  # PAIRED: where params differ
+              or tensor_params.get((op.inputs[i], a[1])) != root_params[groups.find(a)]}
+    return Params(tensor_params, wanted)
 
 
 def range_methods(graph: Graph, settings: OpSettings) -> dict[str, RangeMethod]:
@@ -237,36 +245,3 @@ def _check_ranged(members: list[Node], groups: _Groups, spans: dict, fixed: dict
             Phase.QUANTIZATION, f"{len(set(missing))} tensor(s) have no range: {listed}; "
             "neither calibration statistics (a `representative_dataset`) nor a trained "
             "FakeQuant range (quantization-aware training) cover them")
-
-
-def loop_variables(graph: Graph) -> list[list[Tensor]]:
-    """The tensors of each float loop variable of ``graph``'s WHILE ops (their subgraphs' too):
-    the op's input and output ``i``, its condition's input ``i``, its body's input and output
-    ``i``. LiteRT's WHILE copies a variable's raw values from one to the next, so in an integer
-    loop they must all have one set of parameters (``tied_loop_ranges``)."""
-    found = []
-    for g in subgraphs([graph]):
-        for op in g.ops:
-            options = op.options
-            if op.type != OpType.WHILE or not isinstance(options, WhileOptions) \
-                    or not isinstance(options.body_subgraph, Graph):
-                continue
-            cond, body = options.cond_subgraph, options.body_subgraph
-            found += [list(dict.fromkeys(members)) for members in zip(
-                op.inputs, op.outputs, cond.inputs, body.inputs, body.outputs)
-                if np.dtype(members[0].dtype) == _FLOAT]
-    return found
-
-
-def tied_loop_ranges(graph: Graph, ranges: Ranges) -> Ranges:
-    """``ranges`` with each loop variable's tensors (``loop_variables``) given one range: the
-    union of their calibrated ranges (a constant's own: a zero initial state), so that they
-    get one set of parameters. A variable none of whose tensors has a range is left out."""
-    tied = dict(ranges)
-    for members in loop_variables(graph):
-        known = [r for r in (_range(t, ranges) for t in members) if r is not None]
-        if not known:
-            continue
-        union = (min(lo for lo, _ in known), max(hi for _, hi in known))
-        tied.update({t.name: union for t in members if not t.is_const})
-    return tied

@@ -138,7 +138,8 @@ class Rewire:
                 continue
             if t.is_const:
                 lo, hi = constant_range(t)
-                params = shared or qm.activation_params(lo, hi, storage)
+                params = shared or self._paired(op, rule, i, storage) or \
+                    qm.activation_params(lo, hi, storage)
                 self.edits.append(SetInput(op, i, self._constant(
                     t, params, qm.quantize_activation, storage)))
             elif (op, i) in self.requantize:
@@ -155,6 +156,13 @@ class Rewire:
             # the schema's default (power-of-two scales) would misread calibrated int16 scales
             self.edits.append(SetOptions(op, dataclasses.replace(op.options,
                                                                  pot_scale_int16=False)))
+
+    def _paired(self, op: Op, rule: QuantRule, i: int, storage: qm.Storage
+                ) -> QuantParams | None:
+        """A ``PAIRED`` op's input ``i`` is read at its output ``i``'s parameters."""
+        if rule.output is not OutputRule.PAIRED or i >= len(op.outputs):
+            return None
+        return self.params.get((op.outputs[i], storage))
 
     def _weights(self, op: Op, rule: QuantRule, scheme: Scheme) -> None:
         spec = OPS[op.type]
