@@ -9,7 +9,7 @@ and tf.lite's float32 op count (all subgraphs; TF writes a WHILE loop with a con
 body subgraph). quantkit's float32 and dynamic-range models hold TFLite's fused sequence ops
 for LSTM and SimpleRNN (``quantkit.frontend.tf_rnn``) and a WHILE loop for GRU
 (``quantkit.frontend.tf_while``), its int8 models LiteRT's integer LSTM and, for GRU and
-SimpleRNN, the unrolled loop with int16 cells; int16x8 unrolls. TF's float32
+SimpleRNN, an integer WHILE whose body computes in int16; int16x8 unrolls. TF's float32
 converter fails on a dynamic batch here (``TensorListReserve`` needs a static element shape),
 so TF converts the same weights with batch 1; TF's int8 converter crashes the process on
 these models, so it is not run. Prints a Markdown table.

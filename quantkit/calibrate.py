@@ -20,7 +20,7 @@ import calibration
 import calibration.ranges
 from calibration import CalibrationStats, InputSpec, ObserverKind
 from quantkit.ir.graph import Graph, Tensor
-from quantkit.loop_runtime import loop_values
+from quantkit.loop_runtime import loop_inputs, loop_values
 from quantkit.ops import BiasCorrection, spec
 from quantkit.quantize import Means, Ranges, lstm
 from quantkit.recipe import RangeMethod, WeightRounding
@@ -120,7 +120,7 @@ def executors(graphs: list[Graph], options: CalibrationOptions,
 
     # Views, not copies: the runner has read a batch's values before it runs the next.
     return {g.signature_key: LiteRTExecutor(
-        g, observed_tensors(g), num_threads=threads, copy=False,
+        g, observed_tensors(g) + loop_inputs(g), num_threads=threads, copy=False,
         derive=both(g)) for g in graphs}
 
 

@@ -115,14 +115,14 @@ TF_COMPAT_ATTRIBUTES: dict[str, Any] = {
 Frontend = Callable[[bool, frozenset[FusedCell]], list[Graph]]
 
 # Loops the TF frontend lowers to fused sequence ops or a WHILE (FusedCell.LOOP,
-# frontend.tf_while), per mode (issue #12); the others unroll (int8 cells in int16:
-# plan.recurrent_int16). Integer modes: only int8's LSTM (LiteRT's integer LSTM,
-# quantize.lstm); calibration does not observe the tensors inside a loop body.
+# frontend.tf_while), per mode (issue #12); the others unroll. int8: LiteRT's integer LSTM
+# (quantize.lstm) and integer WHILEs (calibration replays the body: loop_runtime; its
+# subgraphs in int16: quantize.loops, plan.recurrent_int16); int16x8 and uint8 unroll.
 FUSED_RNNS: dict[QuantMode, frozenset[FusedCell]] = {
     QuantMode.FLOAT32: ALL_CELLS,
     QuantMode.FLOAT16: ALL_CELLS,
     QuantMode.DYNAMIC_RANGE: ALL_CELLS,
-    QuantMode.FULL_INTEGER: frozenset({FusedCell.LSTM}),
+    QuantMode.FULL_INTEGER: frozenset({FusedCell.LSTM, FusedCell.LOOP}),
     QuantMode.INT16X8: frozenset(),
     QuantMode.LEGACY_UINT8: frozenset(),
 }

@@ -37,6 +37,13 @@ def while_ops(graph: Graph) -> list[Op]:
             and isinstance(op.options.body_subgraph, Graph)]
 
 
+def loop_inputs(graph: Graph) -> list[Tensor]:
+    """The WHILE ops' inputs that are neither constants nor float (a trip count read at run
+    time): the replay needs their values, so the float run observes them too."""
+    return list(dict.fromkeys(t for op in while_ops(graph) for t in op.inputs
+                              if not t.is_const and np.dtype(t.dtype) != np.float32))
+
+
 class LoopStepper:
     """Replays one WHILE op: ``steps(values)`` gives the observed values of every step.
 

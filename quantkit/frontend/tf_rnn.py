@@ -50,7 +50,7 @@ class FusedCell(enum.Enum):
 
     LSTM = "lstm"  # UNIDIRECTIONAL_SEQUENCE_LSTM
     SIMPLE_RNN = "simple_rnn"  # UNIDIRECTIONAL_SEQUENCE_RNN
-    LOOP = "loop"  # WHILE: activations inside a body are not calibrated (float modes only)
+    LOOP = "loop"  # WHILE (float modes and int8: calibration replays its body)
 
 
 ALL_CELLS = frozenset(FusedCell)

@@ -366,8 +366,8 @@ RECURRENT = (
 # WHILE runs its body subgraph while its condition subgraph gives true (WhileOptions: both
 # graphs); a tensor list in the body is one tensor, its items written by DYNAMIC_UPDATE_SLICE
 # (read by GATHER). Integer rule PAIRED: WHILE copies each loop variable's raw values, so input
-# i is read at output i's parameters (quantize.loops quantizes the subgraphs); the integer
-# modes still unroll loops (converter.FUSED_RNNS), so only quantize.loops' callers reach it.
+# i is read at output i's parameters (quantize.loops quantizes the subgraphs; int8 keeps loops,
+# int16x8 and uint8 unroll them: converter.FUSED_RNNS).
 LOOPS = (
     OpSpec(T.WHILE, o.WhileOptions, True, quant=QuantRule(ALL, OutputRule.PAIRED),
            versions=ALWAYS_1, runtime=("1.15.0",)),

@@ -95,6 +95,7 @@ def link_loops(source: Graph, quantized: Graph, plan: Plan, ranges: Ranges,
         inner = inner_mode(mode, plan.schemes[op].activations)
         cond, body = (_quantized(g, ranges, inner)
                       for g in (op.options.cond_subgraph, op.options.body_subgraph))
+        _requantize_results(body)
         target.options = dataclasses.replace(target.options, cond_subgraph=cond,
                                              body_subgraph=body)
         for i, members in enumerate(zip(target.inputs, target.outputs, cond.inputs,
@@ -112,3 +113,15 @@ def _quantized(graph: Graph, ranges: Ranges, mode: ConversionMode) -> Graph:
     new = apply(graph, plan.edits)
     link_loops(graph, new, plan, ranges, mode)  # a loop nested in the body
     return new
+
+
+def _requantize_results(body: Graph) -> None:
+    """A body output whose parameters differ from its input's (an op with fixed output
+    parameters, TANH's, wrote it) is requantized to them at the end of the body."""
+    for i, (arg, result) in enumerate(zip(body.inputs, body.outputs)):
+        if result is arg or result.quant == arg.quant or result.dtype != arg.dtype:
+            continue
+        name = f"{result.name}/requantized"
+        fitted = Tensor(name, result.dtype, result.shape, quant=arg.quant)
+        body.ops.append(Op(OpType.QUANTIZE, [result], [fitted], name=name))
+        body.outputs[i] = fitted

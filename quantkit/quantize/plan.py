@@ -39,7 +39,7 @@ from quantkit.ops.spec import OutputRule
 from quantkit.quantize import lstm
 from quantkit.quantize.schemes import Scheme, scheme_for
 from quantkit.recipe import OpSettings, Precision, Settings
-from quantkit.types import ConversionError, ConversionMode, Phase, QuantMode
+from quantkit.types import ConversionError, ConversionMode, OpType, Phase, QuantMode
 
 _FLOAT = np.dtype(np.float32)
 
@@ -149,8 +149,9 @@ def _choose_ops(graph: Graph, mode: ConversionMode, settings: OpSettings) -> Pla
 
 def recurrent_int16(graphs: list[Graph], settings: OpSettings,
                     mode: ConversionMode) -> OpSettings:
-    """In full-integer int8, the ops of an unrolled RNN cell compute in int16x8 (int8 weights,
-    int16 activations) unless the recipe set their precision: the state is re-quantized at
+    """In full-integer int8, the ops of an unrolled RNN cell and WHILE ops (whose condition
+    and body ``quantize.loops`` quantizes in the op's precision) compute in int16x8 (int8
+    weights, int16 activations) unless the recipe set their precision: the state is re-quantized at
     every step, and int8 steps lose 4-7 dB at the output of trained GRU/SimpleRNN/LSTM cells
     (``benchmarks.rnn_conversion``); LiteRT's integer LSTM kernel keeps its gates and cell
     state in int16 for the same reason. Ops without an int16 kernel stay int8; the ops that
@@ -164,7 +165,8 @@ def recurrent_int16(graphs: list[Graph], settings: OpSettings,
         return (settings[op].precision is None and is_float_op(op)
                 and quantizable(op, int16) is not None)
 
-    chosen = {op for op in settings if in_unrolled_loop(op) and free(op)}
+    chosen = {op for op in settings if (in_unrolled_loop(op) or op.type == OpType.WHILE)
+              and free(op)}
     for graph in graphs:
         producers, consumers = graph.producers(), graph.consumers()
         movers = [op for op in graph.ops if op not in chosen and free(op)
