@@ -275,7 +275,8 @@ class TFLiteConverter:
         mode = self.resolve_mode(has_trained_ranges(lowered))
         deciding = (mode.quant in _CALIBRATED and self._accuracy() and not self.recipe.rules
                     and self.cross_layer_equalization is None and self.representative_dataset
-                    is not None and not (self.equalize_relu6 or self._absorbing())
+                    is not None and self.calibration_statistics is None
+                    and not (self.equalize_relu6 or self._absorbing())
                     and self._range_method() is RangeMethod.AUTO)
         plain: list[tuple[Graph, Any]] = []  # ACCURACY decides CLE: the graphs before it
         graphs = self._float_graphs(keep_offsets=mode.quant in _WEIGHT_ONLY, lowered=lowered,

@@ -19,22 +19,14 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from quantkit.ir.graph import Graph, Op, Tensor
+from quantkit.ir.graph import Graph, Op, Tensor, while_ops
 from quantkit.ir.options import WhileOptions
 from quantkit.runtime import ExecutorError, LiteRTExecutor
-from quantkit.types import OpType
 
 # More steps than any calibration loop takes: a condition that stays true is an error.
 MAX_STEPS = 100_000
 
 Values = dict[str, np.ndarray]
-
-
-def while_ops(graph: Graph) -> list[Op]:
-    """The graph's WHILE ops whose options hold their subgraphs (as lowered, not read back)."""
-    return [op for op in graph.ops if op.type == OpType.WHILE
-            and isinstance(op.options, WhileOptions)
-            and isinstance(op.options.body_subgraph, Graph)]
 
 
 def loop_inputs(graph: Graph) -> list[Tensor]:

@@ -512,3 +512,31 @@ def test_gru_loop_quantizes_as_an_integer_while(models, data):
                    body.tensors[body.outputs[i]]]
         assert len({(t.dtype, t.quant) for t in members}) == 1, members
     assert all(t.dtype != np.float32 for s in model_read.subgraphs[1:] for t in s.tensors)
+
+
+def test_unrolled_cell_ops_get_int16_in_int8_only():
+    """``recurrent_int16`` on a loop quantkit unrolled (ops in ``…/step_k/`` scopes): those
+    ops and the value-moving ops between them and the loop get int16 in int8; an op outside
+    stays the mode's, and other modes or a recipe's precision are left as they are."""
+    from quantkit.quantize.plan import recurrent_int16
+    from quantkit.recipe import Precision, Settings
+    from quantkit.types import ConversionMode, QuantMode
+
+    f32 = np.dtype(np.float32)
+    x, moved, h, y = (Tensor(n, f32, (1, 4)) for n in ("x", "moved", "h", "y"))
+    w = const("w", np.eye(4, dtype=np.float32))
+    b = const("b", np.zeros(4, np.float32))
+    shape = const("shape", np.array([1, 4], np.int32))
+    reshape = Op(OpType.RESHAPE, [x, shape], [moved], name="rnn/transpose")
+    cell = Op(OpType.FULLY_CONNECTED, [moved, w, b], [h], o.FullyConnectedOptions(),
+              name="rnn/while/step_0/MatMul")
+    head = Op(OpType.FULLY_CONNECTED, [h, w, b], [y], o.FullyConnectedOptions(),
+              name="dense/MatMul")
+    graph = Graph([reshape, cell, head], [x], [y])
+    settings = {op: Settings() for op in graph.ops}
+    int8 = recurrent_int16([graph], settings, ConversionMode(QuantMode.FULL_INTEGER))
+    assert [int8[op].precision for op in graph.ops] == [Precision.INT16, Precision.INT16, None]
+    assert recurrent_int16([graph], settings, ConversionMode(QuantMode.INT16X8)) == settings
+    kept = {**settings, cell: Settings(precision=Precision.INT8)}
+    assert recurrent_int16([graph], kept, ConversionMode(QuantMode.FULL_INTEGER))[cell] \
+        == Settings(precision=Precision.INT8)

@@ -11,10 +11,10 @@ while lowering: reading and writing an element at a constant index moves referen
 is one STRIDED_SLICE per element, stacking one PACK. Nothing here needs a TFLite op of its own,
 so every integer scheme that has FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD runs the result.
 
-When unrolling: a Keras LSTM or SimpleRNN becomes one fused sequence op instead where the
-mode allows (``tf_rnn``), any other loop a WHILE op with subgraphs where activations stay float
-(``tf_while``: tensor lists are then ``StackedList``s, one tensor each); GRU, other cells and
-every RNN in the integer schemes are unrolled.
+Instead of unrolling: a Keras LSTM or SimpleRNN becomes one fused sequence op where the mode
+allows (``tf_rnn``), any other loop a WHILE op with subgraphs in the float modes and int8
+(``tf_while``: tensor lists are then ``StackedList``s, one tensor each); loops in int16x8 and
+uint8, and those a WHILE cannot express, are unrolled.
 Unrolling is exact for any cell (GRU's reset-after, peepholes, custom cells), needs nothing of
 Keras (SavedModels and concrete functions take the same path), every op of the result has an
 int8 and an int16 kernel, and the result is stateless. The price is the op count: about 17 ops
@@ -174,10 +174,11 @@ def _set_stacked(ctx: TFContext, tensors: StackedList) -> None:
 
 
 def tensor_list_set_item(ctx: TFContext) -> None:
-    if isinstance(_list(ctx, 0), StackedList):
-        _set_stacked(ctx, _list(ctx, 0))
+    tensors = _list(ctx, 0)
+    if isinstance(tensors, StackedList):
+        _set_stacked(ctx, tensors)
         return
-    items = list(_list(ctx, 0).items)
+    items = list(tensors.items)
     items[_index(ctx, 1, len(items))] = ctx.input(2)
     ctx.alias(TensorList(tuple(items)))
 

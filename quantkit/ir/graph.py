@@ -164,6 +164,13 @@ def subgraphs(graphs: Iterable[Graph]) -> list[Graph]:
     return list(found)
 
 
+def while_ops(graph: Graph) -> list[Op]:
+    """The graph's WHILE ops whose options hold their condition and body graphs (as lowered,
+    not as read back from a .tflite, whose options hold subgraph indices)."""
+    return [op for op in graph.ops if op.type == OpType.WHILE
+            and isinstance(getattr(op.options, "body_subgraph", None), Graph)]
+
+
 # --- unrolled loops ---------------------------------------------------------------------------
 _STEP = re.compile(r"/step_\d+/")
 

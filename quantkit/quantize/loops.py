@@ -16,8 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from quantkit.ir.graph import Graph, Op, Tensor, subgraphs
-from quantkit.ir.options import WhileOptions
+from quantkit.ir.graph import Graph, Op, Tensor, subgraphs, while_ops
 from quantkit.quantize import math as qm
 from quantkit.quantize.edits import apply
 from quantkit.quantize.params import Ranges, constant_range
@@ -28,12 +27,6 @@ _IO_TYPES = {np.dtype(np.int8): TensorType.INT8, np.dtype(np.uint8): TensorType.
              np.dtype(np.int16): TensorType.INT16}
 
 
-def _loops(graph: Graph) -> list[Op]:
-    return [op for op in graph.ops if op.type == OpType.WHILE
-            and isinstance(op.options, WhileOptions)
-            and isinstance(op.options.body_subgraph, Graph)]
-
-
 def loop_variables(graph: Graph) -> list[list[Tensor]]:
     """The tensors of each float loop variable of ``graph``'s WHILE ops (their subgraphs' too):
     the op's input and output ``i``, its condition's input ``i``, its body's input and output
@@ -41,7 +34,7 @@ def loop_variables(graph: Graph) -> list[list[Tensor]]:
     loop they must all have one set of parameters (``tied_loop_ranges``)."""
     found = []
     for g in subgraphs([graph]):
-        for op in _loops(g):
+        for op in while_ops(g):
             cond, body = op.options.cond_subgraph, op.options.body_subgraph
             found += [list(dict.fromkeys(members)) for members in zip(
                 op.inputs, op.outputs, cond.inputs, body.inputs, body.outputs)
@@ -87,7 +80,7 @@ def link_loops(source: Graph, quantized: Graph, plan: Plan, ranges: Ranges,
         ConversionError: (quantization) a WHILE op left float while the graph is integer, or
             a loop variable whose parameters differ between the op, its condition and body.
     """
-    loops, targets = _loops(source), [op for op in quantized.ops if op.type == OpType.WHILE]
+    loops, targets = while_ops(source), [op for op in quantized.ops if op.type == OpType.WHILE]
     for op, target in zip(loops, targets):
         if op not in plan.schemes:
             raise ConversionError(Phase.QUANTIZATION, f"WHILE op {op.name!r} stays float: its "

@@ -199,18 +199,14 @@ def capped_ranges(graph: Graph, ranges: Ranges) -> Ranges:
     constant) capped above at ``max(c)``: values above it never reach past that op, which
     shares its input's parameters (equalization's per-channel ReLU6 bounds,
     ``passes.equalize``)."""
-    readers: dict[Tensor, int] = {}
-    for op in graph.ops:
-        for t in op.inputs:
-            if t is not None:
-                readers[t] = readers.get(t, 0) + 1
+    readers = graph.consumers()
     outputs = set(graph.outputs)
     capped = dict(ranges)
     for op in graph.ops:
         if op.type != OpType.MINIMUM or len(op.inputs) != 2:
             continue
         t, c = op.inputs if op.inputs[1].is_const else op.inputs[::-1]
-        if t.is_const or not c.is_const or readers[t] != 1 or t in outputs \
+        if t.is_const or not c.is_const or len(readers[t]) != 1 or t in outputs \
                 or t.name not in ranges:
             continue
         lo, hi = ranges[t.name]
