@@ -37,7 +37,7 @@ from typing import Mapping
 import numpy as np
 
 from quantkit.ir.graph import Graph, Op, Tensor
-from quantkit.passes.equalize import _activation, _set_const, pairs
+from quantkit.passes.equalize import fused_activation, pairs, replace_constant
 from quantkit.types import Activation, OpType, Padding
 
 
@@ -53,7 +53,7 @@ class Absorbed:
 def absorbable(graph: Graph) -> list[tuple[Op, Op]]:
     """The pairs whose first layer's bias may move into the second's (module docstring)."""
     return [(first, second) for first, second in pairs(graph)
-            if _activation(first) is Activation.RELU and _has_bias(first)
+            if fused_activation(first) is Activation.RELU and _has_bias(first)
             and _padding_free(second)]
 
 
@@ -93,13 +93,13 @@ def absorb_high_bias(graph: Graph, minima: Mapping[str, np.ndarray]) -> list[Abs
         a = np.maximum(np.asarray(measured, np.float64), 0.0)
         if a.shape != first.inputs[2].data.shape or not np.any(a > 0):
             continue
-        _set_const(first, 2, first.inputs[2].data.astype(np.float64) - a)
+        replace_constant(first, 2, first.inputs[2].data.astype(np.float64) - a)
         shift = second_shift(second, a)
         if not _has_bias(second):  # a zero bias of the weights' type first
             weights = second.inputs[1]
             zeros = np.zeros(shift.shape, weights.data.dtype)
             bias = Tensor(f"{weights.name}/absorbed_bias", zeros.dtype, zeros.shape, zeros)
             second.inputs[2:] = [bias]
-        _set_const(second, 2, second.inputs[2].data.astype(np.float64) + shift)
+        replace_constant(second, 2, second.inputs[2].data.astype(np.float64) + shift)
         done.append(Absorbed(first, second, a))
     return done

@@ -46,7 +46,8 @@ _SECOND = frozenset({OpType.CONV_2D, OpType.DEPTHWISE_CONV_2D, OpType.FULLY_CONN
 _POOLS = frozenset({OpType.MAX_POOL_2D, OpType.AVERAGE_POOL_2D})
 
 
-def _activation(op: Op) -> Activation:
+def fused_activation(op: Op) -> Activation:
+    """The op's fused activation (NONE for ops without the field)."""
     return getattr(op.options, "fused_activation_function", Activation.NONE)
 
 
@@ -57,7 +58,7 @@ def _out_axis(op: Op) -> int:
 def _passes_channels(op: Op) -> bool:
     """``op`` maps channel ``c`` of its input to channel ``c`` of its output, homogeneously."""
     if op.type in _POOLS:
-        return _activation(op) in _HOMOGENEOUS
+        return fused_activation(op) in _HOMOGENEOUS
     if op.type == OpType.MEAN and len(op.inputs) == 2 and op.inputs[1].is_const:
         rank = len(op.inputs[0].shape or ())
         axes = {int(a) % rank for a in np.ravel(op.inputs[1].data)} if rank else {0}
@@ -86,7 +87,7 @@ def pairs(graph: Graph, relu6: bool = False) -> list[tuple[Op, Op]]:
     found = []
     firsts = _HOMOGENEOUS | {Activation.RELU6} if relu6 else _HOMOGENEOUS
     for first in graph.ops:
-        if first.type not in _FIRST or _activation(first) not in firsts \
+        if first.type not in _FIRST or fused_activation(first) not in firsts \
                 or not first.inputs[1].is_const or not _const_or_absent(first, 2):
             continue
         channels = first.inputs[1].data.shape[_out_axis(first)]
@@ -118,7 +119,9 @@ def _ranges(first: Op, second: Op) -> tuple[np.ndarray, np.ndarray]:
     return r1.astype(np.float64), r2.astype(np.float64)
 
 
-def _set_const(op: Op, index: int, data: np.ndarray) -> None:
+def replace_constant(op: Op, index: int, data: np.ndarray) -> None:
+    """Input ``index`` of ``op`` becomes a new constant of the same name, type and shape
+    holding ``data`` (the old tensor may be shared with other ops: it is not changed)."""
     old = op.inputs[index]
     data = np.ascontiguousarray(data, dtype=old.data.dtype)
     op.inputs[index] = Tensor(old.name, old.dtype, old.shape, data)
@@ -143,14 +146,14 @@ def equalize_pair(first: Op, second: Op, s: np.ndarray | None = None) -> np.ndar
         s = weight_scales(first, second)
     s = np.asarray(s, np.float64)
     w1 = first.inputs[1].data.astype(np.float64)
-    _set_const(first, 1, w1 / s.reshape(_scale_shape(w1.ndim, _out_axis(first))))
+    replace_constant(first, 1, w1 / s.reshape(_scale_shape(w1.ndim, _out_axis(first))))
     if len(first.inputs) > 2 and first.inputs[2] is not None:
-        _set_const(first, 2, first.inputs[2].data.astype(np.float64) / s)
+        replace_constant(first, 2, first.inputs[2].data.astype(np.float64) / s)
     w2 = second.inputs[1].data.astype(np.float64)
     if second.type == OpType.FULLY_CONNECTED:
-        _set_const(second, 1, w2 * np.tile(s, w2.shape[1] // len(s))[None, :])
+        replace_constant(second, 1, w2 * np.tile(s, w2.shape[1] // len(s))[None, :])
     else:
-        _set_const(second, 1, w2 * s.reshape(1, 1, 1, -1))
+        replace_constant(second, 1, w2 * s.reshape(1, 1, 1, -1))
     return s
 
 
@@ -172,7 +175,7 @@ def equalize(graph: Graph, relu6: bool = False, scales: dict[Op, np.ndarray] | N
         if largest < TOLERANCE:
             break
     for first, product in total.items():
-        if _activation(first) is Activation.RELU6 and np.any(product != 1.0):
+        if fused_activation(first) is Activation.RELU6 and np.any(product != 1.0):
             _bound_per_channel(graph, first, 6.0 / product)
     if scales is not None:
         scales.update(total)

@@ -167,11 +167,13 @@ def recurrent_int16(graphs: list[Graph], settings: OpSettings,
 
     chosen = {op for op in settings if (in_unrolled_loop(op) or op.type == OpType.WHILE)
               and free(op)}
+    if not chosen:  # no loop: nothing to propagate (the common case, kept cheap)
+        return settings
     for graph in graphs:
         producers, consumers = graph.producers(), graph.consumers()
         movers = [op for op in graph.ops if op not in chosen and free(op)
                   and OPS[op.type].quant.output is OutputRule.SHARED]
-        changed = bool(chosen)
+        changed = True
         while changed:
             changed = False
             for op in movers:
