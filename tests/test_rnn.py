@@ -250,18 +250,15 @@ def test_saved_model_lstm_matches_keras(models, data, tmp_path):
     assert _ops(tflite) == [LSTM, "STRIDED_SLICE", "FULLY_CONNECTED"]
 
 
-# int8 loops (all subgraphs): TF's float count + QUANTIZE, DEQUANTIZE at the float model's
-# input/output + the int16 loop output requantized to int8 (+ SimpleRNN's TANH output
-# requantized at the end of the body to the state's parameters, and its bias ADD)
-INT8_LOOP_OPS = {"gru": TF_OPS["gru"] + 3, "simple_rnn": 20}
 
 
 @pytest.mark.parametrize("family", list(rnns.FAMILIES))
 def test_int8_runs_and_int16x8_is_better(models, data, family):
     """int8: LSTMs become LiteRT's integer LSTM (one op, quantize.lstm), GRU and SimpleRNN
     an integer WHILE whose body computes in int16 (quantize.loops, plan.recurrent_int16); op
-    count ≤ TF's, the loops' with the float model's QUANTIZE/DEQUANTIZE and their int16
-    output requantized for the int8 Dense (``INT8_LOOP_OPS``)."""
+    count ≤ TF's float32 count (TF's int8 converter crashes on these models), the loops'
+    with the float model's QUANTIZE/DEQUANTIZE and their int16 output requantized for the int8
+    Dense (``passes.loops`` drops the loop variables Keras carries twice)."""
     calibration, x = data
     model = models[family]
     reference = _reference(model, x)
@@ -277,7 +274,7 @@ def test_int8_runs_and_int16x8_is_better(models, data, family):
         assert LSTM in int8.ops and len(int8.ops) <= TF_OPS[family], int8.ops
     else:
         ops = _ops(int8.model)
-        assert "WHILE" in ops and len(ops) <= INT8_LOOP_OPS[family], ops
+        assert "WHILE" in ops and len(ops) <= TF_OPS[family], ops
     if family == "lstm":
         int16 = measure(convert(quantkit, keras_converter(model), "int16x8", calibration), [x],
                         reference)
@@ -425,7 +422,7 @@ def test_while_body_is_replayed_and_calibrated_step_by_step(models, data):
     steps = LoopStepper(loop).steps(values)
     assert len(steps) == rnns.STEPS
     for out, result in zip(loop.outputs, body.outputs):
-        if out.name in values:  # the float loop variables: the state, the last output
+        if out.name in values:  # the float loop variables: the state
             scale = np.max(np.abs(values[out.name]))
             assert scale > 0.05, (out.name, scale)
             np.testing.assert_allclose(steps[-1][result.name], values[out.name], rtol=0,
@@ -438,15 +435,17 @@ def test_while_body_is_replayed_and_calibrated_step_by_step(models, data):
     (gather,) = [op.outputs[0].name for op in body.ops if op.type is OpType.GATHER]
     (sequence,) = [t.name for t in loop.inputs if not t.is_const]
     np.testing.assert_allclose(found[gather], found[sequence], rtol=0, atol=1e-7)
-    state = body.outputs[3].name  # the new state (the loop variables: see tf_while)
-    final = values[loop.outputs[3].name]
+    (k,) = [k for k, (arg, result) in enumerate(zip(body.inputs, body.outputs))
+            if result is not arg and np.dtype(result.dtype) == np.float32]
+    state = body.outputs[k].name  # the new state (the loop variables: see tf_while)
+    final = values[loop.outputs[k].name]
     low, high = found[state]
     assert low <= final.min() and final.max() <= high and high - low > 0.1, (low, high)
 
 
 def test_loop_variables_get_one_range(models, data):
     """An integer WHILE copies its loop variables' raw values (issue #12): each float loop
-    variable (the sequence, the state, the last output) has one range over the WHILE's input
+    variable (the sequence, the state) has one range over the WHILE's input
     and output, the condition's and body's inputs and the body's output: the union of their
     calibrated ranges (``loops.tied_loop_ranges``), here wider than the WHILE's final state's
     own range (the body's state over every step)."""
@@ -459,12 +458,12 @@ def test_loop_variables_get_one_range(models, data):
     variables = loop_variables(graph)
     (loop,) = while_ops(graph)
     # the sequence: the body returns its input as it is (one tensor less)
-    assert sorted(map(len, variables)) == [4, 5, 5], variables
+    assert sorted(map(len, variables)) == [4, 5], variables  # the state (passes.loops)
     for members in variables:
         own = [constant_range(t) if t.is_const else found[t.name] for t in members]
         union = (min(lo for lo, _ in own), max(hi for _, hi in own))
         assert {tied[t.name] for t in members if not t.is_const} == {union}, members
-    state = loop.outputs[3]
+    (state,) = [t for t in loop.outputs if len(graph.consumers().get(t, []))]
     (lo, hi), (own_lo, own_hi) = tied[state.name], found[state.name]
     assert lo <= own_lo and own_hi <= hi and (hi - lo) - (own_hi - own_lo) > 0.05
     assert {k: v for k, v in tied.items() if k not in {t.name for m in variables for t in m}} \
@@ -476,7 +475,7 @@ def test_loop_variables_get_one_range(models, data):
 # in int16 (measured on these 40 rows: 42.9 dB; body in int8 25.7 dB; the unrolled int8 loop
 # the converter wrote before, its cells in int16, 38.2 dB in 251 ops).
 INT_WHILE_FLOOR_DB = 40.0
-INT_WHILE_OPS = 31  # TF's float 28, with QUANTIZE/DEQUANTIZE at the float model input/output
+INT_WHILE_OPS = TF_OPS["gru"]  # with QUANTIZE/DEQUANTIZE at the float model's input/output
 # and the int8 sequence requantized to the loop's int16
 
 

@@ -16,6 +16,7 @@ from quantkit.passes.cleanup import (absorb_negation, constant_operands, dedupli
 from quantkit.passes.fold_batchnorm import fold_batchnorm
 from quantkit.passes.fold_constants import fold_constants
 from quantkit.passes.fuse_activations import fuse_activations
+from quantkit.passes.loops import LOOP_PASSES
 from quantkit.passes.pad import fold_pad_into_conv, mul_through_pad
 from quantkit.passes.patterns import (gelu, gelu_tanh, hard_swish, nd_fully_connected, prelu,
                                       upsample_nearest)
@@ -28,6 +29,7 @@ PIPELINE: tuple[Pass, ...] = (
     fold_constants,
     deduplicate_ops,
     static_reshapes,
+    *LOOP_PASSES,
     constant_operands,
     noop_elementwise,
     zero_products,
@@ -62,8 +64,9 @@ def run_passes(graph: Graph, keep_offsets: bool = False) -> Graph:
     ``fold_scale_into_next``).
 
     The graphs ``graph``'s ops reference (a WHILE's condition and body: ``ir.graph.subgraphs``)
-    go through the same passes, each on its own: a pass never looks across a subgraph's inputs
-    or outputs, so the loop variables stay as they are.
+    go through the same passes, each on its own, after the graph holding them: only the loop
+    passes (``passes.loops``: loop variables that repeat another) look across a subgraph's
+    inputs and outputs.
     """
     pipeline = PIPELINE if not keep_offsets else tuple(
         fold_scale_into_next if p is fold_affine_into_next else p

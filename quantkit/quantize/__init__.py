@@ -22,10 +22,10 @@ def quantize_integer(graph: Graph, ranges: Ranges, mode: ConversionMode,
     ``rounding``: the weights' integers where not nearest rounding's (``adaround.AdaRound``).
     A WHILE's condition and body are quantized too, its loop variables' ranges tied
     (``loops.tied_loop_ranges``, ``loops.link_loops``)."""
-    ranges = tied_loop_ranges(graph, ranges)
-    plan = plan_integer(graph, ranges, mode, means, settings, rounding)
+    tied = tied_loop_ranges(graph, ranges)
+    plan = plan_integer(graph, tied, mode, means, settings, rounding, own_ranges=ranges)
     quantized = apply(graph, plan.edits)
-    link_loops(graph, quantized, plan, ranges, mode)
+    link_loops(graph, quantized, plan, tied, mode)
     return quantized, plan
 
 

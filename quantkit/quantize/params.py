@@ -56,10 +56,18 @@ class Params:
 
 
 def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
-                   mode: ConversionMode, schemes: dict[Op, Scheme]) -> Params:
+                   mode: ConversionMode, schemes: dict[Op, Scheme],
+                   own_ranges: Ranges | None = None) -> Params:
     """The parameters of every node the quantized ops (``rules``, each in its scheme) and the
-    model's integer inputs and outputs use, and the inputs that must be requantized."""
+    model's integer inputs and outputs use, and the inputs that must be requantized.
+
+    ``own_ranges``: the calibrated ranges before a loop's variables were tied
+    (``loops.tied_loop_ranges``); a tensor read in another storage than its writer's (an int16
+    loop's final state requantized for an int8 reader) is a copy of its own and takes its own
+    range: the last step's values, not every step's."""
     ranges = capped_ranges(graph, ranges)
+    own = ranges if own_ranges is None else capped_ranges(graph, own_ranges)
+    writers = {t: op for op in rules for t in op.outputs}
     groups = _Groups()
     fixed: dict[Node, QuantParams] = {}  # group root → fixed params
     const_ranges: dict[Node, list[tuple[float, float]]] = {}  # root → ranges of constants
@@ -132,7 +140,9 @@ def choose_params(graph: Graph, rules: dict[Op, QuantRule], ranges: Ranges,
         if t in clamped:
             spans.setdefault(groups.find(t), [0.0, 0.0])
             continue
-        known = _range(t[0], ranges)
+        writer = writers.get(t[0])
+        copy = writer is not None and schemes[writer].activations != t[1]
+        known = _range(t[0], own if copy else ranges)
         if known is None:  # a group needs one member with a range (pooling shares its input's)
             continue
         lo, hi = known

@@ -93,16 +93,18 @@ def _input(op: Op, index: int) -> Tensor | None:
 
 def plan_integer(graph: Graph, ranges: Ranges, mode: ConversionMode,
                  means: Means | None = None, settings: OpSettings | None = None,
-                 rounding: WeightRounder | None = None) -> Plan:
+                 rounding: WeightRounder | None = None,
+                 own_ranges: Ranges | None = None) -> Plan:
     """The edits that make ``graph`` integer in the mode's scheme (int8, int16x8 or legacy
     uint8), each op in the precision its ``settings`` ask for (see the module docstring).
 
     ``means``: per-channel means of weighted ops' inputs; with ``mode.bias_correction`` their
     biases absorb the weights' mean rounding error (``math.weight_error_bias``).
-    ``rounding``: integer weights other than nearest rounding's (``quantize.adaround``)."""
+    ``rounding``: integer weights other than nearest rounding's (``quantize.adaround``).
+    ``own_ranges``: the ranges before loop variables were tied (``params.choose_params``)."""
     plan = _choose_ops(graph, mode, settings or {})
     rules = {op: quantizable(op, plan.schemes[op]) for op in plan.quantized_ops}
-    params = choose_params(graph, rules, ranges, mode, plan.schemes)
+    params = choose_params(graph, rules, ranges, mode, plan.schemes, own_ranges)
     plan.edits = Rewire(graph, rules, plan.schemes, params, mode, plan.float_ops, means or {},
                         settings or {}, rounding, ranges).run()
     return plan
