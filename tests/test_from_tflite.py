@@ -140,13 +140,51 @@ def test_unknown_ops_listed_in_one_error():
         quantkit.TFLiteConverter.from_tflite(model).convert()
 
 
-def test_loop_in_a_tflite_is_refused_by_name():
-    """A .tflite's WHILE runs subgraphs this frontend does not read: refused, named."""
+def test_loops_in_a_tflite_run_as_written():
+    """A .tflite's WHILE ops (two running one condition and one body) read back with their
+    subgraphs as graphs: the converted model computes the same in LiteRT."""
     from tests.test_tflite_io import loop_graphs
 
-    model = write_model([loop_graphs(steps=3)[0]])
-    with pytest.raises(ConversionError, match=r"2 op\(s\).*\n  WHILE \(output 'first/0'\)"):
-        quantkit.TFLiteConverter.from_tflite(model).convert()
+    source = write_model([loop_graphs(steps=3)[0]])
+    model = quantkit.TFLiteConverter.from_tflite(source).convert()
+    assert [op.type for s in read_model(model).subgraphs for op in s.ops].count(
+        OpType.WHILE) == 2
+    x = np.array([[1.0, -2.0, 0.5], [3.0, 0.0, -1.0]], np.float32)
+    np.testing.assert_array_equal(sbs.run_all(model, [x])[0], sbs.run_all(source, [x])[0])
+    # 3 steps twice: acc = 8x + 7x, then 8·15x + 7x
+    np.testing.assert_allclose(sbs.run_all(model, [x])[0], 127 * x, rtol=1e-6)
+
+
+def test_tf_rnn_tflite_quantizes_with_its_loop():
+    """TF's float .tflite of a Keras 3 GRU (a WHILE, batch 1) converts in float32 exactly and in
+    int8 (the loop quantized as quantkit's own: calibration replays its body), both with no
+    more ops than TF's float model."""
+    from benchmarks.zoo import rnns
+
+    model = rnns.rnn_model("gru", train_samples=100, epochs=1, eager=True)
+    fixed = keras.Sequential([keras.Input(model.input_shape[1:], batch_size=1),
+                              *[keras.layers.deserialize(keras.layers.serialize(layer))
+                                for layer in model.layers]])
+    fixed.set_weights(model.get_weights())
+    source = tf_float_tflite(fixed)
+    x_train, _, x_test, _ = rnns.sequences()
+    rows = [row[None] for row in x_test[:20]]
+    reference = np.concatenate([sbs.run_all(source, [row])[0] for row in rows])
+    tf_ops = sum(len(s.ops) for s in read_model(source).subgraphs)
+    for int8, floor in ((False, 100.0), (True, 30.0)):
+        converter = quantkit.TFLiteConverter.from_tflite(source)
+        if int8:
+            converter.optimizations = [quantkit.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([r[None]] for r in x_train[-40:])
+        tflite = converter.convert()
+        ops = [op.type for s in read_model(tflite).subgraphs for op in s.ops]
+        assert OpType.WHILE in ops and len(ops) <= tf_ops, ops
+        out = np.concatenate([sbs.run_all(tflite, [row])[0] for row in rows])
+        result = sbs.measure(tflite, rows, [reference], run=lambda _: [out])
+        sbs.assert_input_matters(result)
+        assert result.sqnr >= floor, (int8, result.sqnr)
+        assert np.max(np.abs(out - reference)) <= (0.2 if int8 else 1e-5) * np.max(
+            np.abs(reference))
 
 
 def test_bad_input_is_one_clear_error(tmp_path):

@@ -135,3 +135,52 @@ def test_loop_passes_leave_graphs_without_loops_alone():
     graph = run_passes(quantkit.TFLiteConverter.from_keras_model(keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(2)]))._frontend(False, ALL_CELLS)[0])
     assert not any(p(g) for p in LOOP_PASSES for g in subgraphs([graph]))
+
+
+def test_a_body_two_loops_run_is_left_as_it_is():
+    """Two WHILE ops run one condition and one body (a .tflite may): its variables j and k are
+    twins in the first loop (both enter as 0) but not in the second (0 and 5), so a rewrite of
+    the shared body would break the second; the loop passes leave such loops alone."""
+    from quantkit.ir import options as o
+    from quantkit.ir.graph import Graph, Op, Tensor, const
+
+    f32, i32 = np.dtype(np.float32), np.dtype(np.int32)
+
+    def variables(prefix):
+        return [Tensor(f"{prefix}/i", i32, ()), Tensor(f"{prefix}/j", f32, ()),
+                Tensor(f"{prefix}/k", f32, ()), Tensor(f"{prefix}/acc", f32, (None, 3))]
+
+    i, j, k, acc = variables("cond")
+    more = Tensor("cond/more", np.dtype(bool), ())
+    cond = Graph([Op(OpType.LESS, [i, const("cond/steps", np.int32(3))], [more])],
+                 [i, j, k, acc], [more], name="cond")
+    i, j, k, acc = variables("body")
+    nxt = [Tensor(f"body/next_{n}", t.dtype, t.shape) for n, t in zip("ijk", (i, j, k))]
+    scaled, summed = Tensor("body/scaled", f32, (None, 3)), Tensor("body/summed", f32, (None, 3))
+    one = const("body/one", np.float32(1))
+    body = Graph([Op(OpType.ADD, [i, const("body/int_one", np.int32(1))], [nxt[0]],
+                     o.AddOptions()),
+                  Op(OpType.ADD, [j, one], [nxt[1]], o.AddOptions()),
+                  Op(OpType.ADD, [k, one], [nxt[2]], o.AddOptions()),
+                  Op(OpType.MUL, [acc, k], [scaled], o.MulOptions()),
+                  Op(OpType.ADD, [scaled, j], [summed], o.AddOptions())],
+                 [i, j, k, acc], [*nxt, summed], name="body")
+    x = Tensor("x", f32, (None, 3))
+    first = [Tensor(f"first/{n}", t.dtype, t.shape) for n, t in enumerate(body.inputs)]
+    second = [Tensor(f"second/{n}", t.dtype, t.shape) for n, t in enumerate(body.inputs)]
+    zero, zero_f = const("zero", np.int32(0)), const("zero_f", np.float32(0))
+    main = Graph([Op(OpType.WHILE, [zero, zero_f, zero_f, x], first, o.WhileOptions(cond, body)),
+                  Op(OpType.WHILE, [zero, zero_f, const("five", np.float32(5)), first[3]],
+                     second, o.WhileOptions(cond, body))],
+                 [x], [second[3]], ["x"], ["y"])
+    graph = run_passes(main)
+    assert [len(op.inputs) for op in graph.ops] == [4, 4]
+    xs = np.array([[1.0, -2.0, 0.5]], np.float32)
+
+    def loop(acc, j, k):
+        for _ in range(3):
+            acc, j, k = acc * k + j, j + 1, k + 1
+        return acc
+
+    np.testing.assert_allclose(_run(write_model([graph]), xs), loop(loop(xs, 0, 0), 0, 5),
+                               rtol=1e-6)

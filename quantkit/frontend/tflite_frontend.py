@@ -9,6 +9,8 @@ decoded; what a float model may hold besides is resolved here:
   their tensors; with signatures, each one is a graph (two signatures of one subgraph are two
   graphs), its inputs and outputs in the signature's order;
 * custom ops are kept (with their options) as float CUSTOM ops when ``allow_custom_ops``;
+* a WHILE's condition and body subgraphs become graphs its options hold (as
+  ``frontend.tf_while`` lowers a TF loop), their inputs and outputs by position;
 * a model that is already quantized (tensors with quantization parameters, QUANTIZE, or integer
   weights behind DEQUANTIZE) is refused, and every op the op table (``quantkit.ops``) lacks is
   listed in one error.
@@ -16,6 +18,7 @@ decoded; what a float model may hold besides is resolved here:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +36,9 @@ from quantkit.types import ConversionError, OpType, Phase
 _WEIGHT_CARRIERS = frozenset({OpType.DEQUANTIZE, OpType.DENSIFY})
 # Ops the table knows that a float model cannot hold (they belong to quantized models).
 _QUANTIZED_ONLY = frozenset({OpType.QUANTIZE, OpType.DEQUANTIZE})
-# Ops that run other subgraphs: this frontend reads one subgraph per signature, so a .tflite's
-# loops are refused (quantkit writes WHILE loops it lowers from TF: frontend.tf_while).
-_RUNS_SUBGRAPHS = frozenset({OpType.WHILE})
+# Ops that run other subgraphs, and the options fields naming them (subgraph indices): each
+# becomes a graph of its own (``_Subgraphs``).
+_RUNS_SUBGRAPHS = {OpType.WHILE: ("cond_subgraph", "body_subgraph")}
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,61 @@ def lower_tflite(source: TFLiteSource, allow_custom_ops: bool = False) -> list[G
     """
     model, where = source.model, source.where
     entries = _entries(model)
-    used = sorted({e.subgraph for e in entries})
+    used = _reachable(model, [e.subgraph for e in entries], where)
     for i in used:
         _refuse_quantized(model.subgraphs[i], where)
     _refuse_unknown_ops([model.subgraphs[i] for i in used], where, allow_custom_ops)
-    return [_graph(model.subgraphs[e.subgraph], e, where) for e in entries]
+    # each signature's graphs of its own (passes edit a loop's condition and body in place)
+    return [_graph(model.subgraphs[e.subgraph], e, where, _Subgraphs(model, where))
+            for e in entries]
+
+
+def _reachable(model: ModelInfo, roots: list[int], where: str) -> list[int]:
+    """``roots`` and every subgraph their ops run (a WHILE's condition and body), each once."""
+    found = list(dict.fromkeys(roots))
+    for i in found:  # grows while it is read
+        sub = model.subgraphs[i]
+        for op in sub.ops:
+            for field in _RUNS_SUBGRAPHS.get(op.type, ()):
+                index = getattr(op.options, field, None)
+                if not isinstance(index, int) or not 0 < index < len(model.subgraphs):
+                    name = sub.tensors[op.outputs[0]].name if op.outputs else "?"
+                    raise ConversionError(Phase.LOWERING, f"{where}: {op.type.name} op "
+                                          f"{name!r}: its {field} {index!r} is no subgraph "
+                                          f"of the model's {len(model.subgraphs)}")
+                if index not in found:
+                    found.append(index)
+    return found
+
+
+class _Subgraphs:
+    """The graphs of the subgraphs ops run, built once each (a WHILE's condition and body:
+    inputs and outputs by position, no signature)."""
+
+    def __init__(self, model: ModelInfo, where: str):
+        self.model, self.where = model, where
+        self.built: dict[int, Graph] = {}
+        self.building: set[int] = set()
+
+    def options(self, info: Any) -> Any:
+        """``info``'s options with each subgraph index its graph."""
+        fields = _RUNS_SUBGRAPHS.get(info.type)
+        if not fields:
+            return info.options
+        return dataclasses.replace(info.options, **{f: self.graph(getattr(info.options, f))
+                                                    for f in fields})
+
+    def graph(self, index: int) -> Graph:
+        if index not in self.built:
+            if index in self.building:
+                raise ConversionError(Phase.LOWERING, f"{self.where}: subgraph {index} runs "
+                                      "itself (a loop within its own body)")
+            self.building.add(index)
+            sub = self.model.subgraphs[index]
+            graph = _graph(sub, _Entry("", index, {}, {}), self.where, self)
+            graph.input_names, graph.output_names = [], []  # no signature: by position
+            self.built[index] = graph
+        return self.built[index]
 
 
 def model_inputs(source: TFLiteSource) -> list[tuple[str, tuple[int | None, ...], np.dtype]]:
@@ -148,22 +201,20 @@ def _refuse_unknown_ops(subgraphs: list[SubgraphInfo], where: str,
             if op.type is OpType.CUSTOM:
                 if not allow_custom_ops:
                     custom.append(f"  CUSTOM {op.custom_code!r} (output {out!r})")
-            elif op.type not in OPS and op.type not in _WEIGHT_CARRIERS \
-                    or op.type in _RUNS_SUBGRAPHS:
+            elif op.type not in OPS and op.type not in _WEIGHT_CARRIERS:
                 unknown.append(f"  {op.type.name} (output {out!r})")
     if not unknown and not custom:
         return
     listed = "\n".join(unknown + custom)
     hint = ("\nSet `allow_custom_ops=True` to keep custom ops (float, your runtime must "
             "provide them)." if custom else "")
-    supported = ", ".join(sorted(t.name for t in OPS
-                                 if t not in _QUANTIZED_ONLY | _RUNS_SUBGRAPHS))
+    supported = ", ".join(sorted(t.name for t in OPS if t not in _QUANTIZED_ONLY))
     raise ConversionError(
         Phase.LOWERING, f"{where}: {len(unknown) + len(custom)} op(s) quantkit cannot convert:"
         f"\n{listed}{hint}\nSupported builtins: {supported}")
 
 
-def _graph(sub: SubgraphInfo, entry: _Entry, where: str) -> Graph:
+def _graph(sub: SubgraphInfo, entry: _Entry, where: str, nested: _Subgraphs) -> Graph:
     tensors: dict[int, Tensor] = {}
 
     def tensor(i: int) -> Tensor | None:
@@ -181,7 +232,7 @@ def _graph(sub: SubgraphInfo, entry: _Entry, where: str) -> Graph:
                 info.outputs[0]], where)
             continue
         outputs = [tensor(i) for i in info.outputs]
-        ops.append(Op(info.type, inputs, outputs, info.options, name=outputs[0].name,
+        ops.append(Op(info.type, inputs, outputs, nested.options(info), name=outputs[0].name,
                       custom_code=info.custom_code, custom_options=info.custom_options,
                       intermediates=[tensor(i) for i in info.intermediates]))
     graph = Graph(ops=ops, signature_key=entry.key, name=sub.name or "main")

@@ -25,6 +25,8 @@ condition and body get the per-graph passes: ``run_passes``).
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from quantkit.ir import options as o
@@ -35,6 +37,14 @@ from quantkit.types import OpType
 
 def _parts(loop: Op) -> tuple[Graph, Graph]:
     return loop.options.cond_subgraph, loop.options.body_subgraph
+
+
+def _loops(graph: Graph) -> list[Op]:
+    """The graph's WHILE ops whose condition and body no other op runs (a rewrite edits them:
+    a .tflite may run one body from two WHILE ops)."""
+    loops = while_ops(graph)
+    runs = Counter(id(g) for op in loops for g in _parts(op))
+    return [op for op in loops if all(runs[id(g)] == 1 for g in _parts(op))]
 
 
 def _read(graph: Graph, tensor: Tensor) -> bool:
@@ -96,7 +106,7 @@ def _twins(graph: Graph, loop: Op) -> tuple[int, int] | None:
 @to_fixpoint
 def twin_variables(graph: Graph) -> bool:
     """Two loop variables equal at every step → one (the second's readers read the first)."""
-    for loop in while_ops(graph):
+    for loop in _loops(graph):
         found = _twins(graph, loop)
         if found is None:
             continue
@@ -148,7 +158,7 @@ def _list_of_state(graph: Graph, loop: Op) -> tuple[int, int] | None:
 def last_output_variable(graph: Graph) -> bool:
     """A one-item list holding a reshaped copy of another loop variable → that variable (its
     item's readers read the variable; both enter as zeros, so they agree after no step too)."""
-    for loop in while_ops(graph):
+    for loop in _loops(graph):
         found = _list_of_state(graph, loop)
         if found is None:
             continue
@@ -185,7 +195,7 @@ def untransposed_sequence(graph: Graph) -> bool:
     """TRANSPOSE(x, [1, 0, …]) into a loop that GATHERs one step on axis 0 → x, GATHERed on
     axis 1: ``gather(transpose(x), t, axis=0) = gather(x, t, axis=1)`` for a scalar ``t``."""
     uses = Uses(graph)
-    for loop in while_ops(graph):
+    for loop in _loops(graph):
         cond, body = _parts(loop)
         for k, entry in enumerate(loop.inputs):
             transpose = uses.producer_of(entry, OpType.TRANSPOSE)
