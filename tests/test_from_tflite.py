@@ -194,6 +194,39 @@ def test_bad_input_is_one_clear_error(tmp_path):
         quantkit.TFLiteConverter.from_tflite(b"not a model at all")
 
 
+@pytest.mark.parametrize("body, message", [
+    (7, r"WHILE op 'first/0': its body_subgraph 7 is no subgraph of the model's 3"),
+    (0, r"WHILE op 'first/0': its body_subgraph 0 is no subgraph"),  # the main graph
+    (2, None),  # as written
+])
+def test_bad_loop_subgraph_is_one_clear_error(body, message):
+    """A WHILE whose body index names no subgraph it can run is one error naming the op."""
+    from tests.test_tflite_io import loop_graphs
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(write_model(
+        [loop_graphs(steps=3)[0]])))
+    for op in model.subgraphs[0].operators:
+        op.builtinOptions.bodySubgraphIndex = body
+    data = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    converter = quantkit.TFLiteConverter.from_tflite(data)
+    if message is None:
+        assert "WHILE" in op_types(converter.convert())
+        return
+    with pytest.raises(ConversionError, match=r"\[lowering\] the given .tflite bytes: " + message):
+        converter.convert()
+
+
+def test_loop_that_runs_itself_is_one_clear_error():
+    """A body holding a WHILE that runs that body again cannot be read into graphs."""
+    from tests.test_tflite_io import loop_graphs
+
+    main, cond, body = loop_graphs(steps=3)
+    again = [Tensor(f"body/again/{k}", t.dtype, t.shape) for k, t in enumerate(body.inputs)]
+    body.ops.append(Op(OpType.WHILE, list(body.inputs), again, o.WhileOptions(cond, body)))
+    with pytest.raises(ConversionError, match=r"\[lowering\] .*: subgraph 2 runs itself"):
+        quantkit.TFLiteConverter.from_tflite(write_model([main])).convert()
+
+
 # --- hand-built sources (quantkit's writer, no passes) -----------------------------------------
 def _unfused_conv(seed: int = 0, key: str = "serving_default") -> Graph:
     """CONV_2D, then a batch norm as separate MUL and ADD, then a separate RELU6."""
