@@ -195,8 +195,9 @@ def test_bad_input_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("body, message", [
-    (7, r"WHILE op 'first/0': its body_subgraph 7 is no subgraph of the model's 3"),
-    (0, r"WHILE op 'first/0': its body_subgraph 0 is no subgraph"),  # the main graph
+    (7, r"WHILE op 'first/0': its body_subgraph 7 is not a subgraph it can run \(the "
+        r"model's are 1 to 2; 0 is the main one\)"),
+    (0, r"WHILE op 'first/0': its body_subgraph 0 is not a subgraph it can run"),
     (2, None),  # as written
 ])
 def test_bad_loop_subgraph_is_one_clear_error(body, message):

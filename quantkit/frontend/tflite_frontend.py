@@ -114,8 +114,9 @@ def _reachable(model: ModelInfo, roots: list[int], where: str) -> list[int]:
                 if not isinstance(index, int) or not 0 < index < len(model.subgraphs):
                     name = sub.tensors[op.outputs[0]].name if op.outputs else "?"
                     raise ConversionError(Phase.LOWERING, f"{where}: {op.type.name} op "
-                                          f"{name!r}: its {field} {index!r} is no subgraph "
-                                          f"of the model's {len(model.subgraphs)}")
+                                          f"{name!r}: its {field} {index!r} is not a "
+                                          "subgraph it can run (the model's are 1 to "
+                                          f"{len(model.subgraphs) - 1}; 0 is the main one)")
                 if index not in found:
                     found.append(index)
     return found
