@@ -158,7 +158,8 @@ def test_loops_in_a_tflite_run_as_written():
 def test_tf_rnn_tflite_quantizes_with_its_loop():
     """TF's float .tflite of a Keras 3 GRU (a WHILE, batch 1) converts in float32 exactly and in
     int8 (the loop quantized as quantkit's own: calibration replays its body), both with no
-    more ops than TF's float model."""
+    more ops than TF's float model (the loop passes drop TF's second counter, its last-output
+    list and the RESHAPE that makes the sequence time-major)."""
     from benchmarks.zoo import rnns
 
     model = rnns.rnn_model("gru", train_samples=100, epochs=1, eager=True)
@@ -179,6 +180,9 @@ def test_tf_rnn_tflite_quantizes_with_its_loop():
         tflite = converter.convert()
         ops = [op.type for s in read_model(tflite).subgraphs for op in s.ops]
         assert OpType.WHILE in ops and len(ops) <= tf_ops, ops
+        # passes.loops: one counter, the state, the sequence (read on axis 1, not RESHAPEd)
+        (loop,) = [op for op in read_model(tflite).subgraphs[0].ops if op.type is OpType.WHILE]
+        assert len(loop.inputs) == 3 and OpType.RESHAPE not in ops[:ops.index(OpType.WHILE)]
         out = np.concatenate([sbs.run_all(tflite, [row])[0] for row in rows])
         result = sbs.measure(tflite, rows, [reference], run=lambda _: [out])
         sbs.assert_input_matters(result)

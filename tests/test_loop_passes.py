@@ -184,3 +184,43 @@ def test_a_body_two_loops_run_is_left_as_it_is():
 
     np.testing.assert_allclose(_run(write_model([graph]), xs), loop(loop(xs, 0, 0), 0, 5),
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("begin, end, strides, begin_mask, end_mask, item", [
+    ([-1], [0], [1], 0, 0, True),                      # quantkit's lowering: axis 0 only
+    ([-1, 0, 0], [0, 1, 12], [1, 1, 1], 6, 6, True),   # TF's .tflite: the other axes by mask
+    ([0, 0, 0], [1, 1, 12], [1, 1, 1], 0, 0, True),    # ... or by their bounds
+    ([0, 0, 0], [1, 1, 6], [1, 1, 1], 0, 0, False),    # half the last axis
+    ([0, 0, 0], [1, 1, 12], [1, 1, 2], 0, 0, False),   # every other element
+    ([0, 0, 3], [1, 1, 12], [1, 1, 1], 2, 2, False),   # from element 3
+])
+def test_first_item_of_a_one_item_list(begin, end, strides, begin_mask, end_mask, item):
+    """``last_output_variable`` replaces only reads of the whole item by the state."""
+    from quantkit.ir import options as o
+    from quantkit.ir.graph import Op, Tensor, const
+    from quantkit.passes.loops import _first_item
+
+    items = Tensor("items", np.dtype(np.float32), (1, 1, 12))
+    op = Op(OpType.STRIDED_SLICE, [items, *(const(n, np.array(v, np.int32)) for n, v in
+                                            (("b", begin), ("e", end), ("s", strides)))],
+            [Tensor("item", np.dtype(np.float32), (1, 12))],
+            o.StridedSliceOptions(begin_mask=begin_mask, end_mask=end_mask, shrink_axis_mask=1))
+    assert _first_item(op, items) is item
+
+
+@pytest.mark.parametrize("op_type, shape, target, swaps", [
+    (OpType.TRANSPOSE, (None, 14, 8), [1, 0, 2], True),
+    (OpType.TRANSPOSE, (None, 14, 8), [0, 2, 1], False),
+    (OpType.RESHAPE, (1, 14, 8), [14, 1, 8], True),    # TF's time-major at batch 1
+    (OpType.RESHAPE, (2, 7, 8), [7, 2, 8], False),     # a reshape, not a transpose
+    (OpType.RESHAPE, (1, 14, 8), [14, 8, 1], False),
+])
+def test_what_swaps_the_first_two_axes(op_type, shape, target, swaps):
+    from quantkit.ir.graph import Op, Tensor, const
+    from quantkit.passes.loops import _swaps_first_axes
+
+    out = [shape[i] for i in target] if op_type is OpType.TRANSPOSE else target
+    op = Op(op_type, [Tensor("x", np.dtype(np.float32), shape),
+                      const("target", np.array(target, np.int32))],
+            [Tensor("y", np.dtype(np.float32), tuple(out))])
+    assert _swaps_first_axes(op) is swaps

@@ -12,8 +12,8 @@ these rewrites drop the copies (a GRU: 22):
   RESHAPE of another variable's next value (zeros on entry too) is that variable reshaped
   after any number of steps: its item, read after the loop, is that variable;
 * ``untransposed_sequence``: a sequence that the body only reads one step at a time (GATHER on
-  axis 0 at a scalar index), transposed by swapping its first two axes before the loop, is
-  read on axis 1 of the tensor before the TRANSPOSE;
+  axis 0 at a scalar index), transposed by swapping its first two axes before the loop (TF's
+  .tflite at batch 1: a RESHAPE), is read on axis 1 of the tensor before the swap;
 * ``conjunction_of_bounds`` (any graph): ``p and p`` → ``p``; ``x < a and x < b`` →
   ``x < min(a, b)`` (the condition of the merged counters).
 
@@ -122,18 +122,22 @@ def twin_variables(graph: Graph) -> bool:
 
 # --- the last output, kept as a one-item list -------------------------------------------------
 def _first_item(op: Op, items: Tensor) -> bool:
-    """``op`` is ``items[0]`` (or ``items[-1]``) of a one-item ``items``: a STRIDED_SLICE of
-    axis 0 alone that drops it."""
+    """``op`` is ``items[0]`` (or ``items[-1]``) of a one-item ``items``: a STRIDED_SLICE that
+    drops axis 0 and takes every other axis whole."""
     if op.type != OpType.STRIDED_SLICE or op.inputs[0] is not items or items.shape is None \
             or not items.shape or items.shape[0] != 1:
         return False
     opts = op.options
     if (opts.shrink_axis_mask, opts.ellipsis_mask, opts.new_axis_mask) != (1, 0, 0):
         return False
-    begin, _, strides = op.inputs[1:4]
-    return all(t is not None and t.is_const and t.data.size == 1 for t in (begin, strides)) \
-        and int(strides.data.reshape(-1)[0]) == 1 \
-        and (opts.begin_mask & 1 or int(begin.data.reshape(-1)[0]) in (0, -1))
+    if any(t is None or not t.is_const for t in op.inputs[1:4]):
+        return False
+    begin, end, strides = (t.data.reshape(-1).astype(np.int64) for t in op.inputs[1:4])
+    if not len(begin) == len(end) == len(strides) <= len(items.shape) or np.any(strides != 1):
+        return False
+    whole = all((opts.begin_mask >> a & 1 or begin[a] == 0) and (opts.end_mask >> a & 1 or (
+        items.shape[a] is not None and end[a] >= items.shape[a])) for a in range(1, len(begin)))
+    return whole and bool(opts.begin_mask & 1 or begin[0] in (0, -1))
 
 
 def _list_of_state(graph: Graph, loop: Op) -> tuple[int, int] | None:
@@ -174,10 +178,16 @@ def last_output_variable(graph: Graph) -> bool:
 
 # --- a time-major sequence read one step at a time ---------------------------------------------
 def _swaps_first_axes(op: Op | None) -> bool:
-    if op is None or op.type != OpType.TRANSPOSE or not op.inputs[1].is_const:
+    """``op`` swaps its input's first two axes: TRANSPOSE(x, [1, 0, …]), or a RESHAPE of a
+    static ``[1, n, …]`` to ``[n, 1, …]`` (TF's form at batch 1)."""
+    if op is None or not op.inputs[1].is_const:
         return False
-    perm = [int(p) for p in op.inputs[1].data.reshape(-1)]
-    return len(perm) >= 2 and perm == [1, 0, *range(2, len(perm))]
+    if op.type == OpType.TRANSPOSE:
+        perm = [int(p) for p in op.inputs[1].data.reshape(-1)]
+        return len(perm) >= 2 and perm == [1, 0, *range(2, len(perm))]
+    shape, out = op.inputs[0].shape, op.outputs[0].shape
+    return op.type == OpType.RESHAPE and shape is not None and op.inputs[0].static_shape \
+        and len(shape) >= 2 and shape[0] == 1 and out == (shape[1], 1, *shape[2:])
 
 
 def _step_reads(body: Graph, x: Tensor) -> list[Op] | None:
@@ -192,13 +202,14 @@ def _step_reads(body: Graph, x: Tensor) -> list[Op] | None:
 
 @to_fixpoint
 def untransposed_sequence(graph: Graph) -> bool:
-    """TRANSPOSE(x, [1, 0, …]) into a loop that GATHERs one step on axis 0 → x, GATHERed on
-    axis 1: ``gather(transpose(x), t, axis=0) = gather(x, t, axis=1)`` for a scalar ``t``."""
+    """TRANSPOSE(x, [1, 0, …]) (or a RESHAPE that is one) into a loop that GATHERs one step on
+    axis 0 → x, GATHERed on axis 1: ``gather(transpose(x), t, axis=0) = gather(x, t, axis=1)``
+    for a scalar ``t``."""
     uses = Uses(graph)
     for loop in _loops(graph):
         cond, body = _parts(loop)
         for k, entry in enumerate(loop.inputs):
-            transpose = uses.producer_of(entry, OpType.TRANSPOSE)
+            transpose = uses.producer_of(entry, OpType.TRANSPOSE, OpType.RESHAPE)
             if not _swaps_first_axes(transpose) or uses.consumers.get(entry) != [loop] \
                     or entry in uses.outputs or body.outputs[k] is not body.inputs[k] \
                     or body.outputs.count(body.inputs[k]) != 1 \
