@@ -269,3 +269,32 @@ def test_recipe_json_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text('[{"select": {"colour": 1}, "settings": {}}]')
     with pytest.raises(quantkit.ConversionError, match="not a saved recipe"):
         Recipe.load(str(tmp_path / "bad.json"))
+
+
+def test_a_loop_is_a_layer_of_its_own():
+    """An int8 GRU (an integer WHILE): the WHILE is a debug row, about the state it returns
+    (not its counter); its body in int16 (the default) adds little error, an int8 body (a recipe
+    rule) makes it the worst layer by far, and the row's error is what the loop alone adds."""
+    from benchmarks.zoo import rnns
+    from quantkit.recipe import Rule, Select, Settings
+
+    model = rnns.rnn_model("gru", train_samples=100, epochs=1, eager=True)
+    x_train, _, x_test, _ = rnns.sequences()
+    rows = {}
+    for precision in (None, Precision.INT8):
+        converter = quantkit.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [quantkit.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([r[None]] for r in x_train[-40:])
+        if precision:
+            converter.recipe = Recipe((Rule(Select(op_type="WHILE"),
+                                            Settings(precision=precision)),))
+        debugger = quantkit.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: ([r[None]] for r in x_test[:10]))
+        debugger.run()
+        (loop,) = [r for r in debugger.ranking() if r.op_type == "WHILE"]
+        # the state (the counter, output 0, is named after the op)
+        assert loop.layer == "gru" and loop.tensor != loop.node, loop
+        rows[precision] = loop
+    int16, int8 = rows[None], rows[Precision.INT8]
+    assert (int16.dtype, int8.dtype) == ("int16", "int8")
+    assert int16.added_db > 35.0 and int8.added_db < int16.added_db - 10.0, (int16, int8)

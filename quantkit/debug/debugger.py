@@ -267,7 +267,7 @@ def _row(pair: probe.OpPair, sums: ErrorSums, index: int) -> RankRow:
     limits = np.iinfo(dtype)
     s, z = quant.scales[0], quant.zero_points[0]
     return RankRow(
-        tensor=pair.float.outputs[0].name, layer=layer_of(pair.float.name), node=pair.float.name,
+        tensor=pair.float_output.name, layer=layer_of(pair.float.name), node=pair.float.name,
         op_type=pair.quantized.type.name, dtype=dtype.name, scale=float(s), zero_point=int(z),
         range_min=float(s * (limits.min - z)), range_max=float(s * (limits.max - z)),
         op_index=index, **sums.summary())

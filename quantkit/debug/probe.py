@@ -80,11 +80,25 @@ def one_op_graph(graph: Graph, op: Op, shapes: Sequence[tuple[int, ...]]) -> Gra
                                output_names=[t.name for t in op.outputs])
 
 
+def _on_grid(t: Tensor) -> bool:
+    return t.quant is not None and np.dtype(t.dtype).kind in "iu"
+
+
 def is_quantized(op: Op) -> bool:
     """An op of the model computing on integers (not a QUANTIZE/DEQUANTIZE the quantizer
-    added)."""
-    return op.type not in _CONVERTERS and bool(op.outputs) and all(
-        t.quant is not None and np.dtype(t.dtype).kind in "iu" for t in op.outputs)
+    added): its outputs are integers on a grid, but for a WHILE's counters (int32, no
+    parameters)."""
+    outputs = [t for t in op.outputs if not (op.type is OpType.WHILE and t.quant is None
+                                             and np.dtype(t.dtype).kind in "iu")]
+    return op.type not in _CONVERTERS and bool(outputs) and all(map(_on_grid, outputs))
+
+
+def debug_output(op: Op, read: set[Tensor]) -> int:
+    """Which of a quantized op's outputs its debug row is about: the first on a grid that the
+    model reads (a WHILE's state, not its counter or the sequence it passes through), else
+    the first on a grid."""
+    on_grid = [i for i, t in enumerate(op.outputs) if _on_grid(t)]
+    return next((i for i in on_grid if op.outputs[i] in read), on_grid[0])
 
 
 @dataclass
@@ -96,13 +110,19 @@ class OpPair:
     float: Op
     float_graph: Graph
     quantized_graph: Graph
+    index: int = 0  # the output a debug row is about (``debug_output``)
     _float_alone: LiteRTExecutor | None = None
     _quantized_alone: LiteRTExecutor | None = None
 
     @property
     def output(self) -> Tensor:
-        """The quantized op's (first) output: the tensor a debug row is about."""
-        return self.quantized.outputs[0]
+        """The quantized op's output the debug row is about."""
+        return self.quantized.outputs[self.index]
+
+    @property
+    def float_output(self) -> Tensor:
+        """The float op's output that ``output`` quantizes."""
+        return self.float.outputs[self.index]
 
     def run_float(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """The float op on float ``inputs`` (one per non-constant input, in op order)."""
@@ -110,7 +130,7 @@ class OpPair:
             self._float_alone = LiteRTExecutor(
                 one_op_graph(self.float_graph, self.float, [x.shape for x in inputs]))
         run = self._float_alone
-        return run(dict(zip(run.input_names, inputs)))[self.float.outputs[0].name]
+        return run(dict(zip(run.input_names, inputs)))[self.float_output.name]
 
     def run_quantized(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """The quantized op on float ``inputs``, each quantized with the op's own input
@@ -136,16 +156,19 @@ def pair_ops(float_graph: Graph, quantized_graph: Graph) -> list[OpPair]:
     """The quantized ops of ``quantized_graph`` with their float ops, in graph order; ops whose
     float op has a different type or inputs (rewritten by the quantizer) are left out."""
     producers = {t.name: op for op in float_graph.ops for t in op.outputs}
+    read = {*quantized_graph.consumers(), *quantized_graph.outputs}
     pairs = []
     for op in quantized_graph.ops:
-        float_op = None
+        float_op, index = None, 0
         if is_quantized(op):
-            name = op.outputs[0].name
+            index = debug_output(op, read)
+            name = op.outputs[index].name
             float_op = producers.get(name) or producers.get(_IO_SUFFIX.sub("", name))
         if (float_op is None or float_op.type != op.type
+                or len(float_op.outputs) != len(op.outputs)
                 or len(activation_inputs(float_op)) != len(activation_inputs(op))):
             continue
-        pairs.append(OpPair(op, float_op, float_graph, quantized_graph))
+        pairs.append(OpPair(op, float_op, float_graph, quantized_graph, index))
     return pairs
 
 

@@ -69,7 +69,7 @@ class ErrorSums:
     def add(self, pair: probe.OpPair, floats: Mapping[str, np.ndarray],
             quants: Mapping[str, np.ndarray]) -> None:
         """One sample: the float and the quantized model's values by tensor name."""
-        reference = floats[pair.float.outputs[0].name]
+        reference = floats[pair.float_output.name]
         self._add("accumulated", reference,
                   probe.dequantize(quants[pair.output.name], pair.output.quant))
         inputs = [floats[t.name] for t in probe.activation_inputs(pair.float)]
