@@ -29,6 +29,7 @@ from quantkit.frontend.densify import densify
 from quantkit.ir.graph import Graph, Op, Tensor
 from quantkit.ops import OPS
 from quantkit.tflite_io.checked import MalformedModelError
+from quantkit.tflite_io.options_codec import subgraph_fields
 from quantkit.tflite_io.reader import ModelInfo, SubgraphInfo, TensorInfo, read_model
 from quantkit.types import ConversionError, OpType, Phase
 
@@ -36,11 +37,6 @@ from quantkit.types import ConversionError, OpType, Phase
 _WEIGHT_CARRIERS = frozenset({OpType.DEQUANTIZE, OpType.DENSIFY})
 # Ops the table knows that a float model cannot hold (they belong to quantized models).
 _QUANTIZED_ONLY = frozenset({OpType.QUANTIZE, OpType.DEQUANTIZE})
-# Ops that run other subgraphs, and the options fields naming them (subgraph indices): each
-# becomes a graph of its own (``_Subgraphs``).
-_RUNS_SUBGRAPHS = {OpType.WHILE: ("cond_subgraph", "body_subgraph")}
-
-
 @dataclass(frozen=True)
 class TFLiteSource:
     """A read, checked ``.tflite`` model and what error messages call it."""
@@ -109,7 +105,7 @@ def _reachable(model: ModelInfo, roots: list[int], where: str) -> list[int]:
     for i in found:  # grows while it is read
         sub = model.subgraphs[i]
         for op in sub.ops:
-            for field in _RUNS_SUBGRAPHS.get(op.type, ()):
+            for field in subgraph_fields(op.options):
                 index = getattr(op.options, field, None)
                 if not isinstance(index, int) or not 0 < index < len(model.subgraphs):
                     name = sub.tensors[op.outputs[0]].name if op.outputs else "?"
@@ -133,7 +129,7 @@ class _Subgraphs:
 
     def options(self, info: Any) -> Any:
         """``info``'s options with each subgraph index its graph."""
-        fields = _RUNS_SUBGRAPHS.get(info.type)
+        fields = subgraph_fields(info.options)
         if not fields:
             return info.options
         return dataclasses.replace(info.options, **{f: self.graph(getattr(info.options, f))

@@ -171,6 +171,13 @@ def while_ops(graph: Graph) -> list[Op]:
             and isinstance(getattr(op.options, "body_subgraph", None), Graph)]
 
 
+def variable_slots(loop: Op) -> tuple[list[Tensor], ...]:
+    """The five lists loop variable ``k`` of a WHILE (``while_ops``) has entry ``k`` in: the
+    op's inputs and outputs, its condition's inputs, its body's inputs and outputs."""
+    cond, body = loop.options.cond_subgraph, loop.options.body_subgraph
+    return loop.inputs, loop.outputs, cond.inputs, body.inputs, body.outputs
+
+
 # --- unrolled loops ---------------------------------------------------------------------------
 _STEP = re.compile(r"/step_\d+/")
 
@@ -184,4 +191,3 @@ def loop_step_scope(loop: str, step: int) -> str:
 def in_unrolled_loop(op: Op) -> bool:
     """Whether ``op`` was lowered from the body of an unrolled loop (an RNN cell's step)."""
     return _STEP.search(op.name + "/") is not None
-

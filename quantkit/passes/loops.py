@@ -17,10 +17,11 @@ these rewrites drop the copies (a GRU: 22):
 * ``conjunction_of_bounds`` (any graph): ``p and p`` → ``p``; ``x < a and x < b`` →
   ``x < min(a, b)`` (the condition of the merged counters).
 
-A loop variable ``k`` is five tensors: the WHILE's input and output ``k``, the condition's and
-the body's input ``k`` and the body's output ``k``. The loop rewrites are the only passes that
-look across a WHILE's subgraph boundaries; they run on the graph holding the WHILE (before its
-condition and body get the per-graph passes: ``run_passes``).
+A loop variable ``k`` is five tensors (``ir.graph.variable_slots``): the WHILE's input and
+output ``k``, the condition's and the body's input ``k`` and the body's output ``k``. The loop
+rewrites are the only passes that look across a WHILE's subgraph boundaries; they run on the
+graph holding the WHILE (before its condition and body get the per-graph passes:
+``run_passes``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections import Counter
 import numpy as np
 
 from quantkit.ir import options as o
-from quantkit.ir.graph import Graph, Op, Tensor, const, while_ops
+from quantkit.ir.graph import Graph, Op, Tensor, const, variable_slots, while_ops
 from quantkit.passes.util import Uses, same_shape, to_fixpoint
 from quantkit.types import OpType
 
@@ -66,10 +67,9 @@ def _zeros(t: Tensor) -> bool:
 
 def _drop_variable(graph: Graph, loop: Op, k: int) -> None:
     """Remove loop variable ``k`` (none of its tensors is read any more)."""
-    cond, body = _parts(loop)
-    for tensors in (loop.inputs, loop.outputs, cond.inputs, body.inputs, body.outputs):
+    for tensors in variable_slots(loop):
         del tensors[k]
-    for g in (body, cond, graph):
+    for g in (*_parts(loop), graph):
         g.remove_dead_ops()
 
 

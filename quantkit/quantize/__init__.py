@@ -23,7 +23,8 @@ def quantize_integer(graph: Graph, ranges: Ranges, mode: ConversionMode,
     A WHILE's condition and body are quantized too, its loop variables' ranges tied
     (``loops.tied_loop_ranges``, ``loops.link_loops``)."""
     tied = tied_loop_ranges(graph, ranges)
-    plan = plan_integer(graph, tied, mode, means, settings, rounding, own_ranges=ranges)
+    plan = plan_integer(graph, tied, mode, means, settings, rounding,
+                        own_ranges=ranges if tied is not ranges else None)
     quantized = apply(graph, plan.edits)
     link_loops(graph, quantized, plan, tied, mode)
     return quantized, plan

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from quantkit.ir.graph import Graph, Op, Tensor, subgraphs, while_ops
+from quantkit.ir.graph import Graph, Op, Tensor, subgraphs, variable_slots, while_ops
 from quantkit.quantize import math as qm
 from quantkit.quantize.edits import apply
 from quantkit.quantize.params import Ranges, constant_range
@@ -35,19 +35,21 @@ def loop_variables(graph: Graph) -> list[list[Tensor]]:
     found = []
     for g in subgraphs([graph]):
         for op in while_ops(g):
-            cond, body = op.options.cond_subgraph, op.options.body_subgraph
-            found += [list(dict.fromkeys(members)) for members in zip(
-                op.inputs, op.outputs, cond.inputs, body.inputs, body.outputs)
-                if np.dtype(members[0].dtype) == np.float32]
+            found += [list(dict.fromkeys(members)) for members in zip(*variable_slots(op))
+                      if np.dtype(members[0].dtype) == np.float32]
     return found
 
 
 def tied_loop_ranges(graph: Graph, ranges: Ranges) -> Ranges:
     """``ranges`` with each loop variable's tensors (``loop_variables``) given one range: the
     union of their calibrated ranges (a constant's own: a zero initial state), so that they
-    get one set of parameters. A variable none of whose tensors has a range is left out."""
+    get one set of parameters. A variable none of whose tensors has a range is left out.
+    Without loop variables: ``ranges`` itself."""
+    variables = loop_variables(graph)
+    if not variables:
+        return ranges
     tied = dict(ranges)
-    for members in loop_variables(graph):
+    for members in variables:
         known = [r for r in (_range_of(t, ranges) for t in members) if r is not None]
         if not known:
             continue
@@ -91,8 +93,7 @@ def link_loops(source: Graph, quantized: Graph, plan: Plan, ranges: Ranges,
         _requantize_results(body)
         target.options = dataclasses.replace(target.options, cond_subgraph=cond,
                                              body_subgraph=body)
-        for i, members in enumerate(zip(target.inputs, target.outputs, cond.inputs,
-                                        body.inputs, body.outputs)):
+        for i, members in enumerate(zip(*variable_slots(target))):
             found = {(t.dtype, t.quant) for t in members}
             if len(found) > 1:
                 raise ConversionError(

@@ -140,6 +140,15 @@ def _holds_graph(cls: type, name: str) -> bool:
     return Graph in typing.get_args(_field_types(cls).get(name))
 
 
+def subgraph_fields(options: Any) -> tuple[str, ...]:
+    """The fields of an options dataclass that reference subgraphs (``WhileOptions``'
+    condition and body): read back, they hold subgraph indices; written, their graphs'."""
+    if options is None or not dataclasses.is_dataclass(options):
+        return ()
+    return tuple(f.name for f in dataclasses.fields(options) if _holds_graph(type(options),
+                                                                              f.name))
+
+
 def _convert(hint: Any, raw: Any, table: checked.Table, name: str) -> Any:
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
